@@ -1,0 +1,1 @@
+"""Algorithms: offline model-based loop (ADMPO-OFF, MOPO), collection, transition weighting."""

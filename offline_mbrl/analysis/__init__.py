@@ -1,0 +1,1 @@
+"""Analysis tools: compounding error, calibration, TOM weights, score tables, plots."""

@@ -1,0 +1,40 @@
+"""`offline-mbrl` command line. Each sub-command lives in its own module with a ``register(subparsers)``
+function that adds its parser and sets ``func`` (called with the parsed args, returns an exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import OfflineMBRLError
+
+# module name -> registers these sub-commands
+_COMMAND_MODULES = ("dataset_cmd", "collect_cmd", "model_cmd", "train_cmd", "analyze_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="offline-mbrl", description=__doc__.split("\n")[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # sub-command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OfflineMBRLError as exc:
+        print(f"offline-mbrl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

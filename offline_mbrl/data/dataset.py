@@ -1,0 +1,205 @@
+"""TransitionDataset: validated flat transition arrays with episode boundaries (DESIGN section 3).
+
+Every reader (D4RL hdf5, NeoRL npz, Minari) and the collector return this one type. Rows are in
+collection order; an episode ends at a row whose ``terminal`` or ``timeout`` flag is set, or at the
+last row of the dataset (data that stops mid-episode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetError
+
+_FLOAT_FIELDS = ("obs", "actions", "rewards", "next_obs")
+_OPTIONAL_FLOAT_FIELDS = ("qpos", "qvel")
+_RANKS = {
+    "obs": 2, "actions": 2, "rewards": 1, "next_obs": 2, "terminals": 1, "timeouts": 1,
+    "qpos": 2, "qvel": 2, "collection_step": 1,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class TransitionDataset:
+    """Flat offline-RL transitions ``(s, a, r, s', terminal, timeout)``, validated on construction.
+
+    Shapes (N transitions, D = obs_dim, A = action_dim):
+        obs (N, D) float32, actions (N, A) float32, rewards (N,) float32, next_obs (N, D) float32,
+        terminals (N,) bool (the environment ended the episode: s' is absorbing),
+        timeouts (N,) bool (the time limit cut the episode: s' is a real, non-terminal state),
+        qpos (N, nq) / qvel (N, nv) float32 or None: simulator state *before* the action,
+        collection_step (N,) int64 or None: environment step at which a replay row was collected.
+
+    ``metadata`` holds what the source knew: ``env_id`` (gymnasium id for evaluation),
+    ``ref_min_score``/``ref_max_score`` (normalization returns), ``dataset_id``, and ``notes``
+    (a list of strings the summary prints, e.g. "file has no timeouts"). ``source`` names the file.
+
+    Raises:
+        DatasetError: empty dataset, wrong rank, length mismatch between fields, obs/next_obs dim
+            mismatch, or NaN/inf in any float field. The message names ``source``, the field and
+            the problem. Float fields are cast to float32 (D4RL replay files are float64); nothing
+            else is converted, dropped or repaired.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    qpos: np.ndarray | None = None
+    qvel: np.ndarray | None = None
+    collection_step: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, np.ascontiguousarray(value, dtype=np.float32))
+        for name in ("terminals", "timeouts"):
+            object.__setattr__(self, name, self._as_bool(name, getattr(self, name)))
+        if self.collection_step is not None:
+            object.__setattr__(self, "collection_step", np.ascontiguousarray(self.collection_step, dtype=np.int64))
+        self._validate()
+
+    def _as_bool(self, name: str, value: np.ndarray) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype != bool:
+            if arr.size and not np.isin(arr, (0, 1)).all():
+                raise DatasetError(f"{self.source}: field '{name}' must hold only 0/1 or booleans, "
+                                   f"found values {np.unique(arr)[:5].tolist()}")
+            arr = arr.astype(bool)
+        return np.ascontiguousarray(arr)
+
+    def _validate(self) -> None:
+        n = len(self.obs) if np.ndim(self.obs) else 0
+        if n == 0:
+            raise DatasetError(f"{self.source}: dataset is empty (field 'obs' has 0 rows)")
+        for name, rank in _RANKS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value.ndim != rank:
+                raise DatasetError(f"{self.source}: field '{name}' must have rank {rank}, got shape {value.shape}")
+            if len(value) != n:
+                raise DatasetError(f"{self.source}: length mismatch: field '{name}' has {len(value)} rows, "
+                                   f"field 'obs' has {n}")
+        if self.next_obs.shape[1] != self.obs.shape[1]:
+            raise DatasetError(f"{self.source}: field 'next_obs' has dim {self.next_obs.shape[1]}, "
+                               f"field 'obs' has dim {self.obs.shape[1]}")
+        for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            if bad:
+                raise DatasetError(f"{self.source}: field '{name}' holds {bad} NaN/inf value(s)")
+
+    # ------------------------------------------------------------------ sizes
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.obs.shape[1])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    # ------------------------------------------------------------------ episodes
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """(N,) bool: row i is the last of its episode (terminal, timeout, or last row of the data)."""
+        ends = self.terminals | self.timeouts
+        ends = ends.copy()
+        ends[-1] = True
+        return ends
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        """(E,) int64: index of the first row of each episode, in order."""
+        ends = np.flatnonzero(self.episode_ends)
+        return np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+
+    @property
+    def episode_ids(self) -> np.ndarray:
+        """(N,) int64: episode index of every row (0 for the first episode)."""
+        ends = self.episode_ends.astype(np.int64)
+        return np.concatenate([[0], np.cumsum(ends[:-1])]).astype(np.int64)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_ends.sum())
+
+    def episode_returns(self) -> np.ndarray:
+        """(E,) float64: undiscounted return of each episode (sum of its rewards)."""
+        return np.bincount(self.episode_ids, weights=self.rewards.astype(np.float64), minlength=self.num_episodes)
+
+    def episode_lengths(self) -> np.ndarray:
+        """(E,) int64: number of transitions of each episode."""
+        return np.bincount(self.episode_ids, minlength=self.num_episodes).astype(np.int64)
+
+    # ------------------------------------------------------------------ statistics
+    def normalization_stats(self, eps: float = 1e-12) -> dict[str, np.ndarray]:
+        """Per-dimension mean/std of obs and actions (float32), std below ``eps`` set to 1.
+
+        Returns ``{"obs_mean": (D,), "obs_std": (D,), "action_mean": (A,), "action_std": (A,)}``.
+        """
+        stats = {}
+        for key, arr in (("obs", self.obs), ("action", self.actions)):
+            mean = arr.mean(axis=0, dtype=np.float64)
+            std = arr.std(axis=0, dtype=np.float64)
+            std = np.where(std < eps, 1.0, std)
+            stats[f"{key}_mean"] = mean.astype(np.float32)
+            stats[f"{key}_std"] = std.astype(np.float32)
+        return stats
+
+    def summary(self) -> dict[str, Any]:
+        """Summary statistics: sizes, dims, episode count, return mean/min/max, flags, notes."""
+        returns = self.episode_returns()
+        lengths = self.episode_lengths()
+        return {
+            "source": self.source,
+            "transitions": len(self),
+            "episodes": self.num_episodes,
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "terminals": int(self.terminals.sum()),
+            "timeouts": int(self.timeouts.sum()),
+            "return_mean": float(returns.mean()),
+            "return_min": float(returns.min()),
+            "return_max": float(returns.max()),
+            "length_mean": float(lengths.mean()),
+            "has_sim_state": self.qpos is not None,
+            "has_collection_step": self.collection_step is not None,
+            "env_id": self.metadata.get("env_id"),
+            "notes": list(self.metadata.get("notes", [])),
+        }
+
+    # ------------------------------------------------------------------ slicing
+    def subset(self, index: np.ndarray | slice) -> "TransitionDataset":
+        """Rows ``index`` as a new dataset (same metadata). Use whole episodes to keep boundaries."""
+        kwargs = {name: (None if getattr(self, name) is None else getattr(self, name)[index]) for name in _RANKS}
+        return replace(self, **kwargs)
+
+    @staticmethod
+    def concatenate(parts: list["TransitionDataset"], source: str = "<concatenated>") -> "TransitionDataset":
+        """Concatenate datasets row-wise (e.g. medium + expert). Optional fields are kept only if
+        every part has them. Metadata is taken from the first part."""
+        if not parts:
+            raise DatasetError(f"{source}: nothing to concatenate")
+        kwargs: dict[str, Any] = {}
+        for name in _RANKS:
+            values = [getattr(p, name) for p in parts]
+            kwargs[name] = None if any(v is None for v in values) else np.concatenate(values)
+        for p in parts[:-1]:
+            if not (p.terminals[-1] or p.timeouts[-1]):
+                raise DatasetError(f"{p.source}: last row is neither terminal nor timeout; concatenating "
+                                   "would merge its unfinished episode with the next part")
+        return TransitionDataset(**kwargs, metadata=dict(parts[0].metadata), source=source)

@@ -1,0 +1,1 @@
+"""Environment helpers: termination functions, the MuJoCo oracle, gymnasium construction."""

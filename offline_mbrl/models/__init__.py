@@ -1,0 +1,1 @@
+"""Dynamics models: ADM (any-step GRU), probabilistic ensemble, bootstrapping RNN."""
