@@ -1,4 +1,5 @@
-"""TransitionDataset: validated flat transition arrays with episode boundaries (DESIGN section 3).
+"""TransitionDataset: validated flat transition arrays with episode boundaries (DESIGN section 3),
+and the validation helpers every reader shares.
 
 Every reader (D4RL hdf5, NeoRL npz, Minari) and the collector return this one type. Rows are in
 collection order; an episode ends at a row whose ``terminal`` or ``timeout`` flag is set, or at the
@@ -7,12 +8,22 @@ last row of the dataset (data that stops mid-episode).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, DatasetNotFoundError
+
+# Gym-MuJoCo locomotion tasks shared by D4RL and NeoRL: lower-case name -> (gymnasium id, obs dim
+# without the x position). REFERENCE-datasets.md 1.2 and 4.1; NeoRL obs hold x too (2.3).
+MUJOCO_TASKS = {
+    "hopper": ("Hopper-v5", 11),
+    "halfcheetah": ("HalfCheetah-v5", 17),
+    "walker2d": ("Walker2d-v5", 17),
+}
 
 _FLOAT_FIELDS = ("obs", "actions", "rewards", "next_obs")
 _OPTIONAL_FLOAT_FIELDS = ("qpos", "qvel")
@@ -20,6 +31,91 @@ _RANKS = {
     "obs": 2, "actions": 2, "rewards": 1, "next_obs": 2, "terminals": 1, "timeouts": 1,
     "qpos": 2, "qvel": 2, "collection_step": 1,
 }
+
+
+def require_file(path: str | Path) -> Path:
+    """Return ``path`` as a Path after checking that it is an existing file.
+
+    Raises:
+        DatasetNotFoundError: the path does not exist or is not a regular file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path}: dataset file not found")
+    return path
+
+
+def require_keys(source: str, available: Iterable[str], required: Iterable[str]) -> None:
+    """Check that every ``required`` key is in ``available``.
+
+    Raises:
+        DatasetError: naming ``source``, the first missing key and every key that is there.
+    """
+    available = sorted(available)
+    for key in required:
+        if key not in available:
+            raise DatasetError(f"{source}: missing key '{key}'; keys present: {available}")
+
+
+def squeeze_column(value: np.ndarray) -> np.ndarray:
+    """(N, 1) -> (N,); any other shape is returned unchanged (rank errors are reported by
+    :func:`check_shapes`). D4RL rewards/terminals and NeoRL reward/done may be stored (N, 1)."""
+    value = np.asarray(value)
+    return value[:, 0] if value.ndim == 2 and value.shape[1] == 1 else value
+
+
+def check_shapes(source: str, arrays: Mapping[str, np.ndarray | None], ranks: Mapping[str, int]) -> int:
+    """Check ranks and row counts of named arrays before any row arithmetic is done on them.
+
+    ``ranks`` maps each name to its rank; its first name is the reference for the row count.
+    Names absent from ``arrays`` (or mapped to None) are optional and skipped.
+
+    Returns:
+        N, the number of rows.
+
+    Raises:
+        DatasetError: wrong rank, zero rows, or a row count that differs from the reference's;
+            the message names ``source`` and the field.
+    """
+    present = {name: np.asarray(arrays[name]) for name in ranks if arrays.get(name) is not None}
+    for name, value in present.items():
+        if value.ndim != ranks[name]:
+            raise DatasetError(f"{source}: field '{name}' must have rank {ranks[name]}, got shape {value.shape}")
+    reference = next(iter(ranks))
+    n = len(present[reference])
+    if n == 0:
+        raise DatasetError(f"{source}: dataset is empty (field '{reference}' has 0 rows)")
+    for name, value in present.items():
+        if len(value) != n:
+            raise DatasetError(f"{source}: length mismatch: field '{name}' has {len(value)} rows, "
+                               f"field '{reference}' has {n}")
+    return n
+
+
+def as_flags(source: str, name: str, value: np.ndarray) -> np.ndarray:
+    """Episode flags as a contiguous bool array (booleans or 0/1 numbers accepted).
+
+    Raises:
+        DatasetError: a value other than 0/1, naming ``source`` and the field.
+    """
+    arr = np.asarray(value)
+    if arr.dtype != bool:
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise DatasetError(f"{source}: field '{name}' must hold only 0/1 or booleans, "
+                               f"found values {np.unique(arr)[:5].tolist()}")
+        arr = arr.astype(bool)
+    return np.ascontiguousarray(arr)
+
+
+def check_obs_dim(source: str, task: str, obs_dim: int, expected: int) -> None:
+    """Check that the obs dim matches the task the file name announces.
+
+    Raises:
+        DatasetError: naming ``source``, the task and both dims.
+    """
+    if obs_dim != expected:
+        raise DatasetError(f"{source}: file name says task '{task}' (obs dim {expected}), "
+                           f"but field 'obs' has dim {obs_dim}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,33 +158,13 @@ class TransitionDataset:
             if value is not None:
                 object.__setattr__(self, name, np.ascontiguousarray(value, dtype=np.float32))
         for name in ("terminals", "timeouts"):
-            object.__setattr__(self, name, self._as_bool(name, getattr(self, name)))
+            object.__setattr__(self, name, as_flags(self.source, name, getattr(self, name)))
         if self.collection_step is not None:
             object.__setattr__(self, "collection_step", np.ascontiguousarray(self.collection_step, dtype=np.int64))
         self._validate()
 
-    def _as_bool(self, name: str, value: np.ndarray) -> np.ndarray:
-        arr = np.asarray(value)
-        if arr.dtype != bool:
-            if arr.size and not np.isin(arr, (0, 1)).all():
-                raise DatasetError(f"{self.source}: field '{name}' must hold only 0/1 or booleans, "
-                                   f"found values {np.unique(arr)[:5].tolist()}")
-            arr = arr.astype(bool)
-        return np.ascontiguousarray(arr)
-
     def _validate(self) -> None:
-        n = len(self.obs) if np.ndim(self.obs) else 0
-        if n == 0:
-            raise DatasetError(f"{self.source}: dataset is empty (field 'obs' has 0 rows)")
-        for name, rank in _RANKS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if value.ndim != rank:
-                raise DatasetError(f"{self.source}: field '{name}' must have rank {rank}, got shape {value.shape}")
-            if len(value) != n:
-                raise DatasetError(f"{self.source}: length mismatch: field '{name}' has {len(value)} rows, "
-                                   f"field 'obs' has {n}")
+        check_shapes(self.source, {name: getattr(self, name) for name in _RANKS}, _RANKS)
         if self.next_obs.shape[1] != self.obs.shape[1]:
             raise DatasetError(f"{self.source}: field 'next_obs' has dim {self.next_obs.shape[1]}, "
                                f"field 'obs' has dim {self.obs.shape[1]}")
@@ -161,7 +237,7 @@ class TransitionDataset:
         return stats
 
     def summary(self) -> dict[str, Any]:
-        """Summary statistics: sizes, dims, episode count, return mean/min/max, flags, notes."""
+        """Summary statistics: sizes, dims, episode count, return mean/min/max, flags, env id, task, notes."""
         returns = self.episode_returns()
         lengths = self.episode_lengths()
         return {
@@ -179,6 +255,7 @@ class TransitionDataset:
             "has_sim_state": self.qpos is not None,
             "has_collection_step": self.collection_step is not None,
             "env_id": self.metadata.get("env_id"),
+            "task": self.metadata.get("task"),
             "notes": list(self.metadata.get("notes", [])),
         }
 
