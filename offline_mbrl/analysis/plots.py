@@ -1,0 +1,71 @@
+"""Learning curves: evaluation score vs SAC step per algorithm × dataset, mean and a band over seeds.
+
+Drawn with seaborn ``relplot(kind="line")``: one panel per dataset, one line per algorithm, the line the
+mean over seeds at each step and the band ``errorbar="sd"`` (mean ± sample std over seeds, ddof=1) or
+``errorbar="se"`` (mean ± std/√n, as the ADM paper's Fig. 3). The numbers plotted are written to a CSV
+next to the PNG, so every curve can be checked or re-plotted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .runs_io import Run, RunFolderError, evaluations
+
+BANDS = ("sd", "se")
+_Y_LABELS = {"normalized": "normalized score", "return": "return"}
+
+
+def curve_summary(evals: pd.DataFrame, band: str = "sd") -> pd.DataFrame:
+    """What ``plot_curves`` draws, per (task, algo, step): the mean over seeds and the band.
+
+    Args:
+        evals: ``runs_io.evaluations`` output.
+        band: ``"sd"`` or ``"se"`` (module docstring).
+    Returns:
+        Columns ``task, algo, step, mean, std`` (ddof=1), ``sem, n, band_low, band_high``; ``std``,
+        ``sem`` and the band are NaN where only one seed reached the step.
+    Raises:
+        RunFolderError: unknown ``band``.
+    """
+    if band not in BANDS:
+        raise RunFolderError(f"unknown band '{band}'; use one of {list(BANDS)}")
+    summary = evals.groupby(["task", "algo", "step"])["score"].agg(mean="mean", std="std", n="count").reset_index()
+    summary["sem"] = summary["std"] / np.sqrt(summary["n"])
+    half = summary["std" if band == "sd" else "sem"]
+    summary["band_low"], summary["band_high"] = summary["mean"] - half, summary["mean"] + half
+    return summary
+
+
+def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", band: str = "sd") -> tuple[Path, Path]:
+    """Draw the learning curves of ``runs`` into the PNG ``out`` and write the plotted numbers next to it.
+
+    Returns:
+        (PNG path, CSV path), the CSV being ``out`` with suffix ``.csv`` (``curve_summary`` output).
+    Raises:
+        RunFolderError: ``out`` does not end in ``.png``, unknown ``band``/``value``, no evaluations yet,
+            or as ``runs_io.evaluations``.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise RunFolderError(f"curves output '{out}' must be a .png file")
+    evals = evaluations(runs, value)
+    if evals.empty:
+        raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation yet")
+    summary = curve_summary(evals, band)
+    tasks = sorted(evals["task"].unique())
+    grid = sns.relplot(data=evals, x="step", y="score", hue="algo", hue_order=sorted(evals["algo"].unique()),
+                       col="task", col_order=tasks, col_wrap=min(3, len(tasks)), kind="line", errorbar=band,
+                       height=3.0, aspect=1.3, facet_kws={"sharey": False})
+    grid.set_titles("{col_name}").set_axis_labels("SAC step", _Y_LABELS[value])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.savefig(out, dpi=120)
+    plt.close(grid.figure)
+    csv = out.with_suffix(".csv")
+    summary.to_csv(csv, index=False)
+    return out, csv

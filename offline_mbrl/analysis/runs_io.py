@@ -1,0 +1,203 @@
+"""Reading training run folders for analysis (DESIGN section 7).
+
+A run folder is ``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>/`` holding ``config.yaml`` (resolved
+config: ``algo``, ``dataset``, ``task``, ``seed``, ``epochs``), ``metrics.csv`` (one row per completed
+epoch: ``epoch``, ``step``, ``eval/normalized_score``, ``eval/return_mean``, ...) and ``summary.json``
+(``epochs_completed``, ``epochs_total``, ``finished``). A run is unfinished when ``summary.json`` is
+missing or says ``finished: false``; its ``metrics.csv`` is read regardless.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..errors import OfflineMBRLError
+
+VALUE_COLUMNS = {"normalized": "eval/normalized_score", "return": "eval/return_mean"}
+"""What a table or curve shows -> the ``metrics.csv`` column holding it (per-episode-normalized mean)."""
+
+_CONFIG_KEYS = ("algo", "dataset", "seed", "epochs")
+
+
+class RunFolderError(OfflineMBRLError, ValueError):
+    """A run folder is missing, malformed, or clashes with another one (message names the path)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One training run (one seed) as read from its folder.
+
+    ``variant`` is the config-hash folder name (the seed folder's parent): runs of one algorithm on one
+    dataset with different variants come from different configs and are never pooled as seeds.
+    ``metrics`` is ``metrics.csv`` sorted by epoch (zero rows if no epoch has completed yet).
+    """
+
+    path: Path
+    algo: str
+    dataset: str
+    task: str | None
+    variant: str
+    seed: int
+    epochs_completed: int
+    epochs_total: int
+    finished: bool
+    metrics: pd.DataFrame
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders given directly or found below the given folders (any folder holding ``metrics.csv``).
+
+    Returns:
+        Sorted, de-duplicated folder paths.
+    Raises:
+        RunFolderError: a path does not exist, or no run folder is found under any of them.
+    """
+    found: set[Path] = set()
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if not path.is_dir():
+            raise RunFolderError(f"runs path '{path}' is not an existing folder")
+        found.update(csv.parent.resolve() for csv in path.rglob("metrics.csv"))
+    if not found:
+        raise RunFolderError(f"no run folder (one holding metrics.csv) under {[str(p) for p in paths]}")
+    return sorted(found)
+
+
+def read_run(path: str | Path) -> Run:
+    """Read one run folder.
+
+    Raises:
+        RunFolderError: ``config.yaml`` or ``metrics.csv`` missing or unreadable, a required config key
+            or metrics column missing, repeated or unordered epochs, NaN in ``step``, or a ``summary.json``
+            that disagrees with ``metrics.csv`` about the number of completed epochs.
+    """
+    path = Path(path)
+    config = _read_yaml(path / "config.yaml")
+    metrics = _read_metrics(path / "metrics.csv")
+    summary = _read_summary(path / "summary.json")
+    epochs_completed = int(summary.get("epochs_completed", len(metrics)))
+    if epochs_completed != len(metrics):
+        raise RunFolderError(f"{path / 'summary.json'}: epochs_completed = {epochs_completed} but "
+                             f"metrics.csv has {len(metrics)} rows")
+    return Run(path=path, algo=str(config["algo"]), dataset=str(config["dataset"]), task=config.get("task"),
+               variant=path.parent.name, seed=int(config["seed"]), epochs_completed=epochs_completed,
+               epochs_total=int(summary.get("epochs_total", config["epochs"])),
+               finished=bool(summary.get("finished", False)), metrics=metrics)
+
+
+def read_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Read every run folder under ``paths`` (see ``find_run_dirs``) and check that they can be pooled.
+
+    Raises:
+        RunFolderError: as ``find_run_dirs``/``read_run``; two folders hold the same algo, dataset and
+            seed; or one algo × dataset has runs from more than one config (variant).
+    """
+    runs = [read_run(p) for p in find_run_dirs(paths)]
+    seen: dict[tuple, Path] = {}
+    variants: dict[tuple, set[str]] = {}
+    for run in runs:
+        key = (run.algo, run.dataset, run.seed)
+        if key in seen:
+            raise RunFolderError(f"two run folders for {run.algo} / {run.dataset} / seed {run.seed}: "
+                                 f"{seen[key]} and {run.path}")
+        seen[key] = run.path
+        variants.setdefault((run.algo, run.dataset), set()).add(run.variant)
+    for (algo, dataset), names in variants.items():
+        if len(names) > 1:
+            raise RunFolderError(f"{algo} / {dataset} has runs from {len(names)} configs {sorted(names)}; "
+                                 f"pass the folders of one config so that only seeds are pooled")
+    return runs
+
+
+def dataset_labels(specs: Iterable[str]) -> dict[str, str]:
+    """Short row labels for dataset spec strings: the scheme prefix (``minari:``) dropped and a file path
+    reduced to its stem (``/data/hopper-medium-v2.hdf5`` -> ``hopper-medium-v2``). Where two specs would
+    get the same label, both keep their full spec.
+    """
+    specs = sorted(set(specs))
+    short = {spec: _short_label(spec) for spec in specs}
+    counts = pd.Series(list(short.values())).value_counts()
+    return {spec: label if counts[label] == 1 else spec for spec, label in short.items()}
+
+
+def evaluations(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
+    """All evaluations of all runs as one long frame.
+
+    Returns:
+        Columns ``algo, dataset, task`` (the row label from ``dataset_labels``), ``seed, finished`` (of
+        the run), ``epoch, step, score`` (the ``VALUE_COLUMNS[value]`` column), one row per run and
+        completed epoch.
+    Raises:
+        RunFolderError: ``value`` unknown, ``runs`` empty, or a run's metrics lack that column or hold NaN in it.
+    """
+    if value not in VALUE_COLUMNS:
+        raise RunFolderError(f"unknown value '{value}'; use one of {sorted(VALUE_COLUMNS)}")
+    if not runs:
+        raise RunFolderError("no runs to read evaluations from")
+    column = VALUE_COLUMNS[value]
+    labels = dataset_labels(run.dataset for run in runs)
+    frames = []
+    for run in runs:
+        if column not in run.metrics.columns:
+            raise RunFolderError(f"{run.path / 'metrics.csv'}: no column '{column}'")
+        scores = run.metrics[column]
+        if scores.isna().any():
+            raise RunFolderError(f"{run.path / 'metrics.csv'}: '{column}' is empty at epochs "
+                                 f"{run.metrics.loc[scores.isna(), 'epoch'].tolist()[:5]}")
+        frames.append(pd.DataFrame({"algo": run.algo, "dataset": run.dataset, "task": labels[run.dataset],
+                                    "seed": run.seed, "finished": run.finished, "epoch": run.metrics["epoch"],
+                                    "step": run.metrics["step"], "score": scores.astype(float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _short_label(spec: str) -> str:
+    spec = re.sub(r"^[A-Za-z0-9_]+:", "", spec)
+    path = Path(spec)
+    return path.stem if path.suffix in (".hdf5", ".h5", ".npz") else spec
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunFolderError(f"{path}: cannot read the run config ({exc})") from exc
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{path}: the run config is not a mapping")
+    missing = [key for key in _CONFIG_KEYS if key not in config]
+    if missing:
+        raise RunFolderError(f"{path}: missing keys {missing}")
+    return config
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    try:
+        metrics = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunFolderError(f"{path}: cannot read metrics ({exc})") from exc
+    missing = [column for column in ("epoch", "step") if column not in metrics.columns]
+    if missing:
+        raise RunFolderError(f"{path}: missing columns {missing}")
+    if metrics["step"].isna().any() or not metrics["epoch"].is_monotonic_increasing \
+            or metrics["epoch"].duplicated().any():
+        raise RunFolderError(f"{path}: 'epoch' must be strictly increasing and 'step' filled "
+                             f"(epochs {metrics['epoch'].tolist()[:10]})")
+    return metrics.reset_index(drop=True)
+
+
+def _read_summary(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: cannot read the run summary ({exc})") from exc
+    if not isinstance(summary, dict):
+        raise RunFolderError(f"{path}: the run summary is not a JSON object")
+    return summary

@@ -1,0 +1,205 @@
+"""Score tables over seeds in the layout of the ADM paper's Tables 1 and 2 (tasks as rows, algorithms
+as columns, an Average row), as Markdown, LaTeX or CSV.
+
+Protocol (STYLE.md item 8): ``metrics.csv`` already holds, per evaluation, the mean over episodes of each
+episode's normalized score, so per-seed numbers are read, never re-normalized. Two per-seed numbers:
+
+- ``final``: the score at the seed's last evaluation (its last ``metrics.csv`` row);
+- ``last10``: the mean of the seed's last 10 evaluations (all of them if it has fewer).
+
+A cell is the mean over seeds ± the sample std over seeds (ddof=1, so one seed has no std), followed by
+the standard error std/√n in parentheses. The Average row is the mean over tasks of the cell means, given
+only for algorithms with a cell on every task row (as in the paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .runs_io import Run, RunFolderError, evaluations
+
+LAST_N = 10
+SCORE_KINDS = {
+    "final": "Final: each seed's score at its last evaluation",
+    "last10": f"Last-{LAST_N}: each seed's mean score over its last {LAST_N} evaluations (all, if fewer)",
+}
+FORMATS = ("markdown", "latex", "csv")
+_VALUE_NAMES = {"normalized": "Normalized score", "return": "Return"}
+_KEYS = ["algo", "task", "seed"]
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """Aggregated scores of one kind (``final`` or ``last10``).
+
+    ``cells``: indexed by (task, algo), columns ``mean, std, sem, n, unfinished`` (std with ddof=1 over
+    seeds, sem = std/√n, unfinished = number of seeds whose run is unfinished). ``average``: per algorithm,
+    the mean of its cell means over ``tasks``; NaN where the algorithm lacks a task.
+    """
+
+    kind: str
+    tasks: list[str]
+    algos: list[str]
+    cells: pd.DataFrame
+    average: pd.Series
+
+    @property
+    def max_seeds(self) -> int:
+        """The largest seed count of any cell; cells with fewer show ``[n=k]``."""
+        return int(self.cells["n"].max())
+
+
+def seed_scores(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
+    """Per-seed ``final`` and ``last10`` scores (module docstring), one row per run with evaluations.
+
+    Returns:
+        Columns ``algo, task, seed, final, last10, unfinished`` (bool).
+    Raises:
+        RunFolderError: as ``runs_io.evaluations``, or no run has an evaluation yet.
+    """
+    evals = evaluations(runs, value).sort_values(_KEYS + ["epoch"])
+    if evals.empty:
+        raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation yet")
+    grouped = evals.groupby(_KEYS)
+    return pd.DataFrame({
+        "final": grouped["score"].last(),
+        "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
+        "unfinished": ~grouped["finished"].first(),
+    }).reset_index()
+
+
+def score_table(per_seed: pd.DataFrame, kind: str, algos: list[str] | None = None) -> ScoreTable:
+    """Aggregate per-seed scores of one ``kind`` over seeds into a ``ScoreTable``.
+
+    Args:
+        per_seed: output of ``seed_scores``.
+        kind: ``"final"`` or ``"last10"``.
+        algos: columns to show, in this order; default every algorithm, sorted.
+    Raises:
+        RunFolderError: unknown ``kind``, or an algorithm in ``algos`` has no run.
+    """
+    if kind not in SCORE_KINDS:
+        raise RunFolderError(f"unknown score kind '{kind}'; use one of {sorted(SCORE_KINDS)}")
+    present = sorted(per_seed["algo"].unique())
+    missing = sorted(set(algos or []) - set(present))
+    if missing:
+        raise RunFolderError(f"no runs for algorithms {missing}; runs exist for {present}")
+    algos = list(algos) if algos else present
+    per_seed = per_seed[per_seed["algo"].isin(algos)]
+    cells = per_seed.groupby(["task", "algo"]).agg(
+        mean=(kind, "mean"), std=(kind, "std"), n=(kind, "count"), unfinished=("unfinished", "sum"))
+    cells.insert(2, "sem", cells["std"] / np.sqrt(cells["n"]))
+    tasks = sorted(per_seed["task"].unique())
+    means = cells["mean"].unstack("algo").reindex(index=tasks, columns=algos)  # (tasks, algos)
+    average = means.mean(axis=0).where(means.notna().all(axis=0))
+    return ScoreTable(kind=kind, tasks=tasks, algos=algos, cells=cells, average=average)
+
+
+def format_tables(runs: list[Run], fmt: str = "markdown", kinds: tuple[str, ...] = ("final", "last10"),
+                  value: str = "normalized", algos: list[str] | None = None, decimals: int = 1) -> str:
+    """Text of the score tables of ``kinds`` for ``runs`` in format ``fmt``.
+
+    Markdown and LaTeX print one table per kind with its definition, then notes: the seed count, and a
+    † footnote listing each unfinished run with epochs completed/total. CSV is tidy, one row per
+    (kind, task, algo) with numeric ``mean, std, sem, n, unfinished`` at full precision, Average rows last.
+
+    Raises:
+        RunFolderError: unknown ``fmt``/``kind``/``value``, or as ``seed_scores``/``score_table``.
+    """
+    if fmt not in FORMATS:
+        raise RunFolderError(f"unknown table format '{fmt}'; use one of {list(FORMATS)}")
+    per_seed = seed_scores(runs, value)
+    tables = [score_table(per_seed, kind, algos) for kind in kinds]
+    if fmt == "csv":
+        return _csv(tables)
+    symbols = _LATEX if fmt == "latex" else _MARKDOWN
+    render = _latex if fmt == "latex" else _markdown
+    head = f"{_VALUE_NAMES[value]}: mean {symbols.pm} std over seeds (ddof=1), (standard error = std/√n)."
+    note = _comment if fmt == "latex" else str
+    blocks = [note(head)] + [render(table, decimals) for table in tables] + [note(_notes(tables, runs, symbols))]
+    return "\n\n".join(blocks) + "\n"
+
+
+@dataclass(frozen=True)
+class _Symbols:
+    pm: str
+    dagger: str
+    empty: str
+
+
+_MARKDOWN = _Symbols(pm="±", dagger="†", empty="—")
+_LATEX = _Symbols(pm=r"$\pm$", dagger=r"$^\dagger$", empty="--")
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"}
+
+
+def _markdown(table: ScoreTable, decimals: int) -> str:
+    header, body, average = _grid(table, _MARKDOWN, decimals)
+    rows = [header, ["---"] * len(header)] + body + [average]
+    return f"{SCORE_KINDS[table.kind]}.\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def _latex(table: ScoreTable, decimals: int) -> str:
+    header, body, average = _grid(table, _LATEX, decimals, label=_latex_escape)
+    rows = [" & ".join(row) + r" \\" for row in [header] + body + [average]]
+    return "\n".join([_comment(f"{SCORE_KINDS[table.kind]}."), f"\\begin{{tabular}}{{l{'c' * len(table.algos)}}}",
+                      r"\toprule", rows[0], r"\midrule", *rows[1:-1], r"\midrule", rows[-1], r"\bottomrule",
+                      r"\end{tabular}"])
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def _grid(table: ScoreTable, symbols: _Symbols, decimals: int,
+          label=str) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, task rows and Average row of ``table`` as cell strings; ``label`` formats names."""
+    body = [[label(task)] + [_cell(table, task, algo, symbols, decimals) for algo in table.algos]
+            for task in table.tasks]
+    average = ["Average"] + [_number(table.average[algo], decimals, symbols) for algo in table.algos]
+    return ["Task"] + [label(algo) for algo in table.algos], body, average
+
+
+def _cell(table: ScoreTable, task: str, algo: str, symbols: _Symbols, decimals: int) -> str:
+    if (task, algo) not in table.cells.index:
+        return symbols.empty
+    cell = table.cells.loc[(task, algo)]
+    text = _number(cell["mean"], decimals, symbols)
+    if cell["n"] > 1:
+        text += f" {symbols.pm} {cell['std']:.{decimals}f} ({cell['sem']:.{decimals}f})"
+    if cell["n"] < table.max_seeds:
+        text += f" [n={int(cell['n'])}]"
+    return text + (symbols.dagger if cell["unfinished"] else "")
+
+
+def _number(value: float, decimals: int, symbols: _Symbols) -> str:
+    return symbols.empty if pd.isna(value) else f"{value:.{decimals}f}"
+
+
+def _comment(text: str) -> str:
+    return "\n".join("% " + line for line in text.splitlines())
+
+
+def _notes(tables: list[ScoreTable], runs: list[Run], symbols: _Symbols) -> str:
+    notes = [f"Cells: n = {tables[0].max_seeds} seeds unless marked [n=k]; {symbols.empty} = no run. "
+             "Average: mean over tasks of the cell means, only for algorithms with every task."]
+    unfinished = sorted((r for r in runs if not r.finished), key=lambda r: (r.algo, r.dataset, r.seed))
+    if unfinished:
+        notes.append(f"{symbols.dagger} unfinished runs (epochs completed/total):")
+        notes += [f"- {r.algo} / {r.dataset} seed {r.seed}: {r.epochs_completed}/{r.epochs_total} ({r.path})"
+                  for r in unfinished]
+    return "\n".join(notes)
+
+
+def _csv(tables: list[ScoreTable]) -> str:
+    frames = []
+    for table in tables:
+        cells = table.cells.reset_index()
+        average = pd.DataFrame({"task": "Average", "algo": table.algos, "mean": table.average[table.algos].values})
+        frames.append(pd.concat([cells, average], ignore_index=True).assign(kind=table.kind))
+    tidy = pd.concat(frames, ignore_index=True)
+    tidy["n"] = tidy["n"].astype("Int64")
+    tidy["unfinished"] = tidy["unfinished"].astype("Int64")
+    return tidy[["kind", "task", "algo", "mean", "std", "sem", "n", "unfinished"]].to_csv(index=False)

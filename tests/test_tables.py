@@ -1,0 +1,198 @@
+"""Score tables from synthetic run folders: known numbers in, exact table text out."""
+
+from __future__ import annotations
+
+import json
+import re
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from offline_mbrl.analysis.runs_io import RunFolderError, dataset_labels, read_run, read_runs
+from offline_mbrl.analysis.tables import format_tables, score_table, seed_scores
+from offline_mbrl.cli import main
+
+HOPPER = "minari:offline_mbrl/hopper/medium-v0"
+WALKER = "/data/walker2d-medium-v2.hdf5"
+EPOCHS = 12
+
+
+def make_run(root: Path, algo: str, dataset: str, seed: int, scores: list[float], *, finished: bool | None = True,
+             epochs_total: int = EPOCHS, variant: str = "cfg0") -> Path:
+    """Write a run folder as the training loop does; ``finished=None`` writes no summary.json."""
+    path = root / algo / re.sub(r"[^A-Za-z0-9]+", "-", dataset) / variant / f"seed{seed}"
+    path.mkdir(parents=True)
+    config = {"algo": algo, "dataset": dataset, "task": None, "seed": seed, "epochs": epochs_total,
+              "sac": {"batch_size": 256}}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    epochs = np.arange(1, len(scores) + 1)
+    pd.DataFrame({"epoch": epochs, "step": epochs * 1000, "eval/return_mean": np.asarray(scores) * 10.0,
+                  "eval/return_std": 1.0, "eval/normalized_score": scores, "eval/normalized_score_std": 2.0,
+                  "time/wall_s": epochs * 3.0, "train/critic_loss": 0.5}).to_csv(path / "metrics.csv", index=False)
+    if finished is not None:
+        (path / "summary.json").write_text(json.dumps({
+            "algo": algo, "dataset": dataset, "seed": seed, "epochs_completed": len(scores),
+            "epochs_total": epochs_total, "finished": finished,
+            "final_normalized_score": scores[-1] if scores else None, "final_return": None}))
+    return path
+
+
+def hopper_scores(base: float) -> list[float]:
+    """12 evaluations: final = base, mean of the last 10 = base - 9."""
+    return [0.0, 0.0] + [base - 10.0] * 9 + [base]
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    for seed, base in enumerate((100.0, 104.0, 108.0)):
+        make_run(tmp_path, "admpo-off", HOPPER, seed, hopper_scores(base))
+    for seed, base in enumerate((60.0, 70.0)):  # a missing seed: n=2
+        make_run(tmp_path, "mopo", HOPPER, seed, hopper_scores(base))
+    make_run(tmp_path, "admpo-off", WALKER, 0, [80.0] * EPOCHS)
+    make_run(tmp_path, "admpo-off", WALKER, 1, [90.0] * EPOCHS)
+    make_run(tmp_path, "admpo-off", WALKER, 2, [70.0] * 5, finished=False)
+    make_run(tmp_path, "mopo", WALKER, 0, [30.0] * 3, finished=None)  # crashed before writing a summary
+    return tmp_path
+
+
+def expected_markdown(root: Path) -> str:
+    return f"""Normalized score: mean ± std over seeds (ddof=1), (standard error = std/√n).
+
+Final: each seed's score at its last evaluation.
+
+| Task | admpo-off | mopo |
+| --- | --- | --- |
+| offline_mbrl/hopper/medium-v0 | 104.0 ± 4.0 (2.3) | 65.0 ± 7.1 (5.0) [n=2] |
+| walker2d-medium-v2 | 80.0 ± 10.0 (5.8)† | 30.0 [n=1]† |
+| Average | 92.0 | 47.5 |
+
+Last-10: each seed's mean score over its last 10 evaluations (all, if fewer).
+
+| Task | admpo-off | mopo |
+| --- | --- | --- |
+| offline_mbrl/hopper/medium-v0 | 95.0 ± 4.0 (2.3) | 56.0 ± 7.1 (5.0) [n=2] |
+| walker2d-medium-v2 | 80.0 ± 10.0 (5.8)† | 30.0 [n=1]† |
+| Average | 87.5 | 43.0 |
+
+Cells: n = 3 seeds unless marked [n=k]; — = no run. Average: mean over tasks of the cell means, only for algorithms with every task.
+† unfinished runs (epochs completed/total):
+- admpo-off / {WALKER} seed 2: 5/12 ({root.resolve()}/admpo-off/-data-walker2d-medium-v2-hdf5/cfg0/seed2)
+- mopo / {WALKER} seed 0: 3/12 ({root.resolve()}/mopo/-data-walker2d-medium-v2-hdf5/cfg0/seed0)
+"""
+
+
+def test_markdown_table_exact(runs_root):
+    assert format_tables(read_runs([runs_root])) == expected_markdown(runs_root)
+
+
+def test_latex_table_exact_with_escaping_and_column_order(runs_root):
+    text = format_tables(read_runs([runs_root]), fmt="latex", kinds=("final",), algos=["mopo", "admpo-off"])
+    assert text.split("\n\n")[1] == "\n".join([
+        "% Final: each seed's score at its last evaluation.",
+        r"\begin{tabular}{lcc}",
+        r"\toprule",
+        r"Task & mopo & admpo-off \\",
+        r"\midrule",
+        r"offline\_mbrl/hopper/medium-v0 & 65.0 $\pm$ 7.1 (5.0) [n=2] & 104.0 $\pm$ 4.0 (2.3) \\",
+        r"walker2d-medium-v2 & 30.0 [n=1]$^\dagger$ & 80.0 $\pm$ 10.0 (5.8)$^\dagger$ \\",
+        r"\midrule",
+        r"Average & 47.5 & 92.0 \\",
+        r"\bottomrule",
+        r"\end{tabular}",
+    ])
+    assert text.startswith("% Normalized score: mean $\\pm$ std")
+    assert "% $^\\dagger$ unfinished runs" in text
+
+
+def test_csv_holds_numpy_reference_numbers(runs_root):
+    tidy = pd.read_csv(StringIO(format_tables(read_runs([runs_root]), fmt="csv")))
+    assert list(tidy.columns) == ["kind", "task", "algo", "mean", "std", "sem", "n", "unfinished"]
+    cell = tidy[(tidy.kind == "final") & (tidy.task == "walker2d-medium-v2") & (tidy.algo == "admpo-off")].iloc[0]
+    values = np.array([80.0, 90.0, 70.0])
+    assert cell["mean"] == pytest.approx(values.mean())
+    assert cell["std"] == pytest.approx(np.std(values, ddof=1))
+    assert cell["sem"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(3))
+    assert (cell["n"], cell["unfinished"]) == (3, 1)
+    average = tidy[(tidy.kind == "last10") & (tidy.task == "Average")].set_index("algo")["mean"]
+    assert average.to_dict() == pytest.approx({"admpo-off": 87.5, "mopo": 43.0})
+    assert tidy.loc[tidy.task == "Average", ["std", "n"]].isna().all().all()
+
+
+def test_seed_scores_final_and_last10(tmp_path):
+    rng = np.random.default_rng(0)
+    scores = rng.normal(50, 10, size=(3, 15))
+    for seed, row in enumerate(scores):
+        make_run(tmp_path, "mopo", HOPPER, seed, row.tolist(), epochs_total=15)
+    per_seed = seed_scores(read_runs([tmp_path])).sort_values("seed")
+    np.testing.assert_allclose(per_seed["final"], scores[:, -1])
+    np.testing.assert_allclose(per_seed["last10"], scores[:, -10:].mean(axis=1))
+    table = score_table(per_seed, "last10")
+    cell = table.cells.loc[("offline_mbrl/hopper/medium-v0", "mopo")]
+    assert cell["std"] == pytest.approx(np.std(scores[:, -10:].mean(axis=1), ddof=1))
+    assert not per_seed["unfinished"].any()
+
+
+def test_std_is_never_shifted_by_return_offset(tmp_path):
+    """Tabulating raw returns (10 × score here) scales the std by 10; nothing else moves it."""
+    for seed, base in enumerate((10.0, 20.0)):
+        make_run(tmp_path, "mopo", HOPPER, seed, [base] * 3, epochs_total=3)
+    runs = read_runs([tmp_path])
+    norm = score_table(seed_scores(runs, "normalized"), "final").cells.iloc[0]
+    ret = score_table(seed_scores(runs, "return"), "final").cells.iloc[0]
+    assert ret["std"] == pytest.approx(10 * norm["std"]) and ret["mean"] == pytest.approx(10 * norm["mean"])
+
+
+def test_runs_without_summary_or_evaluations(tmp_path):
+    path = make_run(tmp_path, "mopo", HOPPER, 0, [], finished=None, epochs_total=7)
+    run = read_run(path)
+    assert (run.finished, run.epochs_completed, run.epochs_total, len(run.metrics)) == (False, 0, 7, 0)
+    with pytest.raises(RunFolderError, match="none of the 1 runs has completed an evaluation"):
+        format_tables([run])
+    make_run(tmp_path, "mopo", HOPPER, 1, [40.0], finished=False, epochs_total=7)
+    text = format_tables(read_runs([tmp_path]), kinds=("final",))
+    assert "| offline_mbrl/hopper/medium-v0 | 40.0† |" in text
+    assert f"- mopo / {HOPPER} seed 0: 0/7" in text  # listed although it has no score yet
+
+
+def test_dataset_labels_fall_back_to_spec_on_collision():
+    labels = dataset_labels(["/a/hopper-medium-v2.hdf5", "/b/hopper-medium-v2.hdf5", "minari:x/y-v0", "c.npz"])
+    assert labels == {"/a/hopper-medium-v2.hdf5": "/a/hopper-medium-v2.hdf5",
+                      "/b/hopper-medium-v2.hdf5": "/b/hopper-medium-v2.hdf5", "minari:x/y-v0": "x/y-v0", "c.npz": "c"}
+
+
+def test_bad_run_folders_raise_named_errors(tmp_path):
+    with pytest.raises(RunFolderError, match="is not an existing folder"):
+        read_runs([tmp_path / "nope"])
+    with pytest.raises(RunFolderError, match="no run folder"):
+        read_runs([tmp_path])
+    a = make_run(tmp_path / "a", "mopo", HOPPER, 0, [1.0])
+    make_run(tmp_path / "b", "mopo", HOPPER, 0, [1.0])
+    with pytest.raises(RunFolderError, match="two run folders for mopo / .* / seed 0"):
+        read_runs([tmp_path])
+    make_run(tmp_path / "a", "mopo", HOPPER, 1, [1.0], variant="cfg1")
+    with pytest.raises(RunFolderError, match=r"has runs from 2 configs \['cfg0', 'cfg1'\]"):
+        read_runs([tmp_path / "a"])
+    (a / "summary.json").write_text(json.dumps({"epochs_completed": 4, "epochs_total": 12, "finished": True}))
+    with pytest.raises(RunFolderError, match="epochs_completed = 4 but metrics.csv has 1 rows"):
+        read_run(a)
+    (a / "config.yaml").write_text(yaml.safe_dump({"algo": "mopo", "dataset": HOPPER}))
+    with pytest.raises(RunFolderError, match=r"config.yaml: missing keys \['seed', 'epochs'\]"):
+        read_run(a)
+    bad = make_run(tmp_path / "c", "mopo", HOPPER, 0, [1.0, np.nan, 2.0])
+    with pytest.raises(RunFolderError, match=r"'eval/normalized_score' is empty at epochs \[2\]"):
+        seed_scores([read_run(bad)])
+    pd.DataFrame({"epoch": [1, 1], "step": [1000, 1000]}).to_csv(bad / "metrics.csv", index=False)
+    with pytest.raises(RunFolderError, match="'epoch' must be strictly increasing"):
+        read_run(bad)
+
+
+def test_cli_tabulate(runs_root, capsys):
+    assert main(["tabulate", str(runs_root), "--format", "csv", "--score", "final", "--algos", "mopo"]) == 0
+    tidy = pd.read_csv(StringIO(capsys.readouterr().out))
+    assert set(tidy["kind"]) == {"final"} and set(tidy["algo"]) == {"mopo"}
+    assert main(["tabulate", str(runs_root), "--algos", "cql"]) == 2
+    assert "no runs for algorithms ['cql']" in capsys.readouterr().err
