@@ -1,0 +1,63 @@
+"""Learning curves from synthetic run folders: the PNG is written and the CSV holds what was plotted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_tables import HOPPER, WALKER, make_run
+
+from offline_mbrl.analysis.plots import plot_curves
+from offline_mbrl.analysis.runs_io import RunFolderError, read_runs
+from offline_mbrl.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SCORES = np.array([[10.0, 20.0, 30.0, 40.0], [12.0, 26.0, 30.0, 50.0], [14.0, 20.0, 36.0, 60.0]])  # (seeds, epochs)
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    for seed, row in enumerate(SCORES):
+        make_run(tmp_path / "runs", "admpo-off", HOPPER, seed, row.tolist(), epochs_total=4)
+    make_run(tmp_path / "runs", "mopo", HOPPER, 0, [5.0, 6.0, 7.0, 8.0], epochs_total=4)
+    make_run(tmp_path / "runs", "mopo", HOPPER, 1, [7.0, 8.0], epochs_total=4, finished=False)
+    make_run(tmp_path / "runs", "mopo", WALKER, 0, [1.0, 2.0, 3.0, 4.0], epochs_total=4)
+    return tmp_path / "runs"
+
+
+def test_curves_png_and_csv_of_plotted_numbers(runs_root, tmp_path):
+    png, csv = plot_curves(read_runs([runs_root]), tmp_path / "fig" / "curves.png")
+    assert png.read_bytes()[:8] == PNG_MAGIC and csv == tmp_path / "fig" / "curves.csv"
+    summary = pd.read_csv(csv)
+    assert list(summary.columns) == ["task", "algo", "step", "mean", "std", "n", "sem", "band_low", "band_high"]
+    adm = summary[summary.algo == "admpo-off"].sort_values("step")
+    np.testing.assert_array_equal(adm["step"], [1000, 2000, 3000, 4000])
+    np.testing.assert_allclose(adm["mean"], SCORES.mean(axis=0))
+    np.testing.assert_allclose(adm["std"], SCORES.std(axis=0, ddof=1))
+    np.testing.assert_allclose(adm["band_high"], SCORES.mean(axis=0) + SCORES.std(axis=0, ddof=1))
+    mopo = summary[(summary.algo == "mopo") & (summary.task == "offline_mbrl/hopper/medium-v0")].sort_values("step")
+    np.testing.assert_array_equal(mopo["n"], [2, 2, 1, 1])  # the unfinished seed stops after 2 evaluations
+    np.testing.assert_allclose(mopo["mean"], [6.0, 7.0, 7.0, 8.0])
+    assert mopo["std"].iloc[2:].isna().all()
+    assert set(summary["task"]) == {"offline_mbrl/hopper/medium-v0", "walker2d-medium-v2"}
+
+
+def test_standard_error_band(runs_root, tmp_path):
+    _, csv = plot_curves(read_runs([runs_root]), tmp_path / "se.png", band="se")
+    adm = pd.read_csv(csv).query("algo == 'admpo-off'").sort_values("step")
+    sem = SCORES.std(axis=0, ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(adm["band_low"], SCORES.mean(axis=0) - sem)
+
+
+def test_curves_errors_and_cli(runs_root, tmp_path, capsys):
+    with pytest.raises(RunFolderError, match="must be a .png file"):
+        plot_curves(read_runs([runs_root]), tmp_path / "curves.pdf")
+    with pytest.raises(RunFolderError, match="unknown band 'ci'"):
+        plot_curves(read_runs([runs_root]), tmp_path / "curves.png", band="ci")
+    out = tmp_path / "cli.png"
+    assert main(["analyze", "curves", str(runs_root), "--out", str(out), "--value", "return"]) == 0
+    assert out.exists() and f"wrote {out}" in capsys.readouterr().out
+    summary = pd.read_csv(out.with_suffix(".csv"))
+    assert summary.query("algo == 'mopo' and step == 4000 and task == 'walker2d-medium-v2'")["mean"].item() == 40.0
