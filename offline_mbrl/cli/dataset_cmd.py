@@ -40,7 +40,7 @@ def format_summary(dataset: TransitionDataset) -> str:
     ]
     try:
         low, high = reference_scores(dataset)
-        rows.append(("reference returns", f"min {low:g}, max {high:g}"))
+        rows.append(("reference returns", f"min {low}, max {high}"))
         rows.append(("normalized mean return", f"{normalized_score((low, high), info['return_mean']):.2f}"))
     except ScoreError:
         rows.append(("reference returns", "unknown"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .dataset import (
-    MUJOCO_TASKS, TransitionDataset, as_flags, check_obs_dim, check_shapes, require_file, require_keys,
+    MUJOCO_TASKS, TransitionDataset, as_flags, check_shapes, read_layout, require_keys,
     squeeze_column,
 )
 
@@ -53,13 +53,7 @@ def read_d4rl(path: str | Path) -> TransitionDataset:
             are there); wrong rank, length mismatch, NaN/inf, empty; obs dim unlike the task the
             file name announces. Every message names the file.
     """
-    path = require_file(path)
-    source = str(path)
-    metadata, obs_dim = _names_from_file(path)
-    dataset = d4rl_to_dataset(_read_hdf5(path), source=source, metadata=metadata)
-    if obs_dim is not None:
-        check_obs_dim(source, metadata["task"], dataset.obs_dim, obs_dim)
-    return dataset
+    return read_layout(path, _read_hdf5, d4rl_to_dataset, _names_from_file)
 
 
 def d4rl_to_dataset(arrays: dict[str, np.ndarray], source: str,

@@ -8,7 +8,7 @@ last row of the dataset (data that stops mid-episode).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -107,15 +107,25 @@ def as_flags(source: str, name: str, value: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_obs_dim(source: str, task: str, obs_dim: int, expected: int) -> None:
-    """Check that the obs dim matches the task the file name announces.
+def read_layout(path: str | Path, read_arrays: Callable[[Path], dict[str, np.ndarray]],
+                to_dataset: Callable[..., "TransitionDataset"],
+                names_from_file: Callable[[Path], tuple[dict[str, Any], int | None]]) -> "TransitionDataset":
+    """The steps every file reader shares: check the file exists, read its raw arrays, build the
+    dataset with the metadata its file name gives (``task``, ``env_id``, ...), and check the obs dim
+    that name announces.
 
     Raises:
-        DatasetError: naming ``source``, the task and both dims.
+        DatasetNotFoundError: no such file.
+        DatasetError: whatever ``read_arrays``/``to_dataset`` raise, or an obs dim unlike the one
+            of the task named by the file (the message names the file, the task and both dims).
     """
-    if obs_dim != expected:
-        raise DatasetError(f"{source}: file name says task '{task}' (obs dim {expected}), "
-                           f"but field 'obs' has dim {obs_dim}")
+    path = require_file(path)
+    metadata, obs_dim = names_from_file(path)
+    dataset = to_dataset(read_arrays(path), source=str(path), metadata=metadata)
+    if obs_dim is not None and dataset.obs_dim != obs_dim:
+        raise DatasetError(f"{path}: file name says task '{metadata['task']}' (obs dim {obs_dim}), "
+                           f"but field 'obs' has dim {dataset.obs_dim}")
+    return dataset
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .dataset import (
-    MUJOCO_TASKS, TransitionDataset, as_flags, check_obs_dim, check_shapes, require_file, require_keys,
+    MUJOCO_TASKS, TransitionDataset, as_flags, check_shapes, read_layout, require_keys,
     squeeze_column,
 )
 
@@ -45,13 +45,7 @@ def read_neorl(path: str | Path) -> TransitionDataset:
             inside a trajectory; obs dim unlike the task the file name announces. Every message
             names the file.
     """
-    path = require_file(path)
-    source = str(path)
-    metadata, obs_dim = _names_from_file(path)
-    dataset = neorl_to_dataset(_read_npz(path), source=source, metadata=metadata)
-    if obs_dim is not None:
-        check_obs_dim(source, metadata["task"], dataset.obs_dim, obs_dim)
-    return dataset
+    return read_layout(path, _read_npz, neorl_to_dataset, _names_from_file)
 
 
 def neorl_to_dataset(arrays: dict[str, np.ndarray], source: str,
