@@ -195,3 +195,22 @@ def test_unreadable_dataset(hopper_dataset, minari_root):
     (minari_root / dataset_id / "data" / "main_data.hdf5").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match=rf"minari:{dataset_id}: cannot read Minari"):
         read_minari(dataset_id)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(rewards=lambda r: np.where(np.arange(len(r)) == 2, np.nan, r)), "field 'rewards' holds 1 NaN/inf value(s)"),
+    (dict(actions=lambda a: a[:, 0]), "field 'actions' must have rank 2, got shape"),
+])
+def test_bad_arrays_name_the_dataset_and_field(hopper_dataset, change, message):
+    (name, edit), = change.items()
+    first = _raw_episode(hopper_dataset, 0)
+    dataset_id = _write_raw([_raw_episode(hopper_dataset, 0, **{name: edit(first[name])})])
+    with pytest.raises(DatasetError) as info:
+        read_minari(dataset_id)
+    assert str(info.value).startswith(f"minari:{dataset_id}: ") and message in str(info.value)
+
+
+def test_dataset_without_episodes_is_empty():
+    dataset_id = _write_raw([])
+    with pytest.raises(DatasetError, match=rf"minari:{dataset_id}: dataset is empty \(0 episodes\)"):
+        read_minari(dataset_id)

@@ -113,7 +113,8 @@ def write_d4rl(dataset: TransitionDataset, path: str | Path) -> Path:
     """Write ``dataset`` in the D4RL v2 layout, with ``next_observations``, ``timeouts``,
     ``infos/qpos``, ``infos/qvel`` and ``infos/collection_step`` (when present).
 
-    :func:`read_d4rl` gives back equal arrays (lossless round trip). The file is written to a
+    :func:`read_d4rl` gives back equal arrays (lossless round trip); ``metadata`` is not stored
+    (the reader takes ``task``/``env_id`` from a D4RL file name). The file is written to a
     temporary name and renamed, so a crash never leaves a half-written file at ``path``.
 
     Returns:
