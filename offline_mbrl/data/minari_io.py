@@ -55,7 +55,7 @@ def read_minari(dataset_id: str) -> TransitionDataset:
     if not episodes:
         raise DatasetError(f"{source}: dataset is empty (0 episodes)")
     fields = {name: _concat_optional([ep[name] for ep in episodes], name, source)
-              for name in episodes[0].keys() | set(_INFO_FIELDS)}
+              for name in episodes[0]}
     metadata = _metadata(minari_dataset)
     fields["timeouts"] = _close_unflagged_episodes(fields, [len(ep["rewards"]) for ep in episodes], source,
                                                    metadata.setdefault("notes", []))
