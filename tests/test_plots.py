@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from test_tables import HOPPER, WALKER, make_run
 
-from offline_mbrl.analysis.plots import plot_curves
-from offline_mbrl.analysis.runs_io import RunFolderError, read_runs
+from offline_mbrl.analysis.plots import curve_summary, plot_curves
+from offline_mbrl.analysis.runs_io import RunFolderError, evaluations, read_runs
 from offline_mbrl.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,9 +44,9 @@ def test_curves_png_and_csv_of_plotted_numbers(runs_root, tmp_path):
     assert set(summary["task"]) == {"offline_mbrl/hopper/medium-v0", "walker2d-medium-v2"}
 
 
-def test_standard_error_band(runs_root, tmp_path):
-    _, csv = plot_curves(read_runs([runs_root]), tmp_path / "se.png", band="se")
-    adm = pd.read_csv(csv).query("algo == 'admpo-off'").sort_values("step")
+def test_standard_error_band(runs_root):
+    summary = curve_summary(evaluations(read_runs([runs_root])), band="se")
+    adm = summary.query("algo == 'admpo-off'").sort_values("step")
     sem = SCORES.std(axis=0, ddof=1) / np.sqrt(3)
     np.testing.assert_allclose(adm["band_low"], SCORES.mean(axis=0) - sem)
 

@@ -179,6 +179,9 @@ def test_bad_run_folders_raise_named_errors(tmp_path):
     (a / "summary.json").write_text(json.dumps({"epochs_completed": 4, "epochs_total": 12, "finished": True}))
     with pytest.raises(RunFolderError, match="epochs_completed = 4 but metrics.csv has 1 rows"):
         read_run(a)
+    (a / "summary.json").write_text("[]")
+    with pytest.raises(RunFolderError, match="summary.json: the run summary is not a mapping"):
+        read_run(a)
     (a / "config.yaml").write_text(yaml.safe_dump({"algo": "mopo", "dataset": HOPPER}))
     with pytest.raises(RunFolderError, match=r"config.yaml: missing keys \['seed', 'epochs'\]"):
         read_run(a)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from .runs_io import Run, RunFolderError, evaluations
 
@@ -51,6 +49,9 @@ def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", ban
         RunFolderError: ``out`` does not end in ``.png``, unknown ``band``/``value``, no evaluations yet,
             or as ``runs_io.evaluations``.
     """
+    import matplotlib.pyplot as plt  # heavy imports kept out of `offline-mbrl` start-up
+    import seaborn as sns
+
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise RunFolderError(f"curves output '{out}' must be a .png file")

@@ -79,9 +79,11 @@ def read_run(path: str | Path) -> Run:
             that disagrees with ``metrics.csv`` about the number of completed epochs.
     """
     path = Path(path)
-    config = _read_yaml(path / "config.yaml")
+    config = _read_config(path / "config.yaml")
     metrics = _read_metrics(path / "metrics.csv")
-    summary = _read_summary(path / "summary.json")
+    summary_path = path / "summary.json"
+    summary = _read_mapping(summary_path, json.loads, json.JSONDecodeError, "run summary") \
+        if summary_path.exists() else {}
     epochs_completed = int(summary.get("epochs_completed", len(metrics)))
     if epochs_completed != len(metrics):
         raise RunFolderError(f"{path / 'summary.json'}: epochs_completed = {epochs_completed} but "
@@ -163,17 +165,22 @@ def _short_label(spec: str) -> str:
     return path.stem if path.suffix in (".hdf5", ".h5", ".npz") else spec
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunFolderError(f"{path}: cannot read the run config ({exc})") from exc
-    if not isinstance(config, dict):
-        raise RunFolderError(f"{path}: the run config is not a mapping")
+def _read_config(path: Path) -> dict:
+    config = _read_mapping(path, yaml.safe_load, yaml.YAMLError, "run config")
     missing = [key for key in _CONFIG_KEYS if key not in config]
     if missing:
         raise RunFolderError(f"{path}: missing keys {missing}")
     return config
+
+
+def _read_mapping(path: Path, parse, parse_error: type[Exception], what: str) -> dict:
+    try:
+        mapping = parse(path.read_text())
+    except (OSError, parse_error) as exc:
+        raise RunFolderError(f"{path}: cannot read the {what} ({exc})") from exc
+    if not isinstance(mapping, dict):
+        raise RunFolderError(f"{path}: the {what} is not a mapping")
+    return mapping
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
@@ -189,15 +196,3 @@ def _read_metrics(path: Path) -> pd.DataFrame:
         raise RunFolderError(f"{path}: 'epoch' must be strictly increasing and 'step' filled "
                              f"(epochs {metrics['epoch'].tolist()[:10]})")
     return metrics.reset_index(drop=True)
-
-
-def _read_summary(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{path}: cannot read the run summary ({exc})") from exc
-    if not isinstance(summary, dict):
-        raise RunFolderError(f"{path}: the run summary is not a JSON object")
-    return summary
