@@ -86,6 +86,7 @@ class MujocoOracle:
             kwargs["xml_file"] = os.path.join(assets, _D4RL_XML[env_id])
         self.env_id = env_id
         self.include_x = include_x
+        self.d4rl_model = d4rl_model
         self.clips_velocity = _SUPPORTED_ENVS[env_id]
         self._env = gym.make(env_id, **kwargs)
         self._env.reset(seed=0)  # OrderEnforcing requires one reset before stepping
@@ -95,7 +96,7 @@ class MujocoOracle:
         self.obs_dim = self.nq + self.nv - (0 if include_x else 1)
 
     def __repr__(self) -> str:
-        return f"MujocoOracle({self.env_id!r}, include_x={self.include_x})"
+        return f"MujocoOracle({self.env_id!r}, include_x={self.include_x}, d4rl_model={self.d4rl_model})"
 
     def state_from_obs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rebuild the simulator state from observations (root x = 0 when the obs excludes it).
