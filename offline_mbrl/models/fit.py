@@ -1,0 +1,264 @@
+"""Fitting a dynamics model: holdout split, training epochs, model selection / early stopping, sample weights.
+
+One ``fit`` for all three models. What differs is declared by the model:
+
+* ``window_length``: m for ADM (all k per pass, Eq. 2) and the bootstrapping RNN, 1 for the ensemble.
+* ``selection``: ``"any_step"`` (official ADMPO ``learn_dynamics_from``, REFERENCE-algorithms 2.3): after each
+  epoch the per-k holdout MSE is computed; the epoch is accepted (whole-model snapshot) only if some k
+  improves **and** the mean over k drops; stop after ``patience`` (25) epochs without acceptance.
+  ``"per_member"`` (MBPO / OfflineRL-Kit, section 1.1): member i keeps its own best weights when its holdout
+  MSE improves by more than ``min_improvement`` (1 %); stop after ``patience`` (5) epochs in which no member
+  improved; the members with the lowest holdout MSE become elites.
+* batches: ADM and the RNN draw B windows with replacement per step, ``N_train // B`` steps per epoch
+  (the same number of (window, k) samples as the official m·N/B one-k steps); the ensemble draws one
+  bootstrap of the training rows per member at the start and reshuffles it every epoch.
+
+``sample_weights`` (N,) are used by **resampling** (TOM Alg. 2 line 15; REFERENCE-algorithms 3.2): start rows
+and bootstraps are drawn with probability ∝ weight, the loss itself is unweighted, and the holdout MSE is
+the weight-averaged error (TOM weights its holdout loss). Inputs are normalized with statistics of the
+whole dataset, holdout included (official ADMPO ``cal_mu_std``). Holdout errors are computed in eval
+mode (no dropout) over the whole holdout set, where the official code uses one dropout-on batch of 256.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..data.dataset import TransitionDataset
+from ..data.windows import Windows, check_sample_weights
+from ..errors import ConfigError, DatasetError
+from .ensemble import ProbabilisticEnsemble
+
+_HOLDOUT_SPLITS = ("episodes", "last")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Training settings (defaults: official ADMPO; ``for_model`` gives the ensemble's MBPO values).
+
+    Fields:
+        batch_size: windows (or transitions per member) per gradient step.
+        learning_rate: Adam step size.
+        max_epochs: cap on epochs (None: stop only by patience).
+        patience: epochs without an accepted snapshot before stopping.
+        min_improvement: relative holdout improvement a channel needs (0 for ADM, 0.01 for the ensemble).
+        holdout_fraction, max_holdout: holdout size ``min(int(fraction · N), max_holdout)`` rows.
+        holdout_split: ``"episodes"`` (whole random episodes, default) or ``"last"`` (the last rows in
+            buffer order, official ADMPO).
+        eval_batch_size: windows per forward pass when computing holdout errors.
+        seed: seeds the split, the batch sampling and the network's dropout.
+    """
+
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    max_epochs: int | None = None
+    patience: int = 25
+    min_improvement: float = 0.0
+    holdout_fraction: float = 0.2
+    max_holdout: int = 1000
+    holdout_split: str = "episodes"
+    eval_batch_size: int = 4096
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.holdout_split not in _HOLDOUT_SPLITS:
+            raise ConfigError(f"fit config: 'holdout_split' must be one of {_HOLDOUT_SPLITS}, got {self.holdout_split!r}")
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise ConfigError(f"fit config: 'max_epochs' must be >= 1 or None, got {self.max_epochs}")
+        for name in ("batch_size", "patience", "max_holdout", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"fit config: '{name}' must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def for_model(cls, model: nn.Module, **overrides) -> "FitConfig":
+        """Defaults for ``model.kind`` (ensemble: lr 1e-3, patience 5, 1 % rule) with ``overrides`` applied."""
+        base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if model.kind == "ensemble" else cls()
+        return replace(base, **overrides)
+
+
+@dataclass
+class FitResult:
+    """Outcome of ``fit``.
+
+    Fields:
+        holdout_errors: (C,) holdout MSE of the kept weights per channel (k for ADM / history length for the
+            RNN / member for the ensemble), averaged over the D + 1 output dims.
+        epochs: epochs run; best_epoch: last epoch whose snapshot was kept (any member, for the ensemble).
+        num_train, num_holdout: rows in each split.
+        history: per epoch ``{"epoch", "train_loss", "holdout_mse", "accepted"}`` (holdout_mse: mean over channels).
+    """
+
+    holdout_errors: np.ndarray
+    epochs: int
+    best_epoch: int
+    num_train: int
+    num_holdout: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def split_holdout(dataset: TransitionDataset, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Train and holdout row indices (sorted int64 arrays) as ``config`` says.
+
+    ``"episodes"`` takes whole episodes in a random order (seeded by ``config.seed``) until the holdout holds at
+    least ``min(int(fraction · N), max_holdout)`` rows; ``"last"`` takes exactly that many last rows.
+
+    Raises:
+        DatasetError: the dataset is too small for a holdout, or the holdout would leave no training rows.
+    """
+    n = len(dataset)
+    size = min(int(config.holdout_fraction * n), config.max_holdout)
+    if size < 1:
+        raise DatasetError(f"{dataset.source}: {n} rows are too few for a holdout of fraction {config.holdout_fraction}")
+    rows = np.arange(n)
+    if config.holdout_split == "last":
+        held = rows >= n - size
+    else:
+        order = np.random.default_rng(config.seed).permutation(dataset.num_episodes)
+        count = int(np.searchsorted(np.cumsum(dataset.episode_lengths()[order]), size)) + 1
+        held = np.isin(dataset.episode_ids, order[:count])
+    if held.all():
+        raise DatasetError(f"{dataset.source}: the holdout ({config.holdout_split}) would take every row; "
+                           "the dataset needs more episodes")
+    return rows[~held], rows[held]
+
+
+@torch.no_grad()
+def evaluate_errors(model: nn.Module, windows: Windows, batch_size: int = 4096) -> Tensor:
+    """Per-channel MSE (C,) of the model's mean over all windows of ``windows`` (eval mode; weighted by
+    ``windows.sample_weights`` when set).
+
+    Raises:
+        DatasetError: some channel has no valid window (e.g. every holdout episode is shorter than m).
+    """
+    model.eval()
+    total = count = 0.0
+    for start in range(0, len(windows), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(windows)), device=windows.device)
+        errors, valid = model.prediction_errors(windows.gather(rows))           # (b, C) each
+        weight = valid.to(errors.dtype)
+        if windows.sample_weights is not None:
+            weight = weight * windows.sample_weights[rows, None].to(errors.dtype)
+        total = total + (errors * weight).sum(dim=0)
+        count = count + weight.sum(dim=0)
+    if (count == 0).any():
+        missing = (torch.flatnonzero(count == 0) + 1).tolist()
+        raise DatasetError(f"{windows.source}: no holdout window (with positive weight) is valid for channels {missing}; "
+                           "use a larger holdout or a smaller max_backtrack")
+    return total / count
+
+
+class _Selection:
+    """Holdout bookkeeping for the two official selection rules (module docstring)."""
+
+    def __init__(self, rule: str, channels: int, min_improvement: float) -> None:
+        self.rule, self.min_improvement = rule, min_improvement
+        self.best = np.full(channels, np.inf)
+        self.epochs_since_update = 0
+
+    def update(self, errors: np.ndarray) -> np.ndarray:
+        """Record this epoch's errors (C,); return the (C,) bool channels whose weights become the snapshot."""
+        improved = errors < self.best * (1.0 - self.min_improvement)
+        if self.rule == "any_step":
+            improved = np.full_like(improved, improved.any() and errors.mean() < self.best.mean())
+        self.best = np.where(improved, errors, self.best)
+        self.epochs_since_update = 0 if improved.any() else self.epochs_since_update + 1
+        return improved
+
+
+def _keep_snapshot(model: nn.Module, best_state: dict[str, Tensor], improved: np.ndarray) -> None:
+    """Copy the improved channels' current weights into ``best_state`` (whole model, or per member)."""
+    members = torch.as_tensor(improved, device=next(model.parameters()).device)
+    per_member = set(getattr(model, "member_parameter_names", ()))
+    for name, value in model.state_dict().items():
+        if name in per_member:
+            best_state[name][members] = value[members]
+        else:
+            best_state[name].copy_(value)
+
+
+def _epoch_rows(train: Windows, bootstrap: Tensor | None, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Start rows of each gradient step of one epoch: (B,) with replacement, or (E·B,) member-major from a
+    reshuffled per-member bootstrap (E, N_train)."""
+    if bootstrap is None:
+        for _ in range(max(1, len(train) // batch_size)):
+            yield train.sample_rows(batch_size, generator)
+        return
+    order = torch.argsort(torch.rand(bootstrap.shape, generator=generator), dim=1).to(bootstrap.device)
+    shuffled = bootstrap.gather(1, order)                                   # (E, N_train)
+    for start in range(0, shuffled.shape[1], batch_size):
+        yield shuffled[:, start:start + batch_size].reshape(-1)
+
+
+def fit(model: nn.Module, dataset: TransitionDataset, config: FitConfig | None = None,
+        sample_weights: np.ndarray | Tensor | None = None, progress: bool = False) -> FitResult:
+    """Train ``model`` (ADM, BootRNN or ProbabilisticEnsemble) on ``dataset`` and keep the selected weights.
+
+    Args:
+        model: a fresh model on its target device (sets its normalization statistics from ``dataset``).
+        dataset: transitions; windows never cross its episode ends.
+        config: ``FitConfig`` (default ``FitConfig.for_model(model)``).
+        sample_weights: optional (N,) non-negative per-transition weights (resampling, module docstring).
+        progress: show a tqdm bar with train loss and holdout MSE.
+
+    Returns:
+        ``FitResult``; the model holds the snapshot weights (and, for the ensemble, its elites) in eval mode.
+
+    Raises:
+        DatasetError: dataset too small for the holdout, bad ``sample_weights``, or a k with no holdout window.
+    """
+    config = config or FitConfig.for_model(model)
+    device = next(model.parameters()).device
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if sample_weights is not None:
+        sample_weights = check_sample_weights(sample_weights, len(dataset), dataset.source)
+    train_rows, holdout_rows = split_holdout(dataset, config)
+    model.normalizer.set_stats(dataset.normalization_stats())
+    train, holdout = (Windows(dataset.subset(rows), model.window_length, device,
+                              None if sample_weights is None else sample_weights[rows]) for rows in (train_rows, holdout_rows))
+
+    bootstrap = None
+    if isinstance(model, ProbabilisticEnsemble):
+        size = model.config.ensemble_size
+        bootstrap = train.sample_rows(size * len(train), generator).view(size, len(train))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    best_state = copy.deepcopy(model.state_dict())
+    channels = len(evaluate_errors(model, holdout, config.eval_batch_size))
+    selection = _Selection(model.selection, channels, config.min_improvement)
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=config.max_epochs, desc=f"fit {model.kind}", disable=not progress, leave=False)
+    for epoch in itertools.count(1):
+        model.train()
+        losses = []
+        for rows in _epoch_rows(train, bootstrap, config.batch_size, generator):
+            loss, _ = model.loss(train.gather(rows))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        errors = evaluate_errors(model, holdout, config.eval_batch_size).cpu().numpy()
+        improved = selection.update(errors)
+        if improved.any():
+            _keep_snapshot(model, best_state, improved)
+        history.append({"epoch": epoch, "train_loss": torch.stack(losses).mean().item(),
+                        "holdout_mse": float(errors.mean()), "accepted": bool(improved.any())})
+        bar.update()
+        bar.set_postfix(train_loss=f"{history[-1]['train_loss']:.4g}", holdout_mse=f"{errors.mean():.4g}")
+        if selection.epochs_since_update >= config.patience or epoch == config.max_epochs:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    if isinstance(model, ProbabilisticEnsemble):
+        model.set_elites(torch.as_tensor(selection.best))
+    best_epoch = max((h["epoch"] for h in history if h["accepted"]), default=0)
+    return FitResult(holdout_errors=selection.best.copy(), epochs=len(history), best_epoch=best_epoch,
+                     num_train=len(train_rows), num_holdout=len(holdout_rows), history=history)
