@@ -7,8 +7,12 @@ import os
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from offline_mbrl.data import TransitionDataset
+
+# Tests use tiny tensors: one intra-op thread avoids OpenMP spin-waiting when jobs share the cores.
+torch.set_num_threads(1)
 
 HOPPER_MAX_EPISODE_STEPS = 30  # short, so episodes end by both terminals and timeouts
 HOPPER_EPISODES = 8

@@ -13,6 +13,7 @@ from ..data import load_dataset, normalized_score, reference_scores
 from ..data.dataset import TransitionDataset
 from ..data.load import ACCEPTED_SPECS
 from ..errors import ScoreError
+from .collect_cmd import add_make
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,4 +65,4 @@ def _info(args: argparse.Namespace) -> int:
 
 
 # HOOK: every `offline-mbrl dataset <name>` sub-command; append new ones here.
-_SUBCOMMANDS = (_add_info,)
+_SUBCOMMANDS = (_add_info, add_make)

@@ -1,0 +1,147 @@
+"""Online SAC on a gymnasium MuJoCo environment, the data source of D4RL-style collection.
+
+Recipe (SAC, Haarnoja et al. 2018; D4RL's data-generating agent): ``warmup_steps`` uniform-random
+actions, then one SAC update per environment step; every ``eval_every`` steps a deterministic
+evaluation, whose actor is kept as a snapshot (the ``medium`` policy is the first snapshot that
+reaches its target). Every row of the replay buffer records the simulator state before the action
+and its collection step. Checkpoints (SAC, optimizers, replay buffer, RNG, counters) are written
+atomically at the first episode end after every ``checkpoint_every`` steps, so a resumed run
+continues from a whole episode; the CSV log is truncated back to the checkpoint on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..agents.sac import SAC, SACConfig
+from ..buffers import TensorBuffer
+from ..envs.gym_env import evaluate_policy
+from ..runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
+
+
+@dataclass(frozen=True)
+class OnlineSACConfig:
+    """Online SAC training budget and schedule (steps are environment steps = SAC updates)."""
+
+    env_id: str = "Hopper-v5"
+    total_steps: int = 300_000
+    warmup_steps: int = 5_000
+    batch_size: int = 256
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 20_000
+    seed: int = 0
+    sac: SACConfig = field(default_factory=lambda: SACConfig(hidden_dims=(128, 128), actor_lr=3e-4,
+                                                             alpha_lr=3e-4, alpha=1.0, auto_alpha=True))
+
+
+def buffer_fields(obs_dim: int, action_dim: int, nq: int, nv: int) -> dict:
+    """Replay-buffer fields of one collected transition (D4RL layout + simulator state + step)."""
+    f32, b = torch.float32, torch.bool
+    return {"obs": ((obs_dim,), f32), "actions": ((action_dim,), f32), "rewards": ((), f32),
+            "next_obs": ((obs_dim,), f32), "terminals": ((), b), "timeouts": ((), b),
+            "qpos": ((nq,), f32), "qvel": ((nv,), f32), "collection_step": ((), torch.int64)}
+
+
+class OnlineSACTrainer:
+    """Trains SAC online and writes ``run_dir/{metrics.csv, checkpoint.pt, snapshots/actor_<step>.pt}``.
+
+    ``metrics.csv`` has one row per evaluation: ``step``, ``eval/return_mean``, ``eval/return_std``,
+    the latest training losses, ``time/episodes``. Call :meth:`train` (resumes from
+    ``checkpoint.pt`` when ``resume`` and it exists).
+    """
+
+    def __init__(self, config: OnlineSACConfig, run_dir: str | Path, device: str = "cpu",
+                 progress: bool = True) -> None:
+        self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), torch.device(device), progress
+        self.env = gym.make(config.env_id)
+        obs_dim = self.env.observation_space.shape[0]
+        space = self.env.action_space
+        model = self.env.unwrapped.model
+        self.sac = SAC(obs_dim, space.shape[0], config.sac, torch.as_tensor(space.low), torch.as_tensor(space.high),
+                       device=self.device)
+        self.buffer = TensorBuffer(config.total_steps, buffer_fields(obs_dim, space.shape[0], model.nq, model.nv),
+                                   self.device)
+        self.step = 0
+        self.episodes = 0
+        self.rng = np.random.default_rng(config.seed)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save(self) -> None:
+        save_atomic({"sac": self.sac.full_state(), "buffer": self.buffer.state_dict(), "step": self.step,
+                     "episodes": self.episodes, "rng": rng_state(), "config": asdict(self.config)},
+                    self.checkpoint_path)
+
+    def load(self) -> None:
+        state = load_checkpoint(self.checkpoint_path, self.device)
+        self.sac.load_full_state(state["sac"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.step, self.episodes = int(state["step"]), int(state["episodes"])
+        set_rng_state(state["rng"])
+        self.rng = np.random.default_rng([self.config.seed, self.step])
+
+    # ------------------------------------------------------------------ loop
+    def _action(self, obs: np.ndarray) -> np.ndarray:
+        if self.step < self.config.warmup_steps:
+            space = self.env.action_space
+            return self.rng.uniform(space.low, space.high).astype(np.float32)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None]
+        return self.sac.act(obs_t)[0].cpu().numpy()
+
+    def _evaluate(self, logger: MetricsLogger, last_metrics: dict) -> float:
+        returns = evaluate_policy(lambda o: self.sac.act(o, deterministic=True), self.config.env_id,
+                                  self.config.eval_episodes, seed=10_000 + self.step, device=self.device)
+        save_atomic(self.sac.actor.file_state(), self.run_dir / "snapshots" / f"actor_{self.step:08d}.pt")
+        logger.log({"step": self.step, "eval/return_mean": float(returns.mean()),
+                    "eval/return_std": float(returns.std()), "time/episodes": self.episodes,
+                    **{k: float(v) for k, v in last_metrics.items()}}, self.step)
+        return float(returns.mean())
+
+    def train(self, resume: bool = True) -> None:
+        """Run until ``total_steps`` environment steps; resumable at episode boundaries."""
+        cfg = self.config
+        resumed = resume and self.checkpoint_path.exists()
+        if resumed:
+            self.load()
+        else:
+            torch.manual_seed(cfg.seed)
+        logger = MetricsLogger(self.run_dir, tensorboard=False, resume_after=self.step if resumed else None,
+                               key="step")
+        obs = self.env.reset(seed=cfg.seed + self.episodes)[0]
+        next_checkpoint = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        metrics: dict = {}
+        unwrapped = self.env.unwrapped
+        bar = tqdm(total=cfg.total_steps, initial=self.step, disable=not self.progress, desc=cfg.env_id)
+        while self.step < cfg.total_steps:
+            action = self._action(obs)
+            qpos, qvel = unwrapped.data.qpos.copy(), unwrapped.data.qvel.copy()
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(**{k: torch.as_tensor(np.asarray(v))[None] for k, v in dict(
+                obs=obs, actions=action, rewards=np.float32(reward), next_obs=next_obs, terminals=terminated,
+                timeouts=truncated and not terminated, qpos=qpos, qvel=qvel, collection_step=self.step).items()})
+            self.step += 1
+            if self.step > cfg.warmup_steps:
+                metrics = self.sac.update(self.buffer.sample(cfg.batch_size))
+            obs = next_obs
+            if self.step % cfg.eval_every == 0:
+                bar.set_postfix(eval_return=f"{self._evaluate(logger, metrics):.0f}")
+            if terminated or truncated:
+                self.episodes += 1
+                obs = self.env.reset(seed=cfg.seed + self.episodes)[0]
+                if self.step >= next_checkpoint:
+                    self.save()
+                    next_checkpoint = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+            bar.update(1)
+        bar.close()
+        self.save()
+        logger.close()

@@ -1,0 +1,121 @@
+"""Run folders: atomic checkpoints, RNG state capture, and the metrics logger (CSV + TensorBoard).
+
+A run that is stopped loses at most the work since its last checkpoint: checkpoints are written to
+a temporary file and moved into place with ``os.replace`` (atomic on POSIX), and are loaded with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` through ``path.tmp`` + ``os.replace``: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; CheckpointError names the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or unsafe content
+        raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def rng_state() -> dict:
+    """Python, NumPy (legacy global) and torch CPU RNG states as tensors (weights_only-safe)."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": np_state[2],
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0))
+    pos = state["python_pos"]
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None if pos == -1 else pos))
+
+
+class MetricsLogger:
+    """Appends one row per call to ``metrics.csv`` (and optionally TensorBoard) in ``run_dir``.
+
+    The CSV header is fixed by the first row written; a resumed run keeps the existing file and,
+    when given ``resume_after``, first drops rows whose ``key`` exceeds it (work done after the
+    checkpoint that is being resumed), so the file stays continuous.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_after: int | None = None,
+                 key: str = "epoch") -> None:
+        self.path = Path(run_dir) / "metrics.csv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fieldnames: list[str] | None = None
+        if resume_after is not None and self.path.exists():
+            self._truncate(resume_after, key)
+        elif self.path.exists():
+            self.path.unlink()
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.path.parent))
+
+    def _truncate(self, resume_after: int, key: str) -> None:
+        with self.path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            self.fieldnames = list(reader.fieldnames or [])
+            rows = [row for row in reader if int(float(row[key])) <= resume_after]
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _rewrite_header(self, fieldnames: list[str]) -> None:
+        rows = []
+        if self.path.exists() and self.fieldnames:
+            with self.path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        self.fieldnames = fieldnames
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def log(self, row: dict[str, float], step: int) -> None:
+        """Write ``row`` (scalars) to the CSV and, if enabled, to TensorBoard at ``step``."""
+        row = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in row.items()}
+        new_keys = [k for k in row if k not in (self.fieldnames or [])]
+        if new_keys:  # first row, or a metric that appears later (e.g. losses after warm-up)
+            self._rewrite_header((self.fieldnames or []) + new_keys)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fieldnames).writerow(row)
+        if self.writer is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and "/" in k:
+                    self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

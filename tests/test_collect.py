@@ -1,0 +1,103 @@
+"""Online SAC on real Hopper-v5 and D4RL-style collection of every kind (tiny sizes)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from offline_mbrl.algos.collect import (KINDS, collect_all, load_replay_file, make_from_recipe, obs_from_state,
+                                        random_policy, save_replay_file)
+from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
+from offline_mbrl.agents.sac import load_actor
+from offline_mbrl.cli import main
+from offline_mbrl.data import load_dataset
+from offline_mbrl.envs.gym_env import collect_transitions, evaluate_policy
+
+TINY = OnlineSACConfig(env_id="Hopper-v5", total_steps=2000, warmup_steps=500, eval_every=500, eval_episodes=3,
+                       checkpoint_every=1000, sac=replace(OnlineSACConfig().sac, hidden_dims=(64, 64)))
+
+
+@pytest.fixture(scope="module")
+def sac_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("sac")
+    OnlineSACTrainer(TINY, run_dir, progress=False).train()
+    return run_dir
+
+
+def test_short_online_run_improves_over_random(sac_run):
+    import pandas as pd
+
+    metrics = pd.read_csv(sac_run / "metrics.csv")
+    assert list(metrics["step"]) == [500, 1000, 1500, 2000]
+    random_return = evaluate_policy(random_policy("Hopper-v5"), "Hopper-v5", 10).mean()
+    assert metrics["eval/return_mean"].iloc[-1] > 2 * random_return
+
+
+def test_resume_continues_to_a_larger_budget(sac_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(sac_run, run)
+    trainer = OnlineSACTrainer(replace(TINY, total_steps=2500), run, progress=False)
+    trainer.train()
+    rows = trainer.buffer.ordered()
+    assert trainer.step == 2500 and len(trainer.buffer) == 2500
+    assert torch.equal(rows["collection_step"], torch.arange(2500))
+    steps = np.loadtxt(run / "metrics.csv", delimiter=",", skiprows=1, usecols=0)
+    assert list(steps) == [500, 1000, 1500, 2000, 2500]
+
+
+def test_collection_records_sim_state_before_the_action():
+    data = collect_transitions(None, "Hopper-v5", 300, seed=0, num_envs=3)
+    assert len(data) == 300 and data.qpos.shape == (300, 6)
+    np.testing.assert_array_equal(obs_from_state("Hopper-v5", data.qpos, data.qvel), data.obs)
+    # every environment's budget ends with a flagged row, so episodes never merge
+    ends = np.flatnonzero(data.terminals | data.timeouts)
+    assert {99, 199, 299} <= set(ends)
+
+
+def test_collect_all_kinds_round_trip(sac_run, tmp_path):
+    out = tmp_path / "out"
+    recipes = collect_all(sac_run, out, "Hopper-v5", KINDS, num_steps=400, seed=0, medium_fraction=0.0)
+    info = recipes.pop("_policies")
+    assert info["medium_step"] == 500 and info["expert_return"] > info["random_return"]
+    for name, recipe in recipes.items():
+        data = load_dataset(f"minari:{recipe['dataset_id']}")
+        assert data.metadata["ref_min_score"] == pytest.approx(info["random_return"])
+        assert data.metadata["ref_max_score"] == pytest.approx(info["expert_return"])
+        assert data.qpos is not None and data.metadata["env_id"] == "Hopper-v5"
+        if recipe["kind"] == "medium-replay":
+            assert len(data) == 500 and np.array_equal(data.collection_step, np.arange(500))
+        else:
+            assert len(data) == 400
+    for policy in ("medium", "expert"):  # shipped policies load with weights_only=True
+        torch.load(out / "policies" / f"hopper_{policy}.pt", weights_only=True)
+        load_actor(out / "policies" / f"hopper_{policy}.pt")
+
+    replay = load_replay_file(out / "hopper_replay.npz")
+    assert len(replay) == TINY.total_steps
+    prefix = load_replay_file(out / "hopper_replay.npz", upto_step=500)
+    assert prefix.timeouts[-1] or prefix.terminals[-1]
+
+    (out / "recipes.yaml").write_text(yaml.safe_dump(recipes))
+    assert main(["dataset", "make", "hopper-medium", "--recipes", str(out / "recipes.yaml"), "--num-steps", "200",
+                 "--overwrite"]) == 0
+    assert len(load_dataset("minari:offline_mbrl/hopper/medium-v0")) == 200
+    _, again = make_from_recipe(recipes["hopper-medium-replay"], out, overwrite=True)
+    assert np.array_equal(again.collection_step, np.arange(500))
+
+
+def test_replay_file_is_exact(hopper_dataset, tmp_path):
+    save_replay_file(hopper_dataset, "Hopper-v5", tmp_path / "r.npz")
+    back = load_replay_file(tmp_path / "r.npz")
+    for field in ("obs", "actions", "rewards", "next_obs", "terminals", "qpos", "qvel", "collection_step"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(hopper_dataset, field))
+
+
+def test_unknown_recipe_lists_known_ones(tmp_path, capsys):
+    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump({"hopper-medium": {}, "_policies": {}}))
+    assert main(["dataset", "make", "nope", "--recipes", str(tmp_path / "recipes.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown recipe 'nope'" in err and "hopper-medium" in err and "_policies" not in err
