@@ -1,0 +1,126 @@
+"""`offline-mbrl train` (ADMPO-OFF / MOPO, Alg. 3), `offline-mbrl evaluate RUN_DIR` and
+`offline-mbrl quickstart` (the README's `make run`)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train ADMPO-OFF or MOPO on an offline dataset",
+                              description="Train ADMPO-OFF or MOPO (ADM paper Alg. 3) on a dataset spec. The config "
+                                          "is the algorithm's defaults <- --config (default: the shipped per-task "
+                                          "file) <- --set overrides.")
+    p.add_argument("--algo", choices=("admpo-off", "mopo"), help="algorithm (required unless --resume)")
+    p.add_argument("--dataset", help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
+    p.add_argument("--config", type=Path, help="YAML config file")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    p.add_argument("--epochs", type=int, help="override the number of epochs (1000 SAC steps each by default)")
+    p.add_argument("--env", help="gymnasium id for evaluation (default: from the dataset's metadata)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set rollout.penalty_coef=2.5 (repeatable)")
+    p.add_argument("--dynamics", type=Path, help="a model saved by `offline-mbrl model fit` (skips model fitting)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="root of run folders")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser("evaluate", help="re-evaluate the policy saved in a run folder",
+                              description="Re-evaluate the last checkpointed policy of a run folder in the real "
+                                          "environment.")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=_evaluate)
+
+    q = subparsers.add_parser("quickstart", help="make the Hopper-v5 medium dataset (if absent) and run ADMPO-OFF "
+                                                 "with configs/quickstart.yaml")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--runs", type=Path, default=Path("runs"))
+    q.set_defaults(func=_quickstart)
+
+
+def run_dir_for(runs: Path, config) -> Path:
+    """``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>`` (DESIGN section 7)."""
+    from ..config import config_hash
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", config.dataset.removeprefix("minari:")).strip("_")
+    return runs / config.algo / slug / config_hash(config) / f"seed{config.seed}"
+
+
+def _resolve(args: argparse.Namespace):
+    from ..config import default_config_file, load_yaml, resolve
+    from ..data.load import load_dataset
+
+    if args.resume:
+        config_file = args.resume / "config.yaml"
+        return resolve(load_yaml(config_file).get("algo"), config_file), args.resume, None
+    if not args.algo or not args.dataset:
+        raise ConfigError("train: --algo and --dataset are required (or --resume RUN_DIR)")
+    dataset = load_dataset(args.dataset)
+    config_file = args.config or default_config_file(args.algo, dataset.metadata.get("task"), args.dataset)
+    config = resolve(args.algo, config_file, args.overrides, dataset=args.dataset, seed=args.seed, epochs=args.epochs,
+                     env_id=args.env, task=dataset.metadata.get("task"))
+    return config, run_dir_for(args.runs, config), dataset
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..algos.offline import OfflineTrainer
+
+    config, run_dir, dataset = _resolve(args)
+    print(f"run folder: {run_dir}")
+    trainer = OfflineTrainer(config, run_dir, dataset, args.dynamics, args.device, progress=not args.no_progress)
+    summary = trainer.train(resume=True)
+    _print_summary(summary, run_dir)
+    return 0
+
+
+def _print_summary(summary: dict, run_dir: Path) -> None:
+    score = summary["final_normalized_score"]
+    print(f"{summary['algo']} on {summary['dataset']}: epoch {summary['epochs_completed']}/{summary['epochs_total']}, "
+          f"final return {summary['final_return']:.1f}"
+          + (f", normalized score {score:.1f}" if score is not None else ""))
+    print(f"run folder: {run_dir}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..algos.offline import evaluate_run
+
+    returns, scores = evaluate_run(args.run_dir, args.episodes, args.seed, args.device)
+    print(f"{args.run_dir}: return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes"
+          + (f", normalized score {scores.mean():.1f} ± {scores.std():.1f}" if scores is not None else ""))
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from ..algos.offline import OfflineTrainer
+    from ..config import CONFIG_DIR, resolve
+    from ..data.load import load_dataset
+    from ..data.scores import normalized_score
+    from ..errors import DatasetNotFoundError
+    from .collect_cmd import load_recipe
+
+    recipe = load_recipe("hopper-medium")
+    spec = f"minari:{recipe['dataset_id']}"
+    try:
+        dataset = load_dataset(spec)
+    except DatasetNotFoundError:
+        from ..algos.collect import make_from_recipe
+        from .collect_cmd import RECIPES
+
+        print(f"making {spec} from the shipped medium policy ...")
+        make_from_recipe(recipe, RECIPES.parent)
+        dataset = load_dataset(spec)
+    config = resolve(None, CONFIG_DIR / "quickstart.yaml", dataset=spec)
+    run_dir = run_dir_for(args.runs, config)
+    summary = OfflineTrainer(config, run_dir, dataset, device=args.device).train(resume=True)
+    behaviour = float(normalized_score(dataset, dataset.episode_returns()).mean())
+    _print_summary(summary, run_dir)
+    print(f"behaviour policy (dataset episodes): normalized score {behaviour:.1f}")
+    return 0

@@ -1,0 +1,254 @@
+"""Typed run configuration for the offline model-based loop (ADMPO-OFF, MOPO): frozen dataclasses,
+YAML files and dotted ``--set key=value`` overrides.
+
+Resolution order: the algorithm's defaults (:data:`ALGO_DEFAULTS`) <- a YAML file <- ``--set``
+overrides. An unknown key or a value of the wrong type raises :class:`ConfigError` naming the dotted
+key (and the file). The resolved config is written to the run folder as ``config.yaml`` and loads
+back to an equal object.
+
+Defaults follow the official ADMPO code (REFERENCE-algorithms.md 2.1) and Table 3 of the ADM paper;
+the per-task m, H and beta of Table 5 live in ``configs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import typing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import dacite
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ALGOS = ("admpo-off", "mopo")
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """The learned model: ``model`` is ``adm`` (ADMPO-OFF) or ``ensemble`` (MOPO).
+
+    ADM: ``max_backtrack`` (m), GRU ``hidden_dim`` x ``gru_layers``, ``head_blocks`` residual blocks,
+    ``dropout``, ``rollout_dropout`` (official: dropout stays on in roll-outs and the penalty).
+    Ensemble: ``ensemble_size``, ``num_elites``, ``ensemble_hidden_dims``, ``ensemble_weight_decays``
+    (one per hidden layer, then the output layer).
+    Fitting: ``max_epochs`` (None: early stopping only), ``holdout_split`` (``episodes``/``last``),
+    ``learning_rate`` (None: the model's default, 3e-4 ADM / 1e-3 ensemble), ``batch_size``.
+    """
+
+    model: str = "adm"
+    max_backtrack: int = 5
+    hidden_dim: int = 200
+    gru_layers: int = 3
+    head_blocks: int = 4
+    dropout: float = 0.1
+    rollout_dropout: bool = True
+    ensemble_size: int = 7
+    num_elites: int = 5
+    ensemble_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
+    ensemble_weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+    max_epochs: int | None = None
+    holdout_split: str = "episodes"
+    learning_rate: float | None = None
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Model roll-outs (Alg. 3 lines 3-7): every ``rollout_freq`` SAC steps, ``rollout_batch_size``
+    trajectories of ``rollout_length`` (H) steps with the current policy; rewards penalized as
+    ``r - penalty_coef * U`` (Eq. 8) with quantifier ``penalty``; the model buffer keeps the last
+    ``model_retain_epochs`` roll-outs. ``backtrack_sampling``: ``trajectory`` (paper) or ``batch``
+    (official code)."""
+
+    rollout_length: int = 5
+    rollout_batch_size: int = 50_000
+    rollout_freq: int = 1000
+    model_retain_epochs: int = 5
+    penalty: str = "adm_std"
+    penalty_coef: float = 1.0
+    backtrack_sampling: str = "trajectory"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """SAC (Table 3): widths, learning rates (Adam), alpha fixed or learned, cosine actor-lr schedule."""
+
+    hidden_dims: tuple[int, ...] = (256, 256)
+    actor_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 1e-4
+    alpha: float = 0.1
+    auto_alpha: bool = False
+    gamma: float = 0.99
+    tau: float = 5e-3
+    batch_size: int = 256
+    lr_schedule: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One offline run: ``algo`` on ``dataset`` (a dataset spec) for ``epochs`` x ``steps_per_epoch``
+    SAC steps, batches mixing ``real_ratio`` dataset rows with model rows, ``eval_episodes``
+    deterministic episodes in ``env_id`` (None: from the dataset's metadata) after every epoch,
+    a checkpoint every ``checkpoint_every`` epochs."""
+
+    algo: str = "admpo-off"
+    dataset: str = ""
+    task: str | None = None
+    env_id: str | None = None
+    seed: int = 0
+    epochs: int = 1000
+    steps_per_epoch: int = 1000
+    real_ratio: float = 0.05
+    eval_episodes: int = 10
+    checkpoint_every: int = 1
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    sac: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"config: key 'algo' must be one of {ALGOS}, got {self.algo!r}")
+        if not 0.0 <= self.real_ratio <= 1.0:
+            raise ConfigError(f"config: key 'real_ratio' must be in [0, 1], got {self.real_ratio}")
+        for key in ("epochs", "steps_per_epoch", "eval_episodes", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config: key '{key}' must be >= 1, got {getattr(self, key)}")
+
+
+#: algorithm -> overrides of the dataclass defaults (MOPO: OfflineRL-Kit settings)
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "admpo-off": {},
+    "mopo": {"dynamics": {"model": "ensemble"}, "rollout": {"penalty": "max_aleatoric", "penalty_coef": 0.5},
+             "sac": {"auto_alpha": True, "alpha": 1.0}},
+}
+
+
+# ------------------------------------------------------------------------------ dict <-> dataclass
+def _float(value: Any) -> Any:
+    # YAML 1.1 reads 1e-4 as a string and 1 as an int: both are valid floats here
+    if isinstance(value, bool):
+        return value
+    try:
+        return float(value) if isinstance(value, (int, str)) else value
+    except ValueError:
+        return value
+
+
+_DACITE = dacite.Config(strict=True, type_hooks={float: _float, tuple[int, ...]: tuple,
+                                                 tuple[float, ...]: lambda v: tuple(_float(x) for x in v)})
+
+
+def _check_keys(cls: type, data: dict, where: str, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: section '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'; known keys: {', '.join(sorted(fields))}")
+        if dataclasses.is_dataclass(hints[key]):
+            _check_keys(hints[key], value, where, f"{prefix}{key}.")
+
+
+def from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """Build a :class:`TrainConfig` from a nested dict; ConfigError names the dotted key and ``where``."""
+    _check_keys(TrainConfig, data, where)
+    try:
+        return dacite.from_dict(TrainConfig, data, config=_DACITE)
+    except dacite.DaciteError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def to_dict(config: TrainConfig) -> dict:
+    """Plain nested dict (tuples as lists), the form written to ``config.yaml``."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+    return plain(dataclasses.asdict(config))
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``"rollout.penalty_coef=2.5"`` -> ``{"rollout": {"penalty_coef": 2.5}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. rollout.penalty_coef=2.5")
+    key, raw = text.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw else None
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A config file as a dict; ConfigError names the file when it is missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def resolve(algo: str | None = None, file: str | Path | None = None, overrides: list[str] = (),
+            **top_level: Any) -> TrainConfig:
+    """Defaults of ``algo`` <- ``file`` <- ``--set`` overrides <- explicit top-level values
+    (``dataset=...``, ``seed=...``; None values are ignored).
+
+    ``algo`` may also come from the file; a file naming a different algo than ``algo`` is an error.
+    """
+    data = load_yaml(file) if file else {}
+    where = str(file) if file else "config"
+    if algo and data.get("algo", algo) != algo:
+        raise ConfigError(f"{where}: key 'algo' is {data['algo']!r} but --algo is {algo!r}")
+    algo = algo or data.get("algo", "admpo-off")
+    if algo not in ALGO_DEFAULTS:
+        raise ConfigError(f"{where}: key 'algo' must be one of {ALGOS}, got {algo!r}")
+    merged = _merge(ALGO_DEFAULTS[algo], data)
+    for text in overrides:
+        merged = _merge(merged, parse_override(text))
+    merged = _merge(merged, {"algo": algo, **{k: v for k, v in top_level.items() if v is not None}})
+    return from_dict(merged, where)
+
+
+def config_hash(config: TrainConfig) -> str:
+    """8-hex-digit hash of the resolved config without ``seed`` (the run-folder level above seeds)."""
+    data = to_dict(replace(config, seed=0))
+    return hashlib.sha1(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def default_config_file(algo: str, task: str | None, source: str | None) -> Path | None:
+    """The shipped per-task config for ``algo`` and a dataset, if one exists.
+
+    ``task`` like ``hopper-medium-v2`` -> ``configs/<algo>/d4rl/hopper-medium.yaml``; ``neorl-hopper-low``
+    -> ``configs/<algo>/neorl/hopper-low.yaml``; a collected Minari id ``offline_mbrl/hopper/medium-v0``
+    (``source``) -> ``configs/<algo>/minari/hopper-medium.yaml``.
+    """
+    folder = CONFIG_DIR / algo.replace("-", "_")
+    candidates = []
+    if task:
+        base = task.rsplit("-v", 1)[0] if task[-1].isdigit() and "-v" in task else task
+        if base.startswith("neorl-"):
+            candidates.append(folder / "neorl" / f"{base[len('neorl-'):]}.yaml")
+        candidates.append(folder / "d4rl" / f"{base}.yaml")
+    if source and source.startswith("minari:"):
+        parts = source[len("minari:"):].split("/")
+        if len(parts) >= 2:
+            candidates.append(folder / "minari" / f"{parts[-2]}-{parts[-1].rsplit('-v', 1)[0]}.yaml")
+    return next((c for c in candidates if c.is_file()), None)

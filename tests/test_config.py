@@ -1,0 +1,104 @@
+"""Typed configs: every shipped file loads, unknown keys and wrong types name the key, overrides, round trip."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from offline_mbrl.config import (CONFIG_DIR, TrainConfig, config_hash, default_config_file, from_dict, parse_override,
+                                 resolve, to_dict)
+from offline_mbrl.errors import ConfigError
+
+ALL_FILES = sorted(CONFIG_DIR.rglob("*.yaml"))
+TABLE5_D4RL = {"hopper-random": (5, 50, 5), "halfcheetah-random": (2, 10, 2.5), "walker2d-random": (2, 50, 2.5),
+               "hopper-medium": (5, 10, 1), "halfcheetah-medium": (2, 5, 2.5), "walker2d-medium": (5, 10, 5),
+               "hopper-medium-replay": (5, 5, 0.1), "halfcheetah-medium-replay": (2, 5, 2.5),
+               "walker2d-medium-replay": (5, 5, 0.1), "hopper-medium-expert": (2, 20, 20),
+               "halfcheetah-medium-expert": (2, 50, 10), "walker2d-medium-expert": (3, 2, 6)}
+TABLE5_NEORL = {"hopper-low": (5, 20, 5), "halfcheetah-low": (2, 20, 10), "walker2d-low": (5, 10, 2.5),
+                "hopper-medium": (5, 20, 50), "halfcheetah-medium": (2, 5, 20), "walker2d-medium": (5, 10, 5),
+                "hopper-high": (5, 20, 50), "halfcheetah-high": (2, 10, 50), "walker2d-high": (5, 10, 2.5)}
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_every_shipped_config_loads(path):
+    config = resolve(None, path, dataset="x")
+    assert from_dict(to_dict(config)) == config
+
+
+@pytest.mark.parametrize("folder, table", [("d4rl", TABLE5_D4RL), ("neorl", TABLE5_NEORL)])
+def test_table5_tasks_have_configs_with_its_values(folder, table):
+    for task, (m, horizon, beta) in table.items():
+        config = resolve("admpo-off", CONFIG_DIR / "admpo_off" / folder / f"{task}.yaml")
+        assert (config.dynamics.max_backtrack, config.rollout.rollout_length, config.rollout.penalty_coef) == \
+            (m, horizon, beta), task
+        assert config.rollout.penalty == "adm_std" and not config.sac.auto_alpha
+
+
+def test_official_real_ratio_and_alpha():
+    def load(task):
+        return resolve("admpo-off", CONFIG_DIR / "admpo_off" / "d4rl" / f"{task}.yaml")
+    assert load("hopper-medium-replay").real_ratio == 0.5 and load("hopper-medium").real_ratio == 0.05
+    assert load("walker2d-medium-expert").sac.alpha == 0.011
+    hc = load("halfcheetah-medium-replay")
+    assert hc.sac.actor_lr == pytest.approx(7e-5) and not hc.sac.lr_schedule
+
+
+@pytest.mark.parametrize("override, key", [("rollout.zz=1", "rollout.zz"), ("bogus=1", "bogus"),
+                                           ("sac.nope.deeper=1", "sac.nope")])
+def test_unknown_key_is_named(override, key):
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        resolve("admpo-off", overrides=[override])
+
+
+@pytest.mark.parametrize("override, key", [("sac.alpha=abc", "sac.alpha"), ("epochs=1.5", "epochs"),
+                                           ("sac.auto_alpha=3", "sac.auto_alpha")])
+def test_wrong_type_is_named(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        resolve("admpo-off", overrides=[override])
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"rollout": {"horizon": 5}}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'rollout\.horizon'"):
+        resolve("admpo-off", path)
+
+
+def test_yaml_scientific_notation_and_ints_are_floats(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sac:\n  actor_lr: 1e-4\n  alpha: 1\n")
+    config = resolve("admpo-off", path)
+    assert config.sac.actor_lr == 1e-4 and isinstance(config.sac.alpha, float)
+
+
+def test_precedence_defaults_file_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"epochs": 7, "rollout": {"penalty_coef": 3.0}}))
+    config = resolve("mopo", path, ["rollout.penalty_coef=4"], seed=2)
+    assert (config.epochs, config.rollout.penalty_coef, config.seed) == (7, 4.0, 2)
+    assert config.dynamics.model == "ensemble" and config.rollout.penalty == "max_aleatoric"
+    assert parse_override("sac.hidden_dims=[64, 64]") == {"sac": {"hidden_dims": [64, 64]}}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("epochs")
+
+
+def test_algo_mismatch_and_bad_values():
+    with pytest.raises(ConfigError, match="'algo' is 'mopo' but --algo is 'admpo-off'"):
+        resolve("admpo-off", CONFIG_DIR / "mopo" / "d4rl" / "hopper-medium.yaml")
+    with pytest.raises(ConfigError, match="real_ratio"):
+        TrainConfig(real_ratio=1.5)
+
+
+def test_config_hash_ignores_seed_only():
+    a = resolve("admpo-off", dataset="d")
+    assert config_hash(a) == config_hash(resolve("admpo-off", dataset="d", seed=4))
+    assert config_hash(a) != config_hash(resolve("admpo-off", overrides=["rollout.penalty_coef=2"], dataset="d"))
+
+
+def test_default_config_lookup():
+    assert default_config_file("admpo-off", "hopper-medium-v2", None).name == "hopper-medium.yaml"
+    assert default_config_file("admpo-off", "neorl-walker2d-high", None).parent.name == "neorl"
+    found = default_config_file("mopo", None, "minari:offline_mbrl/walker2d/medium-replay-v0")
+    assert found == CONFIG_DIR / "mopo" / "minari" / "walker2d-medium-replay.yaml"
+    assert default_config_file("admpo-off", None, "data/unknown.hdf5") is None
