@@ -14,16 +14,18 @@ from offline_mbrl.models.boot_rnn import BootRNN
 from offline_mbrl.models.checkpoint import load_model, save_model
 from offline_mbrl.models.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from offline_mbrl.models.layers import RecurrentConfig
+from offline_mbrl.uncertainty import get_uncertainty
 
 
-@lru_cache(maxsize=4)
-def hopper_dataset(num_steps: int = 400, seed: int = 0, max_episode_steps: int = 30) -> TransitionDataset:
-    """``num_steps`` real Hopper-v5 transitions with uniform random actions (seeded).
+@lru_cache(maxsize=8)
+def env_dataset(env_id: str = "Hopper-v5", num_steps: int = 400, seed: int = 0, max_episode_steps: int = 30,
+                **make_kwargs) -> TransitionDataset:
+    """``num_steps`` real MuJoCo transitions with uniform random actions (seeded).
 
-    Episodes end by termination (the hopper falls) or by a timeout after ``max_episode_steps``;
+    Episodes end by termination (e.g. the hopper falls) or by a timeout after ``max_episode_steps``;
     the last episode is cut by the data end (no flag), as in real files.
     """
-    env = gym.make("Hopper-v5", max_episode_steps=max_episode_steps)
+    env = gym.make(env_id, max_episode_steps=max_episode_steps, **make_kwargs)
     env.action_space.seed(seed)
     rows = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts")}
     obs, _ = env.reset(seed=seed)
@@ -33,8 +35,13 @@ def hopper_dataset(num_steps: int = 400, seed: int = 0, max_episode_steps: int =
         for key, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated and not terminated)):
             rows[key].append(value)
         obs = env.reset()[0] if terminated or truncated else next_obs
-    return TransitionDataset(**{k: np.asarray(v) for k, v in rows.items()}, metadata={"env_id": "Hopper-v5"},
-                             source=f"hopper-random-{num_steps}-seed{seed}")
+    return TransitionDataset(**{k: np.asarray(v) for k, v in rows.items()}, metadata={"env_id": env_id},
+                             source=f"{env_id}-random-{num_steps}-seed{seed}")
+
+
+def hopper_dataset(num_steps: int = 400, seed: int = 0) -> TransitionDataset:
+    """400 random Hopper-v5 steps (about 19 episodes, terminals and timeouts)."""
+    return env_dataset("Hopper-v5", num_steps, seed)
 
 
 def reference_mask(ds: TransitionDataset, m: int) -> np.ndarray:
@@ -99,3 +106,40 @@ def assert_checkpoint_roundtrip(model: torch.nn.Module, call, tmp_path) -> torch
             assert torch.equal(a, b)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
     return loaded
+
+
+def recompute_rollout(model, policy, history, rollout_length: int, generator: torch.Generator,
+                      penalty: str | None = None, shared_choice: bool = False) -> dict[str, torch.Tensor]:
+    """From-scratch reference roll-out (no termination), row by row in Python, drawing the same random numbers
+    as ``offline_mbrl.rollout``. Each step re-runs every candidate sequence: ADM ``model(s_{τ+1-k}, a_{τ+1-k:τ})``
+    for every available k, the bootstrapping RNN ``model(s_{τ-n+1:τ}, a_{τ-n+1:τ})`` on its last n ≤ m pairs."""
+    quantifier = get_uncertainty(penalty) if penalty else None
+    m, b_total = history.max_backtrack, len(history)
+    states = [list(history.obs[b, m - n:]) for b, n in enumerate(history.lengths.tolist())]
+    actions = [list(history.actions[b, m - n:]) for b, n in enumerate(history.lengths.tolist())]
+    out = {key: [] for key in ("obs", "actions", "next_obs", "rewards", "penalties")}
+    model.eval()
+    with torch.no_grad():
+        for _ in range(rollout_length):
+            obs = torch.stack([s[-1] for s in states])
+            action = policy(obs)
+            uniform = torch.rand(1 if shared_choice else b_total, generator=generator).expand(b_total)
+            noise = torch.randn(b_total, obs.shape[1] + 1, generator=generator)
+            for b in range(b_total):
+                actions[b].append(action[b])
+                n = min(len(states[b]), m)
+                if isinstance(model, ADM):
+                    outputs = [model(states[b][-k][None], torch.stack(actions[b][-k:])[None]) for k in range(1, n + 1)]
+                    bases = [states[b][-k] for k in range(1, n + 1)]
+                else:
+                    outputs = [model(torch.stack(states[b][-n:])[None], torch.stack(actions[b][-n:])[None])]
+                    bases = [states[b][-1]]
+                means = torch.stack([torch.cat([o[0][0, -1, :-1] + base, o[0][0, -1, -1:]]) for o, base in zip(outputs, bases)])
+                logvars = torch.stack([o[1][0, -1] for o in outputs])
+                pick = min(int((uniform[b] * len(means)).long()), len(means) - 1)
+                sample = means[pick] + torch.exp(0.5 * logvars[pick]) * noise[b]
+                for key, value in zip(out, (obs[b], action[b], sample[:-1], sample[-1],
+                                            quantifier(means[:, None], logvars[:, None])[0] if quantifier else 0 * sample[-1])):
+                    out[key].append(value)
+                states[b].append(sample[:-1])
+    return {key: torch.stack(value) for key, value in out.items()}
