@@ -16,14 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .adm import ADM
-from .boot_rnn import BootRNN
-from .ensemble import EnsembleConfig, ProbabilisticEnsemble
-from .layers import RecurrentConfig
+from . import MODEL_CLASSES
 
 FORMAT_VERSION = 1
-MODEL_CLASSES = {"adm": (ADM, RecurrentConfig), "boot_rnn": (BootRNN, RecurrentConfig),
-                 "ensemble": (ProbabilisticEnsemble, EnsembleConfig)}
 
 
 def save_model(model: nn.Module, path: str | os.PathLike) -> None:
