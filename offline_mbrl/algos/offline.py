@@ -133,6 +133,7 @@ class OfflineTrainer:
             self.model = fit_dynamics(self.config, self.dataset, self.device, self.progress)
             save_model(self.model, self.dynamics_path)
         self.model.eval()
+        torch.manual_seed(self.config.seed + 1)  # the policy phase starts the same whether the model was fitted or loaded
         if self.model.kind != self.config.dynamics.model:
             raise ConfigError(f"{self.dynamics_path}: holds a '{self.model.kind}' model, the config needs "
                               f"'{self.config.dynamics.model}'")
@@ -265,6 +266,7 @@ class OfflineTrainer:
             logger.log(row, self.step)
             if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
                 self._save()
+                self.write_summary()
             bar.update(1)
             bar.set_postfix(score=f"{last.get('eval/normalized_score', last['eval/return_mean']):.1f}")
         bar.close()
@@ -283,7 +285,8 @@ class OfflineTrainer:
                    "final_return": float(final["eval/return_mean"]),
                    "final_normalized_score": (float(final["eval/normalized_score"])
                                               if "eval/normalized_score" in metrics else None),
-                   "sac_steps": int(final["step"])}
+                   "sac_steps": int(final["step"]), "env_kwargs": self.env_kwargs,
+                   "score_reference": list(reference_scores(self.score_ref)) if self.score_ref is not None else None}
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -299,25 +302,26 @@ def _action_space(env_id: str, env_kwargs: dict):
 
 def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0,
                  device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
-    """Re-evaluate the policy of ``run_dir/checkpoints/last.pt`` over ``episodes`` deterministic episodes.
+    """Re-evaluate the policy of ``run_dir/checkpoints/last.pt`` over ``episodes`` deterministic episodes,
+    in the environment and with the score reference recorded in ``summary.json`` (no dataset needed).
 
     Returns ``(returns (n,), normalized scores (n,) or None)``.
 
     Raises:
-        ConfigError / CheckpointError: the run folder lacks ``config.yaml`` or a readable checkpoint.
+        CheckpointError: the run folder lacks ``summary.json`` or a readable checkpoint.
     """
-    from ..config import load_yaml, resolve
-
     run_dir = Path(run_dir)
-    config = resolve(load_yaml(run_dir / "config.yaml").get("algo"), run_dir / "config.yaml")
-    trainer = OfflineTrainer(config, run_dir, device=device, progress=False)
-    state = load_checkpoint(trainer.checkpoint_path, device)["sac"]
-    space = _action_space(trainer.env_id, trainer.env_kwargs)
-    sac = SAC(state["obs_dim"], state["action_dim"], SACConfig(**{**state["config"],
-                                                                  "hidden_dims": tuple(state["config"]["hidden_dims"])}),
+    if not (run_dir / "summary.json").is_file():
+        raise CheckpointError(f"{run_dir}: no summary.json (not a run folder, or no epoch finished yet)")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", device)["sac"]
+    env_kwargs = summary.get("env_kwargs") or {}
+    space = _action_space(summary["env_id"], env_kwargs)
+    sac = SAC(state["obs_dim"], state["action_dim"],
+              SACConfig(**{**state["config"], "hidden_dims": tuple(state["config"]["hidden_dims"])}),
               torch.as_tensor(space.low), torch.as_tensor(space.high), device)
     sac.load_state_dict(state["model"])
-    returns = evaluate_policy(lambda o: sac.act(o, deterministic=True), trainer.env_id, episodes, seed,
-                              device, trainer.env_kwargs)
-    scores = normalized_score(trainer.score_ref, returns) if trainer.score_ref is not None else None
-    return returns, scores
+    returns = evaluate_policy(lambda o: sac.act(o, deterministic=True), summary["env_id"], episodes, seed,
+                              device, env_kwargs)
+    reference = summary.get("score_reference")
+    return returns, (normalized_score(tuple(reference), returns) if reference else None)
