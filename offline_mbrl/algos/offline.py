@@ -37,11 +37,9 @@ from ..data.windows import Windows
 from ..envs.gym_env import evaluate_policy
 from ..envs.termination import termination_fn
 from ..errors import CheckpointError, ConfigError, ScoreError
-from ..models.adm import ADM
+from ..models import build_model
 from ..models.checkpoint import load_model, save_model
-from ..models.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from ..models.fit import FitConfig, fit
-from ..models.layers import RecurrentConfig
 from ..rollout import rollout_adm, rollout_ensemble
 from ..runs import MetricsLogger, load_checkpoint, save_atomic
 
@@ -49,14 +47,15 @@ MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
 
 
 def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> torch.nn.Module:
-    """A fresh ADM or probabilistic ensemble sized by ``config.dynamics``."""
+    """A fresh ADM or probabilistic ensemble sized by ``config.dynamics`` (``models.build_model``)."""
     d = config.dynamics
     if d.model == "adm":
-        return ADM(RecurrentConfig(obs_dim, action_dim, d.max_backtrack, d.hidden_dim, d.gru_layers, d.head_blocks,
-                                   d.dropout, d.rollout_dropout))
+        return build_model("adm", obs_dim, action_dim, max_backtrack=d.max_backtrack, hidden_dim=d.hidden_dim,
+                           gru_layers=d.gru_layers, head_blocks=d.head_blocks, dropout=d.dropout,
+                           rollout_dropout=d.rollout_dropout)
     if d.model == "ensemble":
-        return ProbabilisticEnsemble(EnsembleConfig(obs_dim, action_dim, d.ensemble_size, d.num_elites,
-                                                    d.ensemble_hidden_dims, d.ensemble_weight_decays))
+        return build_model("ensemble", obs_dim, action_dim, ensemble_size=d.ensemble_size, num_elites=d.num_elites,
+                           hidden_dims=d.ensemble_hidden_dims, weight_decays=d.ensemble_weight_decays)
     raise ConfigError(f"config: key 'dynamics.model' must be 'adm' or 'ensemble', got {d.model!r}")
 
 
