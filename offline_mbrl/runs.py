@@ -39,24 +39,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
-def rng_state() -> dict:
-    """Python, NumPy (legacy global) and torch CPU RNG states as tensors (weights_only-safe)."""
+def rng_state(device: torch.device | str = "cpu") -> dict:
+    """Python, NumPy (legacy global), torch CPU and, for a CUDA ``device``, CUDA RNG states as tensors
+    (weights_only-safe)."""
     np_state = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": np_state[2],
         "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
         "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
     }
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
     """Inverse of :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0))
+    torch.set_rng_state(state["torch"].cpu())
+    np.random.set_state(("MT19937", state["numpy_keys"].cpu().numpy().astype(np.uint32), int(state["numpy_pos"]),
+                         0, 0.0))
     pos = state["python_pos"]
     random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None if pos == -1 else pos))
+    if "cuda" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 class MetricsLogger:

@@ -41,7 +41,7 @@ from ..models import build_model
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
 from ..rollout import rollout_adm, rollout_ensemble
-from ..runs import MetricsLogger, load_checkpoint, save_atomic
+from ..runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
 
 MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
 
@@ -161,13 +161,9 @@ class OfflineTrainer:
 
     def _save(self) -> None:
         state = {"sac": self.sac.full_state(), "model_buffer": self.model_buffer.state_dict(),
-                 "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
-                 "numpy_rng": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-                 "numpy_pos": np.random.get_state()[2]}
+                 "epoch": self.epoch, "step": self.step, "rng": rng_state(self.device)}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         save_atomic(state, self.checkpoint_path)
 
     def _load(self) -> None:
@@ -180,10 +176,7 @@ class OfflineTrainer:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{self.checkpoint_path}: does not match this run's config ({exc})") from exc
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        np.random.set_state(("MT19937", state["numpy_rng"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0))
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        set_rng_state(state["rng"], self.device)
 
     # ------------------------------------------------------------------ phases
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
