@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from ..analysis import plots, tables
 from ..analysis.runs_io import VALUE_COLUMNS, read_runs
@@ -67,3 +68,140 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyses = analyze.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
     for add in ANALYSES:
         add(analyses)
+
+
+# ------------------------------------------------------------------ model analyses (ADM paper Figs. 2, 4, 6)
+def _name_value(text: str) -> tuple[str, str]:
+    """argparse type of ``NAME=VALUE``; a bare ``NAME`` stands for ``NAME=NAME`` (e.g. ``random``)."""
+    name, sep, value = text.partition("=")
+    if not name or (sep and not value):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value if sep else name
+
+
+def _device(text: str):
+    """argparse type of a torch device (``cpu``, ``cuda``, ``cuda:1``)."""
+    import torch
+
+    try:
+        return torch.device(text)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_model_analysis(subparsers: argparse._SubParsersAction, name: str, help_text: str,
+                        func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """A sub-parser with the arguments every model analysis shares: dataset, output folder, seed, device."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--dataset", required=True, help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
+    parser.add_argument("--out-dir", type=Path, default=Path("analysis/figures") / name,
+                        help="folder for the PNG, CSV (and Markdown) outputs")
+    parser.add_argument("--seed", type=int, default=0, help="seeds segment/start choice, sampling and dropout")
+    parser.add_argument("--device", type=_device, default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--horizon", type=int, default=100, help="H, open-loop roll-out steps per segment")
+    parser.add_argument("--segments", type=int, default=None,
+                        help="number of segments drawn (seeded) from the eligible ones (default: all eligible)")
+    parser.add_argument("--segments-from", choices=("holdout", "all"), default="holdout",
+                        help="holdout: episodes the model fit held out (rebuilt from --fit-seed and "
+                             "--holdout-split); all: every episode (the models have trained on them)")
+    parser.add_argument("--fit-seed", type=int, default=0, help="--seed the models were fitted with")
+    parser.add_argument("--holdout-split", choices=("episodes", "last"), default="episodes",
+                        help="--holdout-split the models were fitted with")
+
+
+def _add_compounding_error(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_model_analysis(subparsers, "compounding-error", "compounding error of dynamics models under "
+                                 "open-loop roll-outs with recorded actions (ADM paper Fig. 2)", _run_compounding_error)
+    parser.add_argument("--models", nargs="+", type=_name_value, required=True, metavar="NAME=PATH",
+                        help="models saved by `offline-mbrl model fit` (adm, ensemble, boot-rnn)")
+    parser.add_argument("--adm-backtrack", nargs="+", choices=("random", "longest"), default=["random", "longest"],
+                        help="ADM curves: random backtracking (Alg. 1) and/or always k = m")
+    _add_segment_arguments(parser)
+
+
+def _run_compounding_error(args: argparse.Namespace) -> int:
+    from ..analysis import compounding
+    from ..data.load import load_dataset
+    from ..models.checkpoint import load_model
+
+    dataset = load_dataset(args.dataset)
+    models = {name: load_model(path, args.device) for name, path in args.models}
+    segments = compounding.evaluation_segments(dataset, list(models.values()), args.horizon, args.segments_from,
+                                               args.segments, args.fit_seed, args.holdout_split, args.seed)
+    result = compounding.compounding_error(models, dataset, segments, tuple(args.adm_backtrack), args.seed)
+    paths = compounding.write_compounding(result, args.out_dir, title=f"{dataset.source} ({args.segments_from})")
+    print(f"{len(segments)} segments; dropped non-finite samples per model: {result.num_nonfinite}")
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+ANALYSES.append(_add_compounding_error)
+
+
+# ------------------------------------------------------------------ TOM weight progression (TOM Section 5.2, Fig. 3)
+def _add_tom_weights(subparsers: argparse._SubParsersAction) -> None:
+    from pathlib import Path
+
+    from .model_cmd import add_tom_arguments
+
+    parser = subparsers.add_parser(
+        "tom-weights", help="TOM vs PMAC weights over random + SAC replay data, per sequential bin (TOM Fig. 3)",
+        description="Combine uniform-random transitions (first) with a SAC replay buffer (in collection order), "
+                    "weight every row for the target policy with TOM and the PMAC presets, and plot the mean "
+                    "weight per bin (PNG + CSV); --model-error also fits ADM with each weighting and tabulates "
+                    "its error on held-out target-policy transitions (CSV + Markdown).")
+    parser.add_argument("--random", required=True, metavar="SPEC|N",
+                        help="random part: a dataset spec (e.g. a D4RL *_random .hdf5) or N fresh uniform-random steps")
+    parser.add_argument("--replay", required=True, metavar="SPEC",
+                        help="SAC replay buffer: <env>_replay.npz of `offline-mbrl collect` or a dataset spec")
+    add_tom_arguments(parser)
+    parser.add_argument("--bin-size", type=int, default=10_000, help="rows per bin (TOM's paper: 100000 of 2M)")
+    parser.add_argument("--out-dir", type=Path, default=Path("analysis/figures/tom_weights"),
+                        help="folder for the figure, bin CSV, per-row weights, summary and model-error table")
+    parser.add_argument("--seed", type=int, default=0, help="seeds roll-outs, TOM and the model fits")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    parser.add_argument("--model-error", action="store_true",
+                        help="also fit ADM with uniform, PMAC and TOM weights and compare their errors")
+    parser.add_argument("--test-steps", type=int, default=5000, help="held-out target-policy steps (--model-error)")
+    parser.add_argument("--horizon", type=int, default=10, help="open-loop roll-out steps H (--model-error)")
+    parser.add_argument("--fit-epochs", type=int, default=20, help="epoch cap of each ADM fit (--model-error)")
+    parser.add_argument("--max-backtrack", type=int, default=5, help="ADM's m (--model-error)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the fit progress bars")
+    parser.set_defaults(func=_run_tom_weights)
+
+
+def _run_tom_weights(args: argparse.Namespace) -> int:
+    from ..analysis import tom_weights as study
+    from ..models.fit import FitConfig
+    from .model_cmd import parse_device, tom_target_from_args
+
+    device = parse_device(args.device)
+    replay = study.load_replay(args.replay)
+    env_id = study.env_id_of(replay, args.env_id)
+    combined = study.combine_random_and_replay(study.load_random(args.random, env_id, args.seed), replay)
+    target = tom_target_from_args(args, combined.dataset, device)
+    progression = study.weight_progression(combined, target, args.bin_size, seed=args.seed, device=device)
+    settings = {key: str(value) for key, value in vars(args).items() if key not in ("func", "command", "analysis")}
+    paths = list(study.write_progression(progression, combined, args.out_dir, settings).values())
+    print(study.format_progression(progression, combined))
+    if args.model_error:
+        test = study.target_test_set(target, env_id, args.test_steps, args.seed, device)
+        weights = {"uniform": study.transition_weights("uniform", combined.dataset)[0], **progression.weights}
+        table = study.model_error_study(combined.dataset, weights, test, horizon=args.horizon,
+                                        fit_config=FitConfig(max_epochs=args.fit_epochs, seed=args.seed),
+                                        model_fields={"max_backtrack": args.max_backtrack}, device=device,
+                                        progress=not args.no_progress)
+        caption = (f"ADM (m = {args.max_backtrack}, at most {args.fit_epochs} epochs) fitted on {combined.dataset.source}; "
+                   f"errors on {len(test)} held-out target-policy steps, open loop over H = {args.horizon}.")
+        paths += study.write_model_error(table, args.horizon, args.out_dir, caption).values()
+        print(study.markdown_table(table, ["method", "one_step_mse", f"open_loop_mse_h{args.horizon}", "note"]), end="")
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+ANALYSES.append(_add_tom_weights)
