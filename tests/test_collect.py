@@ -101,3 +101,13 @@ def test_unknown_recipe_lists_known_ones(tmp_path, capsys):
     assert main(["dataset", "make", "nope", "--recipes", str(tmp_path / "recipes.yaml")]) == 2
     err = capsys.readouterr().err
     assert "unknown recipe 'nope'" in err and "hopper-medium" in err and "_policies" not in err
+
+
+def test_quickstart_without_shipped_policies_runs_the_dataset_demo(tmp_path, monkeypatch, capsys):
+    import offline_mbrl.cli.collect_cmd as collect_cmd
+
+    monkeypatch.setattr(collect_cmd, "RECIPES", tmp_path / "recipes.yaml")  # no recipes shipped
+    assert main(["quickstart"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset demo" in out and "transitions             5000" in out
+    assert len(load_dataset("minari:offline_mbrl/hopper/demo-random-v0")) == 5000
