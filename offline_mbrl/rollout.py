@@ -92,50 +92,51 @@ def _to_state_space(mean: Tensor, base: Tensor) -> Tensor:
 
 
 class _ADMCache:
-    """Per-trajectory start states and GRU hidden states of the last m start states (slot-major rows)."""
+    """Ring of m slots per trajectory, each a start state and its GRU hidden state (L, m, B, h). Slot ``head``
+    holds the newest start (k = 1) and slot (head + j) mod m backtrack k = j + 1. A step advances all slots with
+    one GRU step over m·B rows; the oldest slot is then recycled in place for the new start (zero hidden), so
+    nothing is shifted or copied unless trajectories end."""
 
     def __init__(self, model: ADM, history: HistoryBatch) -> None:
         self.model, self.m = model, model.config.max_backtrack
-        obs = history.obs.transpose(0, 1)                                  # (M, B, D), position M-1 = current
-        self.starts = obs[:1]                                              # (S=1, B, D) slot 0 = oldest state
-        self.hidden = obs.new_zeros(model.config.gru_layers, len(history), model.config.hidden_dim)  # (L, S·B, h)
-        for t in range(self.m - 1):                                        # warm-up: replay the history actions
-            _, hidden = self._gru(history.actions[:, t])
-            self._shift(hidden, obs[t + 1], keep=None)
-        self.lengths = history.lengths.clone()                             # (B,) available slots, ≤ M
+        m, b, cfg = self.m, len(history), model.config
+        self.starts = history.obs.flip(1).transpose(0, 1).contiguous()   # (M, B, D): slot j = k = j + 1
+        self.hidden = history.obs.new_zeros(cfg.gru_layers, m, b, cfg.hidden_dim)   # (L, M, B, h)
+        for t in range(m - 1):               # warm-up: the history's action t extends the slots of positions ≤ t
+            first = m - 1 - t
+            _, hidden = self._gru(history.actions[:, t], slice(first, m))
+            self.hidden[:, first:] = hidden.view(cfg.gru_layers, t + 1, b, -1)
+        self.head = 0
+        self.lengths = history.lengths.clone()                             # (B,) available backtracks, ≤ M
 
-    def _gru(self, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Advance every slot by ``action`` (b, A): features (S·b, h), hidden (L, S·b, h)."""
-        slots, b, _ = self.starts.shape
+    def _gru(self, action: Tensor, slots: slice) -> tuple[Tensor, Tensor]:
+        """Advance ``slots`` of every trajectory by ``action`` (b, A): features (S·b, h), hidden (L, S·b, h)."""
+        starts = self.starts[slots]                                        # (S, b, D)
         norm = self.model.normalizer
-        inputs = torch.cat([norm.obs(self.starts), norm.action(action)[None].expand(slots, -1, -1)], dim=-1)
-        return self.model.gru_step(inputs.reshape(slots * b, -1), self.hidden)
-
-    def _shift(self, hidden: Tensor, new_start: Tensor, keep: Tensor | None) -> None:
-        """Slot j+1 <- advanced slot j, slot 0 <- (new_start, zero hidden); the slot beyond m is dropped."""
-        layers, _, width = hidden.shape
-        slots, b, _ = self.starts.shape
-        kept = min(slots, self.m - 1)
-        hidden = hidden.view(layers, slots, b, width)[:, :kept]
-        starts = self.starts[:kept]
-        if keep is not None:
-            hidden, starts, new_start = hidden[:, :, keep], starts[:, keep], new_start[keep]
-        zero = hidden.new_zeros(layers, 1, new_start.shape[0], width)
-        self.hidden = torch.cat([zero, hidden], dim=1).view(layers, -1, width)
-        self.starts = torch.cat([new_start[None], starts])
+        inputs = torch.cat([norm.obs(starts), norm.action(action)[None].expand(len(starts), -1, -1)], dim=-1)
+        hidden = self.hidden[:, slots]
+        return self.model.gru_step(inputs.view(-1, inputs.shape[-1]), hidden.reshape(hidden.shape[0], -1, hidden.shape[-1]))
 
     def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        features, self._advanced = self._gru(action)
-        mean, logvar = self.model.gaussian(features.view(*self.starts.shape[:2], -1))  # (S, b, D+1)
-        available = torch.arange(len(self.starts), device=obs.device)[:, None] < self.lengths[None]
-        return _to_state_space(mean, self.starts), logvar, available
+        features, self._advanced = self._gru(action, slice(None))
+        mean, logvar = self.model.gaussian(features.view(self.m, len(obs), -1))      # (M, b, D+1), slot order
+        backtrack = (torch.arange(self.m, device=obs.device) - self.head) % self.m    # (M,) k - 1 of each slot
+        return _to_state_space(mean, self.starts), logvar, backtrack[:, None] < self.lengths[None]
 
     def choose(self, uniform: Tensor) -> Tensor:
-        return torch.minimum((uniform * self.lengths).long(), self.lengths - 1)
+        backtrack = torch.minimum((uniform * self.lengths).long(), self.lengths - 1)
+        return (self.head + backtrack) % self.m
 
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
-        self._shift(self._advanced, next_obs, keep)
-        self.lengths = torch.clamp(self.lengths[keep] + 1, max=self.m)
+        hidden = self._advanced.view(self.hidden.shape[0], self.m, -1, self.hidden.shape[-1])
+        starts, lengths = self.starts, self.lengths
+        if not keep.all():
+            hidden, starts, lengths, next_obs = hidden[:, :, keep], starts[:, keep], lengths[keep], next_obs[keep]
+        self.head = (self.head - 1) % self.m                               # the oldest slot becomes k = 1
+        hidden[:, self.head] = 0.0
+        starts[self.head] = next_obs
+        self.hidden, self.starts = hidden, starts
+        self.lengths = torch.clamp(lengths + 1, max=self.m)
 
 
 class _EnsembleStep:

@@ -193,10 +193,11 @@ def _run_tom_weights(args: argparse.Namespace) -> int:
         test = study.target_test_set(target, env_id, args.test_steps, args.seed, device)
         weights = {"uniform": study.transition_weights("uniform", combined.dataset)[0], **progression.weights}
         table = study.model_error_study(combined.dataset, weights, test, horizon=args.horizon,
-                                        fit_config=FitConfig(max_epochs=args.fit_epochs, seed=args.seed),
+                                        fit_config=FitConfig(max_epochs=args.fit_epochs, seed=args.seed, holdout_split="last"),
                                         model_fields={"max_backtrack": args.max_backtrack}, device=device,
                                         progress=not args.no_progress)
-        caption = (f"ADM (m = {args.max_backtrack}, at most {args.fit_epochs} epochs) fitted on {combined.dataset.source}; "
+        caption = (f"ADM (m = {args.max_backtrack}, at most {args.fit_epochs} epochs, holdout = the last rows) fitted "
+                   f"on {combined.dataset.source}; "
                    f"errors on {len(test)} held-out target-policy steps, open loop over H = {args.horizon}.")
         paths += study.write_model_error(table, args.horizon, args.out_dir, caption).values()
         print(study.markdown_table(table, ["method", "one_step_mse", f"open_loop_mse_h{args.horizon}", "note"]), end="")
@@ -205,3 +206,49 @@ def _run_tom_weights(args: argparse.Namespace) -> int:
 
 
 ANALYSES.append(_add_tom_weights)
+
+
+def _add_calibration(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_model_analysis(subparsers, "calibration", "uncertainty quantifiers vs true model error on "
+                                 "roll-outs of several policies (ADM paper Fig. 4)", _run_calibration)
+    parser.add_argument("--model", nargs="+", required=True, metavar="PATH",
+                        help="ADM and/or ensemble models saved by `offline-mbrl model fit` (label: file stem)")
+    parser.add_argument("--policies", nargs="+", type=_name_value, required=True, metavar="NAME[=SOURCE]",
+                        help="roll-out policies: random, bc (behaviour cloning), an actor .pt file or an offline "
+                             "run folder, e.g. random behaviour=datasets/policies/hopper_medium.pt learned=runs/...")
+    parser.add_argument("--auroc", nargs=2, default=["random", "behaviour"], metavar=("POSITIVE", "NEGATIVE"),
+                        help="policy names whose samples the AUROC of U tells apart")
+    parser.add_argument("--starts", type=int, default=1000, help="roll-out start histories drawn from the dataset")
+    parser.add_argument("--horizon", type=int, default=10, help="H, roll-out steps")
+    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
+    parser.add_argument("--env", help="gymnasium id of the oracle (default: the dataset's env_id)")
+    parser.add_argument("--d4rl-model", action="store_true", help="Walker2d with D4RL's foot friction (D4RL data)")
+
+
+def _run_calibration(args: argparse.Namespace) -> int:
+    from ..analysis import calibration
+    from ..analysis.bc import BCConfig
+    from ..data.load import load_dataset
+    from ..envs.termination import termination_fn
+    from ..errors import ConfigError
+    from ..models.checkpoint import load_model
+
+    dataset = load_dataset(args.dataset)
+    env_id = args.env or dataset.metadata.get("env_id")
+    if not env_id:
+        raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
+    models = {Path(path).stem: load_model(path, args.device) for path in args.model}
+    policies = {name: calibration.make_policy(source, dataset, env_id, args.device, args.seed,
+                                              BCConfig(steps=args.bc_steps, seed=args.seed))
+                for name, source in args.policies}
+    points, counts = calibration.calibration_points(
+        models, dataset, policies, calibration.oracle_for(dataset, env_id, args.d4rl_model), args.starts,
+        args.horizon, termination_fn(dataset.metadata.get("task") or env_id), args.seed)
+    summary = calibration.calibration_summary(points, *args.auroc)
+    paths = calibration.write_calibration(points, counts, summary, args.out_dir, dataset.source, *args.auroc)
+    print(summary.to_string(index=False))
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+ANALYSES.append(_add_calibration)

@@ -1,6 +1,11 @@
 """`offline-mbrl model fit`: train a dynamics model (ADM, probabilistic ensemble or bootstrapping RNN) on a dataset
 and save it (``offline_mbrl.models.checkpoint``), printing the per-k (or per-member) holdout MSE at the end.
-A saved model is reused by ``offline-mbrl train --dynamics PATH``."""
+A saved model is reused by ``offline-mbrl train --dynamics PATH``.
+
+``--weights`` fits with per-transition sampling weights (resampling, ``offline_mbrl.models.fit``): PMAC presets
+(``pmac``, ``pmac-tom``; read the dataset's ``collection_step``) or TOM (``tom``: a target policy
+``--target-policy``, its real roll-outs ``--target-steps``, TOM settings ``--tom-q-steps``/``--tom-disc-epochs``);
+see ``offline_mbrl.analysis.tom_weights``."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import re
 from pathlib import Path
 
 _KINDS = {"adm": "adm", "ensemble": "ensemble", "boot-rnn": "boot_rnn"}
+# = offline_mbrl.analysis.tom_weights.WEIGHT_METHODS (not imported here: parsing stays free of torch)
+WEIGHT_METHODS = ("uniform", "pmac", "pmac-tom", "tom")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +35,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--weights", choices=WEIGHT_METHODS, default="uniform",
+                   help="per-transition sampling weights: uniform (default), PMAC presets pmac (alpha 0.9 per 250 "
+                        "steps) / pmac-tom (alpha 0.996 per step), or tom (needs --target-policy)")
+    add_tom_arguments(p)
     p.set_defaults(func=_fit)
+
+
+def add_tom_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments TOM weights need: target policy, its roll-out size, TOM settings, environment id."""
+    from_tom = "(TOM weights)"
+    parser.add_argument("--target-policy", type=Path, metavar="ACTOR.pt",
+                        help=f"target policy pi_T, an actor file (e.g. datasets/policies/hopper_expert.pt) {from_tom}")
+    parser.add_argument("--target-steps", type=int, default=10_000,
+                        help=f"real-environment steps of pi_T: the discriminator's positives {from_tom}")
+    parser.add_argument("--tom-q-steps", type=int, default=1000,
+                        help=f"dual Q steps (official 1000; more can lower the weights' quality where the data do "
+                             f"not cover pi_T's actions) {from_tom}")
+    parser.add_argument("--tom-disc-epochs", type=int, default=100, help=f"discriminator epochs {from_tom}")
+    parser.add_argument("--env-id", help="gymnasium id to roll pi_T out in (default: the dataset's metadata env_id)")
+
+
+def parse_device(text: str):
+    """``torch.device(text)``; ConfigError naming ``--device`` if torch rejects it."""
+    import torch
+
+    from ..errors import ConfigError
+
+    try:
+        return torch.device(text)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device: {exc}") from exc
+
+
+def tom_target_from_args(args: argparse.Namespace, dataset, device):
+    """``tom_weights.tom_target`` from the ``add_tom_arguments`` values (pi_T rolled out in the dataset's env).
+
+    Raises:
+        ConfigError: no ``--target-policy``, or bad TOM settings. DatasetError: no env id.
+    """
+    from dataclasses import replace
+
+    from ..algos.weighting import TOMConfig
+    from ..analysis.tom_weights import env_id_of, tom_target
+    from ..errors import ConfigError
+
+    if args.target_policy is None:
+        raise ConfigError("TOM weights need --target-policy ACTOR.pt (the policy whose transitions get weight)")
+    config = replace(TOMConfig(), q_steps=args.tom_q_steps, disc_epochs=args.tom_disc_epochs)
+    return tom_target(args.target_policy, env_id_of(dataset, args.env_id), args.target_steps, config, args.seed, device)
 
 
 def format_holdout_table(kind: str, holdout_errors, elites=()) -> str:
@@ -44,8 +99,7 @@ def format_holdout_table(kind: str, holdout_errors, elites=()) -> str:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..analysis.tom_weights import format_weight_summary, transition_weights
     from ..data.load import load_dataset
     from ..errors import ConfigError
     from ..models import build_model
@@ -58,16 +112,21 @@ def _fit(args: argparse.Namespace) -> int:
         if kind == "ensemble":
             raise ConfigError("--max-backtrack applies to --model adm and boot-rnn only")
         fields["max_backtrack"] = args.max_backtrack
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device: {exc}") from exc
+    if args.target_policy is not None and args.weights != "tom":
+        raise ConfigError(f"--target-policy applies to --weights tom only (got --weights {args.weights})")
+    device = parse_device(args.device)
     dataset = load_dataset(args.dataset)
+    weights = None
+    if args.weights != "uniform":
+        target = tom_target_from_args(args, dataset, device) if args.weights == "tom" else None
+        weights, _ = transition_weights(args.weights, dataset, target, seed=args.seed, device=device)
+        print(format_weight_summary(args.weights, weights))
     model = build_model(kind, dataset.obs_dim, dataset.action_dim, **fields).to(device)
     config = FitConfig.for_model(model, max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
-    result = fit(model, dataset, config, progress=not args.no_progress)
+    result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(args.dataset).removeprefix("minari:")).strip("_")
-    out = args.out or Path("runs") / "models" / f"{args.model}-{slug}-seed{args.seed}.pt"
+    weights_tag = "" if args.weights == "uniform" else f"-{args.weights}"
+    out = args.out or Path("runs") / "models" / f"{args.model}-{slug}{weights_tag}-seed{args.seed}.pt"
     save_model(model, out)
     elites = model.elites.tolist() if kind == "ensemble" else ()
     print(f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "

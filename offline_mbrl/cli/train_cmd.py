@@ -107,7 +107,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     from .collect_cmd import RECIPES, load_recipe
 
     try:
-        recipe = load_recipe("hopper-medium")
+        recipe = load_recipe("hopper-medium", RECIPES)
     except DatasetError:
         return _dataset_demo()
     spec = f"minari:{recipe['dataset_id']}"
