@@ -42,7 +42,7 @@ from .models.ensemble import ProbabilisticEnsemble
 from .uncertainty import get_uncertainty
 
 Policy = Callable[[Tensor], Tensor] | Tensor
-BACKTRACK_SAMPLING = ("trajectory", "batch")
+BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,8 @@ class _ADMCache:
     one GRU step over m·B rows; the oldest slot is then recycled in place for the new start (zero hidden), so
     nothing is shifted or copied unless trajectories end."""
 
-    def __init__(self, model: ADM, history: HistoryBatch) -> None:
-        self.model, self.m = model, model.config.max_backtrack
+    def __init__(self, model: ADM, history: HistoryBatch, longest: bool = False) -> None:
+        self.model, self.m, self.longest = model, model.config.max_backtrack, longest
         m, b, cfg = self.m, len(history), model.config
         self.starts = history.obs.flip(1).transpose(0, 1).contiguous()   # (M, B, D): slot j = k = j + 1
         self.hidden = history.obs.new_zeros(cfg.gru_layers, m, b, cfg.hidden_dim)   # (L, M, B, h)
@@ -118,14 +118,19 @@ class _ADMCache:
         return self.model.gru_step(inputs.view(-1, inputs.shape[-1]), hidden.reshape(hidden.shape[0], -1, hidden.shape[-1]))
 
     def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Candidates in backtrack order: row j of mean/logvar (M, b, D+1) is k = j + 1."""
         features, self._advanced = self._gru(action, slice(None))
         mean, logvar = self.model.gaussian(features.view(self.m, len(obs), -1))      # (M, b, D+1), slot order
-        backtrack = (torch.arange(self.m, device=obs.device) - self.head) % self.m    # (M,) k - 1 of each slot
-        return _to_state_space(mean, self.starts), logvar, backtrack[:, None] < self.lengths[None]
+        mean = _to_state_space(mean, self.starts)
+        order = (torch.arange(self.m, device=obs.device) + self.head) % self.m      # slot of k = 1 … M
+        available = torch.arange(self.m, device=obs.device)[:, None] < self.lengths[None]
+        return mean[order], logvar[order], available
 
     def choose(self, uniform: Tensor) -> Tensor:
-        backtrack = torch.minimum((uniform * self.lengths).long(), self.lengths - 1)
-        return (self.head + backtrack) % self.m
+        """k − 1 per row: uniform over the available backtracks, or the longest one."""
+        if self.longest:
+            return self.lengths - 1
+        return torch.minimum((uniform * self.lengths).long(), self.lengths - 1)
 
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         hidden = self._advanced.view(self.hidden.shape[0], self.m, -1, self.hidden.shape[-1])
@@ -263,7 +268,8 @@ def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_lengt
         generator: random source on the model's device.
         backtrack_sampling: ``"trajectory"`` draws k per trajectory and step (paper Alg. 1 line 3);
             ``"batch"`` draws one quantile per step shared by all rows (official code; k = ⌊u·n⌋ + 1 for a
-            row with n available lengths, i.e. one k for the batch when histories are full).
+            row with n available lengths, i.e. one k for the batch when histories are full); ``"longest"``
+            always uses the longest available k = min(L + τ, m) (the fixed-k baseline of Fig. 2).
 
     Raises:
         ConfigError: history length differs from m, bad rollout_length/policy shape, unknown penalty or sampling.
@@ -277,7 +283,8 @@ def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_lengt
     history = history.to(device)
     _check(rollout_length, policy, len(history), model.config.action_dim)
     with _mode(model, model.config.rollout_dropout):
-        return _rollout(_ADMCache(model, history), policy, history.obs[:, -1], rollout_length, penalty,
+        return _rollout(_ADMCache(model, history, longest=backtrack_sampling == "longest"), policy,
+                        history.obs[:, -1], rollout_length, penalty,
                         termination, generator, shared_choice=backtrack_sampling == "batch")
 
 

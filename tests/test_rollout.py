@@ -48,8 +48,8 @@ def test_cached_adm_rollout_equals_recomputation(ds, history, penalty, sampling)
     assert (result.penalties > 0).any()
 
 
-@pytest.mark.parametrize("sampling", ["trajectory", "batch"])
-def test_batch_sampling_shares_one_k(ds, sampling):
+@pytest.mark.parametrize("sampling", ["trajectory", "batch", "longest"])
+def test_backtrack_sampling_modes(ds, sampling):
     model = adm(ds)
     with torch.no_grad():
         model.logvar_bounds.max_logvar.fill_(-30.0)                   # σ ≈ 0: next_obs is the chosen k's mean
@@ -63,7 +63,8 @@ def test_batch_sampling_shares_one_k(ds, sampling):
                                    for k in range(1, M + 1)])         # (M, B, D)
     distance = (predictions - result.next_obs).abs().amax(-1)          # (M, B)
     assert (distance.min(0).values < 1e-4).all()
-    assert (len(set(distance.argmin(0).tolist())) == 1) == (sampling == "batch")
+    chosen = set(distance.argmin(0).tolist())                           # k - 1 of each row
+    assert {"trajectory": len(chosen) > 1, "batch": len(chosen) == 1, "longest": chosen == {M - 1}}[sampling]
 
 
 def test_boot_rnn_rollout_equals_recomputation(ds, history):

@@ -1,0 +1,170 @@
+"""Throughput of the dynamics-model hot paths against naive references written here (DESIGN section 6).
+
+Hopper sizes (D = 11, A = 3), m = 5, official network sizes (ADM: GRU 3 × 200 + 4 residual blocks;
+ensemble: 7 × MLP 4 × 200). Random weights and data: throughput does not depend on training.
+
+(a) ADM training, (window, k) samples/s: the all-k pass (one GRU pass over the m-step window trains every k,
+    Eq. 2) against the official scheme (draw one k per batch, run the GRU over k steps, head on the last step).
+(b) ADM roll-out with the ``adm_std`` penalty, B = 50,000 starts, H = 5, dropout on (official): cached
+    hidden states (``offline_mbrl.rollout.rollout_adm``) against the official scheme — every step re-runs
+    the m sequences (s_{τ+1-k}, a_{τ+1-k:τ}), k = 1…m, one model call each, with NumPy round trips; the
+    sample reuses the chosen k's output (the official code even runs one more call for it).
+    A check on a small batch (dropout off, same random numbers) reports the largest difference.
+(c) Ensemble roll-out (``rollout_ensemble``, max_aleatoric penalty), same B and H, compared with (b).
+
+Run: ``.venv/bin/python benchmarks/bench_models.py`` (uses ``torch.set_num_threads(2)``; about 3-5 minutes on
+2 cores). Every comparison line ends with the speed-up ``<ratio>x``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+
+from offline_mbrl.data.dataset import TransitionDataset
+from offline_mbrl.data.windows import Windows
+from offline_mbrl.models import build_model
+from offline_mbrl.rollout import rollout_adm, rollout_ensemble
+
+D, A, M = 11, 3, 5
+
+
+def random_dataset(n: int, seed: int = 0) -> TransitionDataset:
+    """n random transitions in episodes of 1000 steps (timeouts), Hopper-sized."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, D)).astype(np.float32)
+    timeouts = (np.arange(n) % 1000) == 999
+    return TransitionDataset(obs=obs, actions=rng.uniform(-1, 1, (n, A)), rewards=rng.normal(size=n),
+                             next_obs=obs + 0.1 * rng.normal(size=(n, D)), terminals=np.zeros(n, bool), timeouts=timeouts)
+
+
+def make_policy(seed: int = 0):
+    weight = torch.randn(D, A, generator=torch.Generator().manual_seed(seed)) * 0.3
+    return lambda obs: torch.tanh(obs @ weight)
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+# ---------------------------------------------------------------------------------------------- (a) training
+def train_all_k(model, windows, optimizer, iterations, generator) -> int:
+    for _ in range(iterations):
+        loss, _ = model.loss(windows.sample(256, generator))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return iterations * 256 * M
+
+
+def train_one_k(model, windows, optimizer, iterations, generator) -> int:
+    """Official ``learn_dynamics_from``: one k per batch, GRU over k steps, head on the last output."""
+    for _ in range(iterations):
+        k = int(torch.randint(1, M + 1, (1,), generator=generator))
+        batch = windows.sample(256, generator)
+        features, _ = model.gru(model.inputs(batch.obs0, batch.actions[:, :k]))
+        mean, logvar = model.gaussian(features[:, -1])
+        target = torch.cat([batch.next_obs[:, k - 1] - batch.obs0, batch.rewards[:, k - 1:k]], dim=-1)
+        loss = ((mean - target) ** 2 * torch.exp(-logvar)).mean() + logvar.mean() + model.logvar_bounds.penalty()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return iterations * 256
+
+
+# ---------------------------------------------------------------------------------------------- (b) roll-out
+def reference_rollout(model, policy, history, rollout_length: int, generator: torch.Generator):
+    """Official ADMPO ``rollout`` + ``dstep`` structure: NumPy history, one model call per k per step."""
+    s_hist, a_hist = history.obs.numpy(), history.actions.numpy()
+    obs = s_hist[:, -1]
+    next_states, penalties = [], []
+    for _ in range(rollout_length):
+        action = policy(torch.as_tensor(obs)).numpy()
+        a_hist = np.concatenate([a_hist, action[:, None]], axis=1)
+        uniform = torch.rand(1, generator=generator).numpy()
+        noise = torch.randn(len(obs), D + 1, generator=generator).numpy()
+        n = min(s_hist.shape[1], M)
+        means, logvars = [], []
+        for k in range(1, n + 1):
+            with torch.no_grad():
+                features, _ = model.gru(model.inputs(torch.as_tensor(s_hist[:, -k]), torch.as_tensor(a_hist[:, -k:])))
+                mean, logvar = (x.numpy() for x in model.gaussian(features[:, -1]))
+            mean[:, :-1] += s_hist[:, -k]
+            means.append(mean)
+            logvars.append(logvar)
+        pick = min(int(uniform[0] * n), n - 1)
+        sample = means[pick] + np.exp(0.5 * logvars[pick]) * noise
+        penalties.append(np.sqrt(np.var(np.stack(means)[..., :-1], axis=0).mean(axis=-1)))
+        obs = sample[:, :-1]
+        next_states.append(obs)
+        s_hist = np.concatenate([s_hist, obs[:, None]], axis=1)
+    return np.concatenate(next_states), np.concatenate(penalties)
+
+
+def check_equal(model, policy, windows, batch: int) -> tuple[float, float]:
+    """Max |cached − reference| of next states and penalties, dropout off, same random numbers."""
+    history = windows.history(torch.arange(M, M + batch))
+    model.eval()
+    cached = rollout_adm(model, policy, history, 5, penalty="adm_std", generator=torch.Generator().manual_seed(1),
+                         backtrack_sampling="batch")
+    next_obs, penalties = reference_rollout(model, policy, history, 5, torch.Generator().manual_seed(1))
+    return (float(np.abs(cached.next_obs.numpy() - next_obs).max()),
+            float(np.abs(cached.penalties.numpy() - penalties).max()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=50_000, help="roll-out starts B")
+    parser.add_argument("--horizon", type=int, default=5, help="roll-out length H")
+    parser.add_argument("--train-iterations", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}; D={D} A={A} m={M}")
+    windows = Windows(random_dataset(max(args.batch + M, 20_000)), M)
+    adm = build_model("adm", D, A, max_backtrack=M)
+    ensemble = build_model("ensemble", D, A)
+    for model in (adm, ensemble):
+        model.normalizer.set_stats(random_dataset(1000).normalization_stats())
+    policy = make_policy()
+
+    rates = []
+    for train in (train_all_k, train_one_k):
+        adm.train()
+        optimizer = torch.optim.Adam(adm.parameters(), lr=1e-4)
+        train(adm, windows, optimizer, 2, torch.Generator().manual_seed(0))            # warm-up
+        seconds, samples = timed(lambda: train(adm, windows, optimizer, args.train_iterations,
+                                               torch.Generator().manual_seed(1)))
+        rates.append(samples / seconds)
+    print(f"(a) ADM training, batch 256 windows: all-k pass {rates[0]:,.0f} (window,k) samples/s | "
+          f"one-k reference {rates[1]:,.0f} samples/s | training: {rates[0] / rates[1]:.1f}x")
+
+    max_obs, max_penalty = check_equal(adm, policy, windows, 256)
+    print(f"    check (B=256, H=5, dropout off): max |cached - reference| next_obs {max_obs:.2e}, penalty {max_penalty:.2e}")
+    history = windows.history(torch.arange(M, M + args.batch))
+    adm.train()                                                                          # official: dropout on
+    transitions = args.batch * args.horizon
+    cached_s, _ = timed(lambda: rollout_adm(adm, policy, history, args.horizon, penalty="adm_std",
+                                            generator=torch.Generator().manual_seed(2)))
+    with torch.no_grad():
+        reference_s, _ = timed(lambda: reference_rollout(adm, policy, history, args.horizon, torch.Generator().manual_seed(2)))
+    print(f"(b) ADM roll-out + adm_std penalty, B={args.batch}, H={args.horizon}, dropout on: cached "
+          f"{transitions / cached_s:,.0f} transitions/s ({cached_s:.1f} s) | reference {transitions / reference_s:,.0f} "
+          f"transitions/s ({reference_s:.1f} s) | rollout: {reference_s / cached_s:.1f}x")
+
+    ensemble_s, _ = timed(lambda: rollout_ensemble(ensemble, policy, history.obs[:, -1], args.horizon,
+                                                   penalty="max_aleatoric", generator=torch.Generator().manual_seed(3)))
+    print(f"(c) ensemble roll-out (7 members, max_aleatoric), B={args.batch}, H={args.horizon}: "
+          f"{transitions / ensemble_s:,.0f} transitions/s ({ensemble_s:.1f} s) | ADM cached vs ensemble: "
+          f"{ensemble_s / cached_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
