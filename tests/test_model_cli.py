@@ -53,3 +53,89 @@ def test_default_output_path(tmp_path, monkeypatch, capsys):
 def test_errors_are_clean(capsys, extra, message):
     assert main(["model", "fit", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ --weights
+
+
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """Record the ``sample_weights`` the CLI hands to ``fit`` (and run the real fit)."""
+    from offline_mbrl.models import fit as fit_module
+
+    calls, real_fit = [], fit_module.fit
+
+    def recording_fit(model, dataset, config=None, sample_weights=None, progress=False):
+        calls.append(sample_weights)
+        return real_fit(model, dataset, config, sample_weights=sample_weights, progress=progress)
+
+    monkeypatch.setattr(fit_module, "fit", recording_fit)
+    return calls
+
+
+def _with_collection_steps(monkeypatch):
+    from dataclasses import replace
+
+    import numpy as np
+
+    dataset = replace(hopper_dataset(), collection_step=np.arange(400))
+    monkeypatch.setattr("offline_mbrl.data.load.load_dataset", lambda spec: dataset)
+    return dataset
+
+
+def test_fit_with_pmac_weights(tmp_path, monkeypatch, capsys, fit_calls):
+    import numpy as np
+
+    from offline_mbrl.algos.weighting import pmac_weights
+
+    dataset = _with_collection_steps(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main(["model", "fit", "--model", "adm", "--dataset", "replay.hdf5", "--epochs", "1", "--max-backtrack", "2",
+                 "--weights", "pmac-tom", "--no-progress"]) == 0
+    expected = pmac_weights(dataset.collection_step, "pmac-tom")
+    np.testing.assert_allclose(fit_calls[0], expected, rtol=1e-12)
+    ess = 1.0 / np.square(expected).sum()
+    printed = capsys.readouterr().out
+    assert f"weights pmac-tom: effective sample size {ess:.1f} of 400 rows" in printed
+    assert f"max {expected.max() * 400:.4g} / min {expected.min() * 400:.4g} x uniform" in printed
+    assert (tmp_path / "runs/models/adm-replay.hdf5-pmac-tom-seed0.pt").exists()
+
+
+def test_fit_uniform_passes_no_weights(tmp_path, capsys, fit_calls):
+    assert main(["model", "fit", "--model", "ensemble", "--dataset", "x.hdf5", "--epochs", "1", "--out",
+                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert fit_calls == [None] and "weights" not in capsys.readouterr().out
+
+
+def test_fit_with_tom_weights(tmp_path, capsys, fit_calls):
+    import numpy as np
+    import torch
+
+    from offline_mbrl.agents.sac import TanhGaussianActor
+    from offline_mbrl.runs import save_atomic
+
+    torch.manual_seed(0)
+    actor = tmp_path / "expert.pt"
+    save_atomic(TanhGaussianActor(11, 3, (8, 8)).file_state(), actor)
+    args = ["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--max-backtrack", "2",
+            "--weights", "tom", "--target-policy", str(actor), "--target-steps", "40", "--tom-q-steps", "3",
+            "--tom-disc-epochs", "1", "--out", str(tmp_path / "m.pt"), "--no-progress"]
+    assert main(args) == 0
+    weights = fit_calls[0]
+    assert weights.shape == (400,) and weights.sum() == pytest.approx(1.0) and weights.std() > 0
+    assert "weights tom: effective sample size" in capsys.readouterr().out
+    assert main(args) == 0  # same seed, same weights
+    np.testing.assert_array_equal(fit_calls[1], weights)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--weights", "pmac"], "Hopper-v5-random-400-seed0: weights 'pmac' need field 'collection_step' (the environment "
+                            "step of each row), which only replay-buffer datasets carry (e.g. medium-replay"),
+    (["--weights", "tom"], "TOM weights need --target-policy"),
+    (["--weights", "pmac", "--target-policy", "a.pt"], "--target-policy applies to --weights tom only"),
+    (["--weights", "tom", "--target-policy", "a.pt"], "a.pt: checkpoint file does not exist"),
+    (["--weights", "tom", "--target-policy", "a.pt", "--tom-q-steps", "0"], "TOMConfig.q_steps must be > 0"),
+])
+def test_weight_errors_are_clean(capsys, extra, message):
+    assert main(["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress", *extra]) == 2
+    assert message in capsys.readouterr().err
