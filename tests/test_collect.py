@@ -45,6 +45,11 @@ def test_resume_continues_to_a_larger_budget(sac_run, tmp_path):
     rows = trainer.buffer.ordered()
     assert trainer.step == 2500 and len(trainer.buffer) == 2500
     assert torch.equal(rows["collection_step"], torch.arange(2500))
+    cut = 1999  # the first run stopped here, mid-episode: that row is flagged, so episodes never merge
+    assert bool(rows["terminals"][cut] or rows["timeouts"][cut])
+    ends = rows["terminals"] | rows["timeouts"]
+    inside = ~ends[:-1]
+    assert torch.equal(rows["next_obs"][:-1][inside], rows["obs"][1:][inside])
     steps = np.loadtxt(run / "metrics.csv", delimiter=",", skiprows=1, usecols=0)
     assert list(steps) == [500, 1000, 1500, 2000, 2500]
 

@@ -86,9 +86,18 @@ class OnlineSACTrainer:
         state = load_checkpoint(self.checkpoint_path, self.device)
         self.sac.load_full_state(state["sac"])
         self.buffer.load_state_dict(state["buffer"])
+        self._close_interrupted_episode()
         self.step, self.episodes = int(state["step"]), int(state["episodes"])
         set_rng_state(state["rng"])
         self.rng = np.random.default_rng([self.config.seed, self.step])
+
+    def _close_interrupted_episode(self) -> None:
+        """A checkpoint taken mid-episode (the end of a budget) is resumed with a fresh episode: its last row
+        is flagged ``timeout`` (the stop acted as a time limit), so episodes never merge in the buffer."""
+        last = (self.buffer.ptr - 1) % self.buffer.capacity
+        store = self.buffer.storage
+        if self.buffer.size and not (store["terminals"][last] or store["timeouts"][last]):
+            store["timeouts"][last] = True
 
     # ------------------------------------------------------------------ loop
     def _action(self, obs: np.ndarray) -> np.ndarray:
