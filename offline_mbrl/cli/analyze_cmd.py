@@ -252,3 +252,48 @@ def _run_calibration(args: argparse.Namespace) -> int:
 
 
 ANALYSES.append(_add_calibration)
+
+
+def _add_backtracking(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_model_analysis(subparsers, "backtracking", "maximum backtracking length ablation: fit ADM per m, "
+                                 "holdout error per k, compounding error and run scores per m (ADM paper Fig. 6)",
+                                 _run_backtracking)
+    parser.add_argument("--m", nargs="+", type=int, required=True, dest="max_backtracks", metavar="M",
+                        help="max backtracking lengths to fit, e.g. 1 2 3 5 10")
+    parser.add_argument("--epochs", type=int, help="cap on fit epochs (default: stop by patience 25 only)")
+    parser.add_argument("--holdout-split", choices=("episodes", "last"), default="episodes",
+                        help="holdout rule of the fits; the compounding segments come from this holdout")
+    parser.add_argument("--horizon", type=int, default=100, help="H, open-loop roll-out steps per segment")
+    parser.add_argument("--segments", type=int, default=None, help="holdout segments drawn (default: all eligible)")
+    parser.add_argument("--runs", nargs="+", type=_name_value, default=[], metavar="M=RUN_DIR",
+                        help="ADMPO-OFF run folders trained with max_backtrack M (repeat M for seeds)")
+    parser.add_argument("--hidden-dim", type=int, help="ADM GRU/head width (default 200)")
+    parser.add_argument("--gru-layers", type=int, help="GRU layers (default 3)")
+    parser.add_argument("--head-blocks", type=int, help="residual head blocks (default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the fit progress bars")
+
+
+def _run_backtracking(args: argparse.Namespace) -> int:
+    from ..analysis import backtracking
+    from ..data.load import load_dataset
+    from ..errors import ConfigError
+    from ..models.fit import FitConfig
+
+    runs = []
+    for m, path in args.runs:
+        if not m.isdigit():
+            raise ConfigError(f"--runs: expected M=RUN_DIR with an integer M, got {m}={path}")
+        runs.append((int(m), path))
+    fields = {name: getattr(args, name) for name in ("hidden_dim", "gru_layers", "head_blocks")
+              if getattr(args, name) is not None}
+    dataset = load_dataset(args.dataset)
+    config = FitConfig(max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
+    result = backtracking.backtracking_ablation(dataset, args.max_backtracks, config, fields, args.horizon,
+                                                args.segments, runs, args.device, not args.no_progress)
+    paths = backtracking.write_backtracking(result, args.out_dir, dataset.source)
+    print("mean holdout MSE over k, per m:\n" + result.holdout.groupby("m")["holdout_mse"].mean().to_string())
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+ANALYSES.append(_add_backtracking)
