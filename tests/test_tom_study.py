@@ -130,6 +130,8 @@ def test_weight_summary_matches_formulas():
     assert s["ess"] == pytest.approx(16 / 6) and s["ess_fraction"] == pytest.approx(16 / 24)
     assert (s["max_relative"], s["min_relative"], s["zero_rows"], s["rows"]) == (2.0, 0.0, 1, 4)
     assert "effective sample size 2.7 of 4 rows (66.67 %)" in study.format_weight_summary("x", w)
+    with pytest.raises(DatasetError, match="got 2 weights summing to 0"):
+        study.weight_summary(np.zeros(2))
 
 
 def test_transition_weights_methods(combined, hopper_dataset):

@@ -24,7 +24,7 @@ Shape letters: N dataset rows, T target rows, B roll-out starts, H horizon, D ob
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +34,8 @@ import pandas as pd
 import torch
 
 from ..algos.collect import load_replay_file, stochastic
-from ..algos.weighting import PMAC_PRESETS, TOMConfig, TOMResult, TransitionTensors, initial_obs, pmac_weights, tom_weights
+from ..algos.weighting import (PMAC_PRESETS, Policy, TOMConfig, TOMResult, TransitionTensors, initial_obs, pmac_weights,
+                               tom_weights)
 from ..algos.weighting import _rng_devices  # private there; the same RNG fork as tom_weights
 from ..agents.sac import load_actor
 from ..data.dataset import TransitionDataset
@@ -46,9 +47,6 @@ from ..models import build_model
 from ..models.adm import ADM
 from ..models.fit import FitConfig, fit
 from ..rollout import rollout_adm
-
-Policy = Callable[[torch.Tensor], torch.Tensor]
-"""``policy(obs (B, D)) -> actions (B, A)`` on the obs' device; may sample."""
 
 WEIGHT_METHODS = ("uniform", *PMAC_PRESETS, "tom")
 """Names accepted by ``transition_weights`` (and ``offline-mbrl model fit --weights``)."""
@@ -250,8 +248,15 @@ def transition_weights(method: str, dataset: TransitionDataset, tom: TOMTarget |
 def weight_summary(weights: np.ndarray) -> dict[str, float]:
     """Summary of sampling weights (N,) ≥ 0: ``rows``; ``ess`` = (Σw)² / Σw² (Kish's effective sample size) and
     ``ess_fraction`` = ess / N; ``max_relative`` / ``min_relative`` = max / min of w·N/Σw (1 = uniform);
-    ``zero_rows`` = rows with weight exactly 0 (never sampled)."""
+    ``zero_rows`` = rows with weight exactly 0 (never sampled).
+
+    Raises:
+        DatasetError: ``weights`` empty, negative, non-finite or summing to 0.
+    """
     w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0 or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+        raise DatasetError(f"weight summary: need non-empty, finite, non-negative weights with a positive sum; got "
+                           f"{w.size} weights summing to {w.sum() if w.size else 0}")
     relative = w * len(w) / w.sum()
     ess = float(w.sum() ** 2 / np.square(w).sum())
     return {"rows": len(w), "ess": ess, "ess_fraction": ess / len(w), "max_relative": float(relative.max()),
@@ -259,7 +264,8 @@ def weight_summary(weights: np.ndarray) -> dict[str, float]:
 
 
 def format_weight_summary(method: str, weights: np.ndarray) -> str:
-    """One line: ``weights <method>: ESS … of N rows (…%), max … / min … × uniform, … rows never sampled``."""
+    """One line: ``weights <method>: effective sample size … of N rows (… %), max … / min … x uniform, … rows
+    with weight 0`` (``weight_summary``)."""
     s = weight_summary(weights)
     return (f"weights {method}: effective sample size {s['ess']:.1f} of {s['rows']} rows ({100 * s['ess_fraction']:.2f} %), "
             f"max {s['max_relative']:.4g} / min {s['min_relative']:.4g} x uniform, {s['zero_rows']} rows with weight 0")
@@ -392,9 +398,6 @@ def write_progression(progression: Progression, combined: CombinedDataset, out_d
     return paths
 
 
-# ====================================================================== model error
-
-
 def format_progression(progression: Progression, combined: CombinedDataset) -> str:
     """Lines for the terminal: sizes, TOM's discriminator scores and final losses, and per method its
     ``format_weight_summary`` and ``progression_stats``."""
@@ -409,6 +412,9 @@ def format_progression(progression: Progression, combined: CombinedDataset) -> s
                   f"  mean weight x N: random part {stats['random_relative_weight']:.3g}, replay part "
                   f"{stats['replay_relative_weight']:.3g}; Spearman(replay bin, weight) {stats['replay_spearman']:.3f}"]
     return "\n".join(lines)
+
+
+# ====================================================================== model error
 
 
 @torch.no_grad()
