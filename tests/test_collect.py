@@ -116,3 +116,21 @@ def test_quickstart_without_shipped_policies_runs_the_dataset_demo(tmp_path, mon
     out = capsys.readouterr().out
     assert "dataset demo" in out and "transitions             5000" in out
     assert len(load_dataset("minari:offline_mbrl/hopper/demo-random-v0")) == 5000
+
+
+def test_exported_training_resumes_identically(sac_run, tmp_path):
+    from offline_mbrl.algos.collect import export_training, import_training
+
+    export_training(sac_run, tmp_path / "bundle", "Hopper-v5")
+    import_training(tmp_path / "bundle", tmp_path / "run")
+    a = torch.load(sac_run / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] and a["episodes"] == b["episodes"]
+    rows_a, rows_b = a["buffer"]["rows"], b["buffer"]["rows"]
+    for k in rows_a:
+        if k != "timeouts":
+            assert torch.equal(rows_a[k], rows_b[k].to(rows_a[k].dtype)), k
+    # only the interrupted last row may gain a timeout flag
+    assert torch.equal(rows_a["timeouts"][:-1], rows_b["timeouts"][:-1])
+    for k, v in a["sac"]["model"].items():
+        assert torch.equal(v, b["sac"]["model"][k])

@@ -263,3 +263,40 @@ def make_from_recipe(recipe: dict, recipes_dir: str | Path, num_steps: int | Non
                             int(recipe["seed"] if seed is None else seed), actors.get("medium"), actors.get("expert"))
     refs = ReferenceReturns(float(recipe["ref_min_score"]), float(recipe["ref_max_score"]))
     return write_dataset(data, env_id, kind, refs, overwrite=overwrite), data
+
+
+# ------------------------------------------------------------------------------ portable training state
+def export_training(run_dir: str | Path, out_dir: str | Path, env_id: str) -> None:
+    """A compact, portable copy of an online SAC run (to resume it on another machine): the checkpoint
+    without its replay buffer (``sac_state.pt``), the buffer as a compact replay file (``replay.npz``, see
+    :func:`save_replay_file`), ``metrics.csv`` and the evaluation ``snapshots/``."""
+    import shutil
+
+    from ..runs import load_checkpoint, save_atomic
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    rows = {k: v.numpy() for k, v in state.pop("buffer")["rows"].items()}
+    save_replay_file(replay_dataset(rows, env_id), env_id, out_dir / "replay.npz")
+    save_atomic(state, out_dir / "sac_state.pt")
+    shutil.copy2(run_dir / "metrics.csv", out_dir / "metrics.csv")
+    shutil.copytree(run_dir / "snapshots", out_dir / "snapshots", dirs_exist_ok=True)
+
+
+def import_training(bundle_dir: str | Path, run_dir: str | Path) -> None:
+    """Inverse of :func:`export_training`: rebuild ``run_dir/checkpoint.pt`` (buffer included), ``metrics.csv``
+    and ``snapshots/``, so that ``OnlineSACTrainer(..., run_dir).train()`` resumes the run."""
+    import shutil
+
+    from ..runs import load_checkpoint, save_atomic
+
+    bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
+    state = load_checkpoint(bundle_dir / "sac_state.pt")
+    data = load_replay_file(bundle_dir / "replay.npz")
+    fields = ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts", "qpos", "qvel", "collection_step")
+    state["buffer"] = {"rows": {k: torch.as_tensor(getattr(data, k)) for k in fields}, "total_added": len(data),
+                       "capacity": len(data)}
+    save_atomic(state, run_dir / "checkpoint.pt")
+    shutil.copy2(bundle_dir / "metrics.csv", run_dir / "metrics.csv")
+    shutil.copytree(bundle_dir / "snapshots", run_dir / "snapshots", dirs_exist_ok=True)
