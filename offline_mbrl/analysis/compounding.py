@@ -49,14 +49,6 @@ CSV_NAME, PER_DIM_CSV_NAME, PNG_NAME = "compounding_error.csv", "compounding_err
 
 
 # ---------------------------------------------------------------------------------------------- roll-outs
-class _LongestBacktrack(_ADMCache):
-    """ADM roll-out cache that always predicts with the longest available backtrack k = min(L + τ, m)
-    (the "fixed k = m" variant of Fig. 2 once the history is full)."""
-
-    def choose(self, uniform: torch.Tensor) -> torch.Tensor:
-        return self.lengths - 1
-
-
 def model_rollout(model: nn.Module, policy: Policy, history: HistoryBatch, rollout_length: int, *,
                   generator: torch.Generator | None = None, backtrack: str = "random",
                   termination: TerminationFn | None = None,
@@ -79,8 +71,8 @@ def model_rollout(model: nn.Module, policy: Policy, history: HistoryBatch, rollo
         ConfigError: unknown ``backtrack``, ``"longest"`` for a non-ADM model, or a history whose length is
             not the model's window length.
 
-    The steppers are the private ones of ``offline_mbrl.rollout`` (same code as ``rollout_adm`` etc.); a public
-    ``backtrack_sampling="longest"`` and a stepper hook there would make this wrapper unnecessary.
+    The steppers and the loop are the private ones of ``offline_mbrl.rollout`` (the code of ``rollout_adm``,
+    ``rollout_boot_rnn``, ``rollout_ensemble``); a public stepper hook there would make this wrapper unnecessary.
     """
     if backtrack not in ADM_BACKTRACKS or (backtrack == "longest" and not isinstance(model, ADM)):
         raise ConfigError(f"rollout: 'backtrack' must be one of {ADM_BACKTRACKS} ('longest' for ADM only), "
@@ -90,7 +82,7 @@ def model_rollout(model: nn.Module, policy: Policy, history: HistoryBatch, rollo
                           f"{model.window_length}")
     history = history.to(next(model.parameters()).device)
     if isinstance(model, ADM):
-        stepper = (_LongestBacktrack if backtrack == "longest" else _ADMCache)(model, history)
+        stepper = _ADMCache(model, history, longest=backtrack == "longest")
     elif isinstance(model, BootRNN):
         stepper = _BootRNNWindow(model, history)
     else:
