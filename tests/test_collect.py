@@ -134,3 +134,17 @@ def test_exported_training_resumes_identically(sac_run, tmp_path):
     assert torch.equal(rows_a["timeouts"][:-1], rows_b["timeouts"][:-1])
     for k, v in a["sac"]["model"].items():
         assert torch.equal(v, b["sac"]["model"][k])
+
+
+def test_end_step_selects_the_expert_snapshot_and_cuts_the_replay(sac_run, tmp_path):
+    from offline_mbrl.errors import DatasetError
+
+    recipes = collect_all(sac_run, tmp_path, "Hopper-v5", ("random",), num_steps=100, medium_fraction=0.0,
+                          end_step=1500, overwrite=True)
+    assert recipes["_policies"]["expert_step"] == 1500
+    assert len(load_replay_file(tmp_path / "hopper_replay.npz")) == 1500
+    shipped = torch.load(tmp_path / "policies" / "hopper_expert.pt", weights_only=True)["actor"]
+    snapshot = torch.load(sac_run / "snapshots" / "actor_00001500.pt", weights_only=True)["actor"]
+    assert all(torch.equal(shipped[k], snapshot[k]) for k in snapshot)
+    with pytest.raises(DatasetError, match="fewer than end_step 5000"):
+        collect_all(sac_run, tmp_path, "Hopper-v5", ("random",), num_steps=100, end_step=5000, overwrite=True)

@@ -201,27 +201,32 @@ def write_dataset(dataset: TransitionDataset, env_id: str, kind: str, refs: Refe
 
 def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tuple[str, ...] = KINDS,
                 num_steps: int = 100_000, seed: int = 0, medium_fraction: float = 1 / 3, ref_episodes: int = 10,
-                hdf5: bool = False, overwrite: bool = False) -> dict:
+                hdf5: bool = False, overwrite: bool = False, end_step: int | None = None) -> dict:
     """Produce the D4RL kinds from a finished online SAC run and ship its artefacts to ``out_dir``.
 
-    Writes ``out_dir/policies/<env>_{medium,expert}.pt``, ``out_dir/<env>_replay.npz`` (the whole
-    replay buffer, compact) and returns a recipe dictionary (one entry per kind, the form of
-    ``datasets/recipes.yaml``) with the measured returns.
+    ``end_step`` (an evaluation step of the run) is taken as the end of training: its snapshot is the expert
+    and the replay file stops there; default: the final policy of ``checkpoint.pt`` and the whole buffer.
+    Writes ``out_dir/policies/<env>_{medium,expert}.pt``, ``out_dir/<env>_replay.npz`` (the replay buffer,
+    compact) and returns a recipe dictionary (one entry per kind, the form of ``datasets/recipes.yaml``)
+    with the measured returns.
     """
     from ..data.scores import normalized_score
     from ..runs import load_checkpoint, save_atomic
 
     out_dir, short = Path(out_dir), env_short_name(env_id)
-    expert = expert_from_checkpoint(run_dir)
+    buffer_rows = {k: v.numpy() for k, v in load_checkpoint(Path(run_dir) / "checkpoint.pt")["buffer"]["rows"].items()}
+    collected = int(buffer_rows["collection_step"][-1]) + 1
+    if end_step is not None and end_step > collected:
+        raise DatasetError(f"{run_dir}/checkpoint.pt: holds {collected} steps, fewer than end_step {end_step}")
+    expert = (expert_from_checkpoint(run_dir) if end_step is None
+              else load_actor(Path(run_dir) / "snapshots" / f"actor_{end_step:08d}.pt"))
     refs = reference_returns(env_id, expert, ref_episodes, seed)
     medium_step, medium_path = medium_snapshot(run_dir, medium_fraction * refs.expert)
     medium = load_actor(medium_path)
     (out_dir / "policies").mkdir(parents=True, exist_ok=True)
     save_atomic(load_checkpoint(medium_path), out_dir / "policies" / f"{short}_medium.pt")
     save_atomic(expert.file_state(), out_dir / "policies" / f"{short}_expert.pt")
-    buffer_rows = {k: v.numpy() for k, v in load_checkpoint(Path(run_dir) / "checkpoint.pt")["buffer"]["rows"].items()}
-    replay = replay_dataset(buffer_rows, env_id)
-    save_replay_file(replay, env_id, out_dir / f"{short}_replay.npz")
+    save_replay_file(replay_dataset(buffer_rows, env_id, end_step), env_id, out_dir / f"{short}_replay.npz")
 
     recipes, hdf5_dir = {}, (out_dir / "hdf5" if hdf5 else None)
     medium_return = float(evaluate_policy(deterministic(medium), env_id, ref_episodes, seed=seed).mean())
@@ -238,7 +243,8 @@ def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tu
             **_recipe_sources(kind, short, medium_step),
         }
     recipes["_policies"] = {"env_id": env_id, "random_return": refs.random, "expert_return": refs.expert,
-                            "medium_return": medium_return, "medium_step": medium_step}
+                            "medium_return": medium_return, "medium_step": medium_step,
+                            "expert_step": collected if end_step is None else end_step}
     return recipes
 
 

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kinds", nargs="+", help="dataset kinds (default: random medium medium-replay expert "
                                               "medium-expert)")
     p.add_argument("--medium-fraction", type=float, default=1 / 3, help="medium target, fraction of expert return")
+    p.add_argument("--end-step", type=int, help="take this evaluation step as the end of training (its snapshot is "
+                                                "the expert, the replay file stops there); default: the final policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path, help="SAC run folder (default runs/sac/<env>/seed<S>); resumed if present")
     p.add_argument("--out", type=Path, default=Path("collected"), help="policies, replay file, recipes.yaml")
@@ -54,7 +56,7 @@ def _collect(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / "sac" / args.env / f"seed{args.seed}"
     OnlineSACTrainer(config, run_dir, args.device, progress=not args.no_progress).train(resume=True)
     recipes = collect_all(run_dir, args.out, args.env, kinds, args.num_steps, args.seed,
-                          args.medium_fraction, hdf5=args.hdf5, overwrite=args.overwrite)
+                          args.medium_fraction, hdf5=args.hdf5, overwrite=args.overwrite, end_step=args.end_step)
     path = args.out / "recipes.yaml"
     existing = yaml.safe_load(path.read_text()) if path.exists() else {}
     path.write_text(yaml.safe_dump({**existing, **recipes}, sort_keys=True))
