@@ -12,23 +12,28 @@ ensemble: 7 × MLP 4 × 200). Random weights and data: throughput does not depen
     A check on a small batch (dropout off, same random numbers) reports the largest difference.
 (c) Ensemble roll-out (``rollout_ensemble``, max_aleatoric penalty), same B and H, compared with (b).
 
-Run: ``.venv/bin/python benchmarks/bench_models.py`` (uses ``torch.set_num_threads(2)``; about 3-5 minutes on
-2 cores). Every comparison line ends with the speed-up ``<ratio>x``.
+Run: ``.venv/bin/python benchmarks/bench_models.py`` (``torch.set_num_threads(2)`` by default, ``--threads`` to
+change it). Every comparison line ends with the wall-clock speed-up ``<ratio>x``; the CPU-time ratio next to it
+is less sensitive to other jobs on the machine. ``OMP_WAIT_POLICY=PASSIVE`` is set unless given: on a shared
+machine spinning OpenMP threads otherwise lose whole time slices at every barrier (measured 12x slower).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP
 
-from offline_mbrl.data.dataset import TransitionDataset
-from offline_mbrl.data.windows import Windows
-from offline_mbrl.models import build_model
-from offline_mbrl.rollout import rollout_adm, rollout_ensemble
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from offline_mbrl.data.dataset import TransitionDataset  # noqa: E402
+from offline_mbrl.data.windows import Windows  # noqa: E402
+from offline_mbrl.models import build_model  # noqa: E402
+from offline_mbrl.rollout import rollout_adm, rollout_ensemble  # noqa: E402
 
 D, A, M = 11, 3, 5
 
@@ -47,23 +52,23 @@ def make_policy(seed: int = 0):
     return lambda obs: torch.tanh(obs @ weight)
 
 
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``fn()``; CPU time is less sensitive to other jobs."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 # ---------------------------------------------------------------------------------------------- (a) training
-def train_all_k(model, windows, optimizer, iterations, generator) -> int:
+def train_all_k(model, windows, optimizer, iterations, generator) -> None:
     for _ in range(iterations):
         loss, _ = model.loss(windows.sample(256, generator))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return iterations * 256 * M
 
 
-def train_one_k(model, windows, optimizer, iterations, generator) -> int:
+def train_one_k(model, windows, optimizer, iterations, generator) -> None:
     """Official ``learn_dynamics_from``: one k per batch, GRU over k steps, head on the last output."""
     for _ in range(iterations):
         k = int(torch.randint(1, M + 1, (1,), generator=generator))
@@ -75,7 +80,6 @@ def train_one_k(model, windows, optimizer, iterations, generator) -> int:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return iterations * 256
 
 
 # ---------------------------------------------------------------------------------------------- (b) roll-out
@@ -107,9 +111,11 @@ def reference_rollout(model, policy, history, rollout_length: int, generator: to
     return np.concatenate(next_states), np.concatenate(penalties)
 
 
-def check_equal(model, policy, windows, batch: int) -> tuple[float, float]:
+def check_equal(adm, policy, windows, batch: int) -> tuple[float, float]:
     """Max |cached − reference| of next states and penalties, dropout off, same random numbers."""
     history = windows.history(torch.arange(M, M + batch))
+    model = build_model("adm", D, A, max_backtrack=M, rollout_dropout=False)
+    model.load_state_dict(adm.state_dict())
     model.eval()
     cached = rollout_adm(model, policy, history, 5, penalty="adm_std", generator=torch.Generator().manual_seed(1),
                          backtrack_sampling="batch")
@@ -123,11 +129,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50_000, help="roll-out starts B")
     parser.add_argument("--horizon", type=int, default=5, help="roll-out length H")
     parser.add_argument("--train-iterations", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; D={D} A={A} m={M}")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} torch threads (OMP_WAIT_POLICY="
+          f"{os.environ['OMP_WAIT_POLICY']}), torch "
+          f"{torch.__version__}; D={D} A={A} m={M}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     windows = Windows(random_dataset(max(args.batch + M, 20_000)), M)
     adm = build_model("adm", D, A, max_backtrack=M)
     ensemble = build_model("ensemble", D, A)
@@ -136,34 +144,35 @@ def main() -> None:
     policy = make_policy()
 
     rates = []
-    for train in (train_all_k, train_one_k):
+    for train, samples in ((train_all_k, 256 * M), (train_one_k, 256)):
         adm.train()
         optimizer = torch.optim.Adam(adm.parameters(), lr=1e-4)
         train(adm, windows, optimizer, 2, torch.Generator().manual_seed(0))            # warm-up
-        seconds, samples = timed(lambda: train(adm, windows, optimizer, args.train_iterations,
-                                               torch.Generator().manual_seed(1)))
-        rates.append(samples / seconds)
-    print(f"(a) ADM training, batch 256 windows: all-k pass {rates[0]:,.0f} (window,k) samples/s | "
-          f"one-k reference {rates[1]:,.0f} samples/s | training: {rates[0] / rates[1]:.1f}x")
+        wall, cpu = timed(lambda: train(adm, windows, optimizer, args.train_iterations, torch.Generator().manual_seed(1)))
+        rates.append((samples * args.train_iterations / wall, samples * args.train_iterations / cpu))
+    print(f"(a) ADM training, batch 256 windows: all-k pass {rates[0][0]:,.0f} (window,k) samples/s | one-k reference "
+          f"{rates[1][0]:,.0f} samples/s | CPU-time ratio {rates[0][1] / rates[1][1]:.2f} | "
+          f"training: {rates[0][0] / rates[1][0]:.1f}x")
 
     max_obs, max_penalty = check_equal(adm, policy, windows, 256)
     print(f"    check (B=256, H=5, dropout off): max |cached - reference| next_obs {max_obs:.2e}, penalty {max_penalty:.2e}")
     history = windows.history(torch.arange(M, M + args.batch))
     adm.train()                                                                          # official: dropout on
     transitions = args.batch * args.horizon
-    cached_s, _ = timed(lambda: rollout_adm(adm, policy, history, args.horizon, penalty="adm_std",
-                                            generator=torch.Generator().manual_seed(2)))
+    cached = timed(lambda: rollout_adm(adm, policy, history, args.horizon, penalty="adm_std",
+                                       generator=torch.Generator().manual_seed(2)))
     with torch.no_grad():
-        reference_s, _ = timed(lambda: reference_rollout(adm, policy, history, args.horizon, torch.Generator().manual_seed(2)))
+        reference = timed(lambda: reference_rollout(adm, policy, history, args.horizon, torch.Generator().manual_seed(2)))
     print(f"(b) ADM roll-out + adm_std penalty, B={args.batch}, H={args.horizon}, dropout on: cached "
-          f"{transitions / cached_s:,.0f} transitions/s ({cached_s:.1f} s) | reference {transitions / reference_s:,.0f} "
-          f"transitions/s ({reference_s:.1f} s) | rollout: {reference_s / cached_s:.1f}x")
-
-    ensemble_s, _ = timed(lambda: rollout_ensemble(ensemble, policy, history.obs[:, -1], args.horizon,
-                                                   penalty="max_aleatoric", generator=torch.Generator().manual_seed(3)))
+          f"{transitions / cached[0]:,.0f} transitions/s ({cached[0]:.1f} s) | reference {transitions / reference[0]:,.0f} "
+          f"transitions/s ({reference[0]:.1f} s) | CPU-time ratio {reference[1] / cached[1]:.2f} | "
+          f"rollout: {reference[0] / cached[0]:.1f}x")
+    ens = timed(lambda: rollout_ensemble(ensemble, policy, history.obs[:, -1], args.horizon, penalty="max_aleatoric",
+                                         generator=torch.Generator().manual_seed(3)))
     print(f"(c) ensemble roll-out (7 members, max_aleatoric), B={args.batch}, H={args.horizon}: "
-          f"{transitions / ensemble_s:,.0f} transitions/s ({ensemble_s:.1f} s) | ADM cached vs ensemble: "
-          f"{ensemble_s / cached_s:.2f}x")
+          f"{transitions / ens[0]:,.0f} transitions/s ({ens[0]:.1f} s) | CPU-time ratio {ens[1] / cached[1]:.2f} | "
+          f"ADM cached vs ensemble: {ens[0] / cached[0]:.2f}x")
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

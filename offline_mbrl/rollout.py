@@ -202,6 +202,15 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
         model.train(was_training)
 
 
+def _check_history(model: ADM | BootRNN, history: HistoryBatch, rollout_length: int, policy: Policy) -> HistoryBatch:
+    """Check a recurrent model's start histories and move them to the model's device."""
+    if history.max_backtrack != model.config.max_backtrack:
+        raise ConfigError(f"rollout: history holds {history.max_backtrack} states, the {model.kind} model's "
+                          f"max_backtrack is {model.config.max_backtrack}")
+    _check(rollout_length, policy, len(history), model.config.action_dim)
+    return history.to(next(model.parameters()).device)
+
+
 def _check(rollout_length: int, policy: Policy, batch: int, action_dim: int) -> None:
     if rollout_length < 1:
         raise ConfigError(f"rollout: 'rollout_length' must be >= 1, got {rollout_length}")
@@ -276,12 +285,7 @@ def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_lengt
     """
     if backtrack_sampling not in BACKTRACK_SAMPLING:
         raise ConfigError(f"rollout: 'backtrack_sampling' must be one of {BACKTRACK_SAMPLING}, got {backtrack_sampling!r}")
-    if history.max_backtrack != model.config.max_backtrack:
-        raise ConfigError(f"rollout: history holds {history.max_backtrack} states, the ADM's max_backtrack is "
-                          f"{model.config.max_backtrack}")
-    device = next(model.parameters()).device
-    history = history.to(device)
-    _check(rollout_length, policy, len(history), model.config.action_dim)
+    history = _check_history(model, history, rollout_length, policy)
     with _mode(model, model.config.rollout_dropout):
         return _rollout(_ADMCache(model, history, longest=backtrack_sampling == "longest"), policy,
                         history.obs[:, -1], rollout_length, penalty,
@@ -313,12 +317,7 @@ def rollout_boot_rnn(model: BootRNN, policy: Policy, history: HistoryBatch, roll
     Raises:
         ConfigError: history length differs from m, bad rollout_length/policy shape, unknown penalty.
     """
-    if history.max_backtrack != model.config.max_backtrack:
-        raise ConfigError(f"rollout: history holds {history.max_backtrack} states, the RNN's max_backtrack is "
-                          f"{model.config.max_backtrack}")
-    device = next(model.parameters()).device
-    history = history.to(device)
-    _check(rollout_length, policy, len(history), model.config.action_dim)
+    history = _check_history(model, history, rollout_length, policy)
     with _mode(model, model.config.rollout_dropout):
         return _rollout(_BootRNNWindow(model, history), policy, history.obs[:, -1], rollout_length, penalty,
                         termination, generator, shared_choice=False)

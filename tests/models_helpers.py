@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from offline_mbrl.data.dataset import TransitionDataset
@@ -42,6 +43,12 @@ def env_dataset(env_id: str = "Hopper-v5", num_steps: int = 400, seed: int = 0, 
 def hopper_dataset(num_steps: int = 400, seed: int = 0) -> TransitionDataset:
     """400 random Hopper-v5 steps (about 19 episodes, terminals and timeouts)."""
     return env_dataset("Hopper-v5", num_steps, seed)
+
+
+@pytest.fixture(scope="module")
+def ds() -> TransitionDataset:
+    """Fixture: ``hopper_dataset()`` (import it into a test module to use it)."""
+    return hopper_dataset()
 
 
 def reference_mask(ds: TransitionDataset, m: int) -> np.ndarray:

@@ -6,15 +6,11 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import CheckpointError, ConfigError, DatasetError
 from offline_mbrl.models.checkpoint import load_model, save_model
 from offline_mbrl.models.fit import FitConfig, _Selection, evaluate_errors, fit, split_holdout
-from tests.models_helpers import (assert_checkpoint_roundtrip, fit_stats, hopper_dataset, reference_mask,
+from tests.models_helpers import ds  # noqa: F401 (fixture)
+from tests.models_helpers import (assert_checkpoint_roundtrip, fit_stats, reference_mask,
                                   tiny_adm, tiny_recurrent_config)
 
 M = 4
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hopper_dataset()
 
 
 @pytest.fixture()

@@ -4,15 +4,11 @@ import torch
 
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.models.fit import FitConfig, fit
-from tests.models_helpers import (assert_checkpoint_roundtrip, fit_stats, hopper_dataset, reference_mask,
+from tests.models_helpers import ds  # noqa: F401 (fixture)
+from tests.models_helpers import (assert_checkpoint_roundtrip, fit_stats, reference_mask,
                                   tiny_boot_rnn)
 
 M = 4
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hopper_dataset()
 
 
 @pytest.fixture()

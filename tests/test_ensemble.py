@@ -6,14 +6,10 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError
 from offline_mbrl.models.ensemble import EnsembleConfig
 from offline_mbrl.models.fit import FitConfig, _keep_snapshot, evaluate_errors, fit, split_holdout
-from tests.models_helpers import assert_checkpoint_roundtrip, fit_stats, hopper_dataset, tiny_ensemble
+from tests.models_helpers import ds  # noqa: F401 (fixture)
+from tests.models_helpers import assert_checkpoint_roundtrip, fit_stats, tiny_ensemble
 
 E = 4
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hopper_dataset()
 
 
 @pytest.fixture()

@@ -6,15 +6,11 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.envs.termination import termination_fn
 from offline_mbrl.errors import ConfigError
 from offline_mbrl.rollout import rollout_adm, rollout_boot_rnn, rollout_ensemble
-from tests.models_helpers import (fit_stats, hopper_dataset, linear_policy, recompute_rollout, tiny_adm,
+from tests.models_helpers import ds  # noqa: F401 (fixture)
+from tests.models_helpers import (fit_stats, linear_policy, recompute_rollout, tiny_adm,
                                   tiny_boot_rnn, tiny_ensemble)
 
 M, H = 4, 6
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return hopper_dataset()
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +158,7 @@ def test_rollout_dropout_switch(ds, history):
 
 
 def test_errors_name_the_problem(ds, history):
-    with pytest.raises(ConfigError, match="history holds 4 states, the ADM's max_backtrack is 5"):
+    with pytest.raises(ConfigError, match="history holds 4 states, the adm model's max_backtrack is 5"):
         rollout_adm(fit_stats(tiny_adm(max_backtrack=5), ds), linear_policy(), history, H)
     with pytest.raises(ConfigError, match="rollout_length"):
         rollout_adm(adm(ds), linear_policy(), history, 0)
