@@ -66,7 +66,7 @@ def test_collection_records_sim_state_before_the_action():
 def test_collect_all_kinds_round_trip(sac_run, tmp_path):
     out = tmp_path / "out"
     recipes = collect_all(sac_run, out, "Hopper-v5", KINDS, num_steps=400, seed=0, medium_fraction=0.0)
-    info = recipes.pop("_policies")
+    info = recipes.pop("_hopper")
     assert info["medium_step"] == 500 and info["expert_return"] > info["random_return"]
     for name, recipe in recipes.items():
         data = load_dataset(f"minari:{recipe['dataset_id']}")
@@ -102,20 +102,31 @@ def test_replay_file_is_exact(hopper_dataset, tmp_path):
 
 
 def test_unknown_recipe_lists_known_ones(tmp_path, capsys):
-    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump({"hopper-medium": {}, "_policies": {}}))
+    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump({"hopper-medium": {}, "_hopper": {}}))
     assert main(["dataset", "make", "nope", "--recipes", str(tmp_path / "recipes.yaml")]) == 2
     err = capsys.readouterr().err
-    assert "unknown recipe 'nope'" in err and "hopper-medium" in err and "_policies" not in err
+    assert "unknown recipe 'nope'" in err and "hopper-medium" in err and "_hopper" not in err
 
 
-def test_quickstart_without_shipped_policies_runs_the_dataset_demo(tmp_path, monkeypatch, capsys):
-    import offline_mbrl.cli.collect_cmd as collect_cmd
+def test_quickstart_makes_the_dataset_prints_it_and_trains(tmp_path, capsys):
+    from offline_mbrl.agents.sac import TanhGaussianActor
+    from offline_mbrl.runs import save_atomic
 
-    monkeypatch.setattr(collect_cmd, "RECIPES", tmp_path / "recipes.yaml")  # no recipes shipped
-    assert main(["quickstart"]) == 0
+    save_atomic(TanhGaussianActor(11, 3, (8,)).file_state(), tmp_path / "medium.pt")
+    recipe = {"env_id": "Hopper-v5", "kind": "medium", "dataset_id": "test/hopper/quick-v0", "seed": 0,
+              "num_steps": 300, "ref_min_score": -20.0, "ref_max_score": 3000.0, "policies": {"medium": "medium.pt"}}
+    (tmp_path / "recipes.yaml").write_text(yaml.safe_dump({"hopper-medium": recipe}))
+    tiny = {"algo": "admpo-off", "epochs": 1, "steps_per_epoch": 10, "eval_episodes": 1,
+            "dynamics": {"max_epochs": 1, "hidden_dim": 16, "gru_layers": 1, "head_blocks": 1, "max_backtrack": 2},
+            "rollout": {"rollout_batch_size": 32, "rollout_freq": 10, "rollout_length": 2},
+            "sac": {"hidden_dims": [16, 16], "batch_size": 32}}
+    (tmp_path / "quick.yaml").write_text(yaml.safe_dump(tiny))
+    args = ["quickstart", "--recipes", str(tmp_path / "recipes.yaml"), "--config", str(tmp_path / "quick.yaml"),
+            "--runs", str(tmp_path / "runs")]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "dataset demo" in out and "transitions             5000" in out
-    assert len(load_dataset("minari:offline_mbrl/hopper/demo-random-v0")) == 5000
+    assert "making minari:test/hopper/quick-v0" in out and "transitions             300" in out
+    assert "normalized score" in out and "behaviour policy" in out
 
 
 def test_exported_training_resumes_identically(sac_run, tmp_path):
@@ -141,7 +152,7 @@ def test_end_step_selects_the_expert_snapshot_and_cuts_the_replay(sac_run, tmp_p
 
     recipes = collect_all(sac_run, tmp_path, "Hopper-v5", ("random",), num_steps=100, medium_fraction=0.0,
                           end_step=1500, overwrite=True)
-    assert recipes["_policies"]["expert_step"] == 1500
+    assert recipes["_hopper"]["expert_step"] == 1500
     assert len(load_replay_file(tmp_path / "hopper_replay.npz")) == 1500
     shipped = torch.load(tmp_path / "policies" / "hopper_expert.pt", weights_only=True)["actor"]
     snapshot = torch.load(sac_run / "snapshots" / "actor_00001500.pt", weights_only=True)["actor"]

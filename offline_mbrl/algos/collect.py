@@ -183,13 +183,12 @@ def expert_from_checkpoint(run_dir: str | Path) -> TanhGaussianActor:
     return actor.eval()
 
 
-def write_dataset(dataset: TransitionDataset, env_id: str, kind: str, refs: ReferenceReturns,
+def write_dataset(dataset: TransitionDataset, ds_id: str, env_id: str, kind: str, refs: ReferenceReturns,
                   hdf5_dir: str | Path | None = None, overwrite: bool = False) -> str:
-    """Write ``dataset`` as the Minari dataset :func:`dataset_id` (and optionally a D4RL hdf5)."""
+    """Write ``dataset`` as the Minari dataset ``ds_id`` (and optionally a D4RL hdf5); returns ``ds_id``."""
     from ..data.d4rl import write_d4rl
     from ..data.minari_io import write_minari
 
-    ds_id = dataset_id(env_id, kind)
     write_minari(dataset, ds_id, env_id=env_id, ref_min_score=refs.random, ref_max_score=refs.expert,
                  description=f"D4RL-style '{kind}' data collected by offline_mbrl on {env_id}",
                  algorithm_name="SAC (offline_mbrl)", overwrite=overwrite)
@@ -233,7 +232,7 @@ def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tu
     for kind in kinds:
         data = (replay_dataset(buffer_rows, env_id, medium_step) if kind == "medium-replay"
                 else collect_kind(kind, env_id, num_steps, seed, medium, expert))
-        write_dataset(data, env_id, kind, refs, hdf5_dir, overwrite)
+        write_dataset(data, dataset_id(env_id, kind), env_id, kind, refs, hdf5_dir, overwrite)
         mean_return = float(data.episode_returns().mean())
         recipes[f"{short}-{kind}"] = {
             "env_id": env_id, "kind": kind, "dataset_id": dataset_id(env_id, kind), "seed": seed,
@@ -242,7 +241,7 @@ def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tu
             "d4rl_normalized_return": float(normalized_score(f"{short}-{kind}", mean_return)),
             **_recipe_sources(kind, short, medium_step),
         }
-    recipes["_policies"] = {"env_id": env_id, "random_return": refs.random, "expert_return": refs.expert,
+    recipes[f"_{short}"] = {"env_id": env_id, "random_return": refs.random, "expert_return": refs.expert,
                             "medium_return": medium_return, "medium_step": medium_step,
                             "expert_step": collected if end_step is None else end_step}
     return recipes
@@ -268,7 +267,7 @@ def make_from_recipe(recipe: dict, recipes_dir: str | Path, num_steps: int | Non
         data = collect_kind(kind, env_id, num_steps or int(recipe["num_steps"]),
                             int(recipe["seed"] if seed is None else seed), actors.get("medium"), actors.get("expert"))
     refs = ReferenceReturns(float(recipe["ref_min_score"]), float(recipe["ref_max_score"]))
-    return write_dataset(data, env_id, kind, refs, overwrite=overwrite), data
+    return write_dataset(data, recipe["dataset_id"], env_id, kind, refs, overwrite=overwrite), data
 
 
 # ------------------------------------------------------------------------------ portable training state

@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
+from .collect_cmd import RECIPES
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "with configs/quickstart.yaml")
     q.add_argument("--device", default="cpu")
     q.add_argument("--runs", type=Path, default=Path("runs"))
+    q.add_argument("--config", type=Path, default=CONFIG_DIR / "quickstart.yaml")
+    q.add_argument("--recipes", type=Path, default=RECIPES)
     q.set_defaults(func=_quickstart)
 
 
@@ -100,49 +105,28 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _quickstart(args: argparse.Namespace) -> int:
     from ..algos.offline import OfflineTrainer
-    from ..config import CONFIG_DIR, resolve
+    from ..config import resolve
     from ..data.load import load_dataset
     from ..data.scores import normalized_score
-    from ..errors import DatasetError, DatasetNotFoundError
-    from .collect_cmd import RECIPES, load_recipe
+    from ..errors import DatasetNotFoundError
+    from .collect_cmd import load_recipe
+    from .dataset_cmd import format_summary
 
-    try:
-        recipe = load_recipe("hopper-medium", RECIPES)
-    except DatasetError:
-        return _dataset_demo()
+    recipe = load_recipe("hopper-medium", args.recipes)
     spec = f"minari:{recipe['dataset_id']}"
     try:
         dataset = load_dataset(spec)
     except DatasetNotFoundError:
         from ..algos.collect import make_from_recipe
 
-        print(f"making {spec} from the shipped medium policy ...")
-        make_from_recipe(recipe, RECIPES.parent)
+        print(f"making {spec} from the shipped medium policy ({args.recipes.parent}) ...", flush=True)
+        make_from_recipe(recipe, args.recipes.parent)
         dataset = load_dataset(spec)
-    config = resolve(None, CONFIG_DIR / "quickstart.yaml", dataset=spec)
+    print(format_summary(dataset), flush=True)
+    config = resolve(None, args.config, dataset=spec)
     run_dir = run_dir_for(args.runs, config)
     summary = OfflineTrainer(config, run_dir, dataset, device=args.device).train(resume=True)
     behaviour = float(normalized_score(dataset, dataset.episode_returns()).mean())
     _print_summary(summary, run_dir)
-    print(f"behaviour policy (dataset episodes): normalized score {behaviour:.1f}")
-    return 0
-
-
-def _dataset_demo(num_steps: int = 5000) -> int:
-    """Until the Hopper behaviour policies are shipped: collect uniform-random Hopper-v5 steps, write them as
-    a Minari dataset, read it back and print its summary (the dataset layer end to end)."""
-    from ..data.load import load_dataset
-    from ..data.minari_io import write_minari
-    from ..envs.gym_env import collect_transitions
-    from ..data.scores import reference_scores
-    from .dataset_cmd import format_summary
-
-    print("datasets/recipes.yaml has no 'hopper-medium' recipe yet (behaviour policies not shipped): "
-          f"running the dataset demo on {num_steps} uniform-random Hopper-v5 steps instead")
-    low, high = reference_scores("hopper-random")  # D4RL's hopper reference returns
-    ds_id = "offline_mbrl/hopper/demo-random-v0"
-    write_minari(collect_transitions(None, "Hopper-v5", num_steps, seed=0), ds_id, env_id="Hopper-v5",
-                 ref_min_score=low, ref_max_score=high, overwrite=True,
-                 description="uniform-random Hopper-v5 steps (make run demo); D4RL hopper reference returns")
-    print(format_summary(load_dataset(f"minari:{ds_id}")))
+    print(f"behaviour policy (mean over the dataset's episodes): normalized score {behaviour:.1f}")
     return 0
