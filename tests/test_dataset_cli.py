@@ -83,8 +83,8 @@ def test_dataset_group_requires_a_subcommand_and_accepts_new_ones():
     added = []
     original = dataset_cmd._SUBCOMMANDS
     try:
-        dataset_cmd._SUBCOMMANDS = original + (lambda sub: added.append(sub.add_parser("make")),)
+        dataset_cmd._SUBCOMMANDS = original + (lambda sub: added.append(sub.add_parser("extra")),)
         dataset_cmd.register(parser.add_subparsers(dest="command"))
     finally:
         dataset_cmd._SUBCOMMANDS = original
-    assert added and parser.parse_args(["dataset", "make"]).dataset_command == "make"
+    assert added and parser.parse_args(["dataset", "extra"]).dataset_command == "extra"
