@@ -159,3 +159,14 @@ def test_end_step_selects_the_expert_snapshot_and_cuts_the_replay(sac_run, tmp_p
     assert all(torch.equal(shipped[k], snapshot[k]) for k in snapshot)
     with pytest.raises(DatasetError, match="fewer than end_step 5000"):
         collect_all(sac_run, tmp_path, "Hopper-v5", ("random",), num_steps=100, end_step=5000, overwrite=True)
+
+
+def test_policy_collection_is_reproducible_under_a_seed():
+    from offline_mbrl.agents.sac import TanhGaussianActor
+    from offline_mbrl.algos.collect import stochastic
+
+    actor = TanhGaussianActor(11, 3, (8,))
+    a, b = (collect_transitions(stochastic(actor), "Hopper-v5", 200, seed=3, num_envs=2) for _ in range(2))
+    np.testing.assert_array_equal(a.actions, b.actions)
+    c = collect_transitions(stochastic(actor), "Hopper-v5", 200, seed=4, num_envs=2)
+    assert not np.array_equal(a.actions, c.actions)

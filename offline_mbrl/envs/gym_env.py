@@ -73,8 +73,16 @@ def collect_transitions(policy: Policy | None, env_id: str, num_steps: int, seed
     ``num_envs`` environments (seeds ``seed + i``) each collect ``num_steps / num_envs`` steps in
     lock-step; each environment's last, unfinished episode is cut at its budget and its last row is
     flagged ``timeout`` (the budget is a time limit). Rows are ordered environment by environment,
-    so episodes stay contiguous.
+    so episodes stay contiguous. The policy's own sampling is seeded with ``seed`` too (torch's global
+    RNG, restored afterwards), so the same arguments give the same dataset.
     """
+    with torch.random.fork_rng(devices=[] if torch.device(device).type == "cpu" else [torch.device(device)]):
+        torch.manual_seed(seed)
+        return _collect(policy, env_id, num_steps, seed, num_envs, device, env_kwargs, metadata)
+
+
+def _collect(policy: Policy | None, env_id: str, num_steps: int, seed: int, num_envs: int,
+             device: torch.device | str, env_kwargs: dict | None, metadata: dict | None) -> TransitionDataset:
     budgets = np.full(num_envs, num_steps // num_envs)
     budgets[: num_steps % num_envs] += 1
     envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
