@@ -149,7 +149,7 @@ def evaluate_errors(model: nn.Module, windows: Windows, batch_size: int = 4096) 
         total = total + (errors * weight).sum(dim=0)
         count = count + weight.sum(dim=0)
     if (count == 0).any():
-        missing = (torch.flatnonzero(count == 0) + 1).tolist()
+        missing = (torch.nonzero(count == 0).squeeze(1) + 1).tolist()
         raise DatasetError(f"{windows.source}: no holdout window (with positive weight) is valid for channels {missing}; "
                            "use a larger holdout or a smaller max_backtrack")
     return total / count
