@@ -2,13 +2,13 @@
 
 * ``rollout_adm`` — ADM paper Alg. 1 with **cached hidden states**. Predicting s_{τ+1} with backtrack k reads
   ``(s_{τ+1-k}, a_{τ+1-k:τ})``; at the next step the same start state only appends one action. So the
-  roll-out keeps, per trajectory, one GRU hidden state per start state of the last m steps ("slots",
-  slot j = backtrack k = j + 1) and advances all of them by one GRU step per roll-out step: the newest
-  start begins from a zero hidden state, the one that would exceed m is dropped. The cache is first
+  roll-out keeps, per trajectory, one GRU hidden state per start state of the last m steps (a ring of m
+  slots, stacked as (L, m·B, h)) and advances all of them by one GRU step per roll-out step: the newest
+  start begins from a zero hidden state in the slot of the one that would exceed m. The cache is first
   warmed up from the dataset history window (Alg. 3 line 4). Each step yields the Gaussians of every
   available k in one batched pass: the sample comes from the drawn k, the penalty U from all of them.
   This equals recomputing every k from scratch (tested to 1e-5) at m GRU steps per roll-out step
-  instead of m(m+1)/2.
+  instead of m(m+1)/2 (plus m(m−1)/2 once for the warm-up).
 * ``rollout_ensemble`` — MBPO/MOPO: all members predict in one ``(E, B, ·)`` pass, each row samples from a
   random **elite** (never a non-elite), the penalty uses all members (OfflineRL-Kit).
 * ``rollout_boot_rnn`` — the bootstrapping RNN fed its own predictions (compounding-error baseline, Fig. 2).
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
@@ -43,11 +43,14 @@ from .uncertainty import get_uncertainty
 
 Policy = Callable[[Tensor], Tensor] | Tensor
 BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
+# starts per block: keeps each step's temporaries (L, m·block, h) under glibc's mmap threshold on CPU; at
+# B = 20,000 whole-batch steps spent 40 % of their time in page faults (benchmarks/README.md)
+DEFAULT_CHUNK = 2048
 
 
 @dataclass(frozen=True)
 class RolloutResult:
-    """Flat model transitions, ready for a replay buffer (N rows, step-major).
+    """Flat model transitions, ready for a replay buffer (N rows; per block of starts, step-major).
 
     Attributes:
         obs (N, D), actions (N, A), next_obs (N, D): the transition.
@@ -212,6 +215,8 @@ def _check_history(model: ADM | BootRNN, history: HistoryBatch, rollout_length: 
 
 
 def _check(rollout_length: int, policy: Policy, batch: int, action_dim: int) -> None:
+    if batch < 1:
+        raise ConfigError("rollout: no start states (B = 0)")
     if rollout_length < 1:
         raise ConfigError(f"rollout: 'rollout_length' must be >= 1, got {rollout_length}")
     if isinstance(policy, Tensor) and (policy.dim() != 3 or policy.shape[0] != batch
@@ -251,19 +256,42 @@ def _rollout(stepper: _Stepper, policy: Policy, obs: Tensor, rollout_length: int
         if len(live) == 0:
             break
         stepper.advance(next_obs, keep)
-    fields = [torch.cat(column) for column in zip(*records)]
-    result = RolloutResult(*fields, stats={})
-    stats = {"rollout/num_transitions": float(len(result.rewards)),
-             "rollout/mean_penalty": result.penalties.mean().item() if len(result.rewards) else 0.0,
-             "rollout/num_terminated": float(result.terminals.sum()),
+    return _finish([torch.cat(column) for column in zip(*records)], num_starts, nonfinite)
+
+
+def _finish(fields: list[Tensor], num_starts: int, nonfinite: int) -> RolloutResult:
+    """RolloutResult of the flat ``fields`` (in field order) with its stats."""
+    rewards, penalties, terminals = fields[2], fields[3], fields[5]
+    stats = {"rollout/num_transitions": float(len(rewards)),
+             "rollout/mean_penalty": penalties.mean().item() if len(rewards) else 0.0,
+             "rollout/num_terminated": float(terminals.sum()),
              "rollout/num_nonfinite": float(nonfinite),
-             "rollout/mean_length": len(result.rewards) / num_starts}
+             "rollout/mean_length": len(rewards) / num_starts}
     return RolloutResult(*fields, stats=stats)
+
+
+def _in_chunks(run: Callable[[slice], RolloutResult], num_starts: int, chunk_size: int | None) -> RolloutResult:
+    """``run`` on consecutive blocks of ``chunk_size`` starts, merged into one result (global start ids)."""
+    if chunk_size is not None and chunk_size < 1:
+        raise ConfigError(f"rollout: 'chunk_size' must be >= 1 or None, got {chunk_size}")
+    size = chunk_size or num_starts
+    parts = [(start, run(slice(start, min(start + size, num_starts)))) for start in range(0, num_starts, size)]
+    if len(parts) == 1:
+        return parts[0][1]
+    names = [f.name for f in fields(RolloutResult) if f.name != "stats"]
+    merged = [torch.cat([getattr(part, name) + (start if name == "start_ids" else 0) for start, part in parts])
+              for name in names]
+    return _finish(merged, num_starts, int(sum(part.stats["rollout/num_nonfinite"] for _, part in parts)))
+
+
+def _rows(policy: Policy, rows: slice) -> Policy:
+    """The policy for a block of starts (open-loop actions are sliced)."""
+    return policy[rows] if isinstance(policy, Tensor) else policy
 
 
 def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_length: int, penalty: str | None = "adm_std",
                 termination: TerminationFn | None = None, generator: torch.Generator | None = None,
-                backtrack_sampling: str = "trajectory") -> RolloutResult:
+                backtrack_sampling: str = "trajectory", chunk_size: int | None = DEFAULT_CHUNK) -> RolloutResult:
     """ADM roll-out (Alg. 1) from B start histories with cached hidden states; the penalty uses every available k.
 
     Args:
@@ -279,6 +307,8 @@ def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_lengt
             ``"batch"`` draws one quantile per step shared by all rows (official code; k = ⌊u·n⌋ + 1 for a
             row with n available lengths, i.e. one k for the batch when histories are full); ``"longest"``
             always uses the longest available k = min(L + τ, m) (the fixed-k baseline of Fig. 2).
+        chunk_size: roll out blocks of this many starts one after another (None: all at once). Random numbers
+            are drawn per block (a ``"batch"`` k is shared within a block); results are merged.
 
     Raises:
         ConfigError: history length differs from m, bad rollout_length/policy shape, unknown penalty or sampling.
@@ -286,31 +316,40 @@ def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_lengt
     if backtrack_sampling not in BACKTRACK_SAMPLING:
         raise ConfigError(f"rollout: 'backtrack_sampling' must be one of {BACKTRACK_SAMPLING}, got {backtrack_sampling!r}")
     history = _check_history(model, history, rollout_length, policy)
+
+    def run(rows: slice) -> RolloutResult:
+        block = history[rows]
+        return _rollout(_ADMCache(model, block, longest=backtrack_sampling == "longest"), _rows(policy, rows),
+                        block.obs[:, -1], rollout_length, penalty, termination, generator,
+                        shared_choice=backtrack_sampling == "batch")
+
     with _mode(model, model.config.rollout_dropout):
-        return _rollout(_ADMCache(model, history, longest=backtrack_sampling == "longest"), policy,
-                        history.obs[:, -1], rollout_length, penalty,
-                        termination, generator, shared_choice=backtrack_sampling == "batch")
+        return _in_chunks(run, len(history), chunk_size)
 
 
 def rollout_ensemble(model: ProbabilisticEnsemble, policy: Policy, obs: Tensor, rollout_length: int,
                      penalty: str | None = "max_aleatoric", termination: TerminationFn | None = None,
-                     generator: torch.Generator | None = None) -> RolloutResult:
+                     generator: torch.Generator | None = None, chunk_size: int | None = DEFAULT_CHUNK) -> RolloutResult:
     """MBPO/MOPO ensemble roll-out from start states obs (B, D): each row samples from a random elite per step,
     the penalty (default MOPO ``max_aleatoric``) uses all members. Arguments as ``rollout_adm``.
 
     Raises:
         ConfigError: bad rollout_length/policy shape or unknown penalty.
     """
-    device = next(model.parameters()).device
     _check(rollout_length, policy, len(obs), model.config.action_dim)
-    with _mode(model, False):
-        return _rollout(_EnsembleStep(model), policy, obs.to(device), rollout_length, penalty, termination,
+    obs = obs.to(next(model.parameters()).device)
+
+    def run(rows: slice) -> RolloutResult:
+        return _rollout(_EnsembleStep(model), _rows(policy, rows), obs[rows], rollout_length, penalty, termination,
                         generator, shared_choice=False)
+
+    with _mode(model, False):
+        return _in_chunks(run, len(obs), chunk_size)
 
 
 def rollout_boot_rnn(model: BootRNN, policy: Policy, history: HistoryBatch, rollout_length: int,
                      penalty: str | None = None, termination: TerminationFn | None = None,
-                     generator: torch.Generator | None = None) -> RolloutResult:
+                     generator: torch.Generator | None = None, chunk_size: int | None = DEFAULT_CHUNK) -> RolloutResult:
     """Bootstrapping-RNN roll-out: each step re-reads the last min(L + τ, m) (state, action) pairs, predicted
     states included, and samples the next state. Arguments as ``rollout_adm`` (no backtrack choice).
 
@@ -318,6 +357,11 @@ def rollout_boot_rnn(model: BootRNN, policy: Policy, history: HistoryBatch, roll
         ConfigError: history length differs from m, bad rollout_length/policy shape, unknown penalty.
     """
     history = _check_history(model, history, rollout_length, policy)
-    with _mode(model, model.config.rollout_dropout):
-        return _rollout(_BootRNNWindow(model, history), policy, history.obs[:, -1], rollout_length, penalty,
+
+    def run(rows: slice) -> RolloutResult:
+        block = history[rows]
+        return _rollout(_BootRNNWindow(model, block), _rows(policy, rows), block.obs[:, -1], rollout_length, penalty,
                         termination, generator, shared_choice=False)
+
+    with _mode(model, model.config.rollout_dropout):
+        return _in_chunks(run, len(history), chunk_size)

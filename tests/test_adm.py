@@ -130,6 +130,12 @@ def test_weighted_holdout_errors_and_bad_weights(ds, model):
         fit(tiny_adm(), ds, FitConfig(max_epochs=1), sample_weights=np.ones(10))
 
 
+def test_holdout_without_long_windows_is_named(ds, model):
+    short = ds.subset(np.flatnonzero(ds.episode_lengths()[ds.episode_ids] < 3))    # episodes of 1-2 steps
+    with pytest.raises(DatasetError, match=r"no holdout window .* valid for channels \[3, 4\]"):
+        evaluate_errors(model, Windows(short, M))
+
+
 def test_checkpoint_roundtrip(ds, model, tmp_path):
     batch = Windows(ds, M).gather(torch.arange(8))
     with torch.no_grad():

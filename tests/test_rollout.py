@@ -44,6 +44,21 @@ def test_cached_adm_rollout_equals_recomputation(ds, history, penalty, sampling)
     assert (result.penalties > 0).any()
 
 
+def test_chunks_are_rolled_out_one_after_another(ds, history):
+    model = adm(ds)
+    result = rollout_adm(model, linear_policy(), history, H, penalty="adm_var", generator=gen(1), chunk_size=4)
+    generator, parts = gen(1), []
+    for start in range(0, len(history), 4):                              # blocks 0-3, 4-7, 8-9
+        block = history[start:start + 4]
+        part = recompute_rollout(model, linear_policy(), block, H, generator, "adm_var")
+        part["start_ids"] = torch.arange(len(block)).repeat(H) + start
+        parts.append(part)
+    for key in ("next_obs", "penalties", "start_ids"):
+        torch.testing.assert_close(getattr(result, key), torch.cat([p[key] for p in parts]), atol=1e-5, rtol=0)
+    assert result.stats["rollout/num_transitions"] == H * len(history) and result.stats["rollout/mean_length"] == H
+    assert result.stats["rollout/mean_penalty"] == pytest.approx(result.penalties.mean().item())
+
+
 @pytest.mark.parametrize("sampling", ["trajectory", "batch", "longest"])
 def test_backtrack_sampling_modes(ds, sampling):
     model = adm(ds)
@@ -113,24 +128,24 @@ def test_trajectories_stop_at_their_first_terminal(ds, history, kind):
     assert result.stats["rollout/mean_length"] == len(result.rewards) / len(history)
 
 
-def exploding_policy(obs):
-    """Infinite actions for the first half of the start states: the model's output becomes NaN there."""
-    action = linear_policy()(obs)
-    return torch.where(obs[:, :1] > obs[:, :1].median(), torch.inf, action)
+def exploding_policy(threshold):
+    """Infinite actions for states with obs[0] above ``threshold``: the model's output becomes NaN there."""
+    return lambda obs: torch.where(obs[:, :1] > threshold, torch.inf, linear_policy()(obs))
 
 
 @pytest.mark.parametrize("kind", ["adm", "ensemble"])
 def test_nonfinite_steps_are_dropped_and_counted(ds, history, kind):
+    height = history.obs[:, -1, 0]
+    policy = exploding_policy(height.median())
     if kind == "adm":
-        result = rollout_adm(adm(ds), exploding_policy, history, H, penalty="adm_var", generator=gen())
+        result = rollout_adm(adm(ds), policy, history, H, penalty="adm_var", generator=gen(), chunk_size=3)
     else:
-        result = rollout_ensemble(fit_stats(tiny_ensemble(), ds), exploding_policy, history.obs[:, -1], H,
-                                  penalty="ensemble_std", generator=gen())
-    assert result.stats["rollout/num_nonfinite"] > 0
+        result = rollout_ensemble(fit_stats(tiny_ensemble(), ds), policy, history.obs[:, -1], H,
+                                  penalty="ensemble_std", generator=gen(), chunk_size=3)
+    exploded = set(torch.nonzero(height > height.median()).flatten().tolist())
+    assert len(exploded) == 5 and result.stats["rollout/num_nonfinite"] >= len(exploded)
     for t in (result.obs, result.actions, result.rewards, result.penalties, result.next_obs):
         assert torch.isfinite(t).all()
-    exploded = set(range(len(history))) - set(result.start_ids[result.steps == 0].tolist())
-    assert len(exploded) >= 1
     assert not (set(result.start_ids.tolist()) & exploded)             # an exploded trajectory ends there
     assert result.stats["rollout/num_transitions"] + result.stats["rollout/num_nonfinite"] <= H * len(history)
 
@@ -160,6 +175,10 @@ def test_rollout_dropout_switch(ds, history):
 def test_errors_name_the_problem(ds, history):
     with pytest.raises(ConfigError, match="history holds 4 states, the adm model's max_backtrack is 5"):
         rollout_adm(fit_stats(tiny_adm(max_backtrack=5), ds), linear_policy(), history, H)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        rollout_adm(adm(ds), linear_policy(), history, H, chunk_size=0)
+    with pytest.raises(ConfigError, match="no start states"):
+        rollout_ensemble(fit_stats(tiny_ensemble(), ds), linear_policy(), history.obs[:0, -1], H)
     with pytest.raises(ConfigError, match="rollout_length"):
         rollout_adm(adm(ds), linear_policy(), history, 0)
     with pytest.raises(ConfigError, match="backtrack_sampling"):

@@ -82,6 +82,10 @@ class HistoryBatch:
     def max_backtrack(self) -> int:
         return int(self.obs.shape[1])
 
+    def __getitem__(self, rows: slice | Tensor) -> "HistoryBatch":
+        """The histories ``rows`` (a slice or an index tensor)."""
+        return HistoryBatch(*(t[rows] for t in (self.rows, self.obs, self.actions, self.lengths)))
+
     def to(self, device: torch.device | str) -> "HistoryBatch":
         """The same histories on ``device``."""
         return HistoryBatch(*(t.to(device) for t in (self.rows, self.obs, self.actions, self.lengths)))
