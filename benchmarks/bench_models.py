@@ -8,9 +8,12 @@ ensemble: 7 × MLP 4 × 200). Random weights and data: throughput does not depen
 (b) ADM roll-out with the ``adm_std`` penalty, B = 50,000 starts, H = 5, dropout on (official): cached
     hidden states (``offline_mbrl.rollout.rollout_adm``) against the official scheme — every step re-runs
     the m sequences (s_{τ+1-k}, a_{τ+1-k:τ}), k = 1…m, one model call each, with NumPy round trips; the
-    sample reuses the chosen k's output (the official code even runs one more call for it).
+    sample reuses the chosen k's output (the official code even runs one more call for it). Both process
+    the starts in the same blocks of ``DEFAULT_CHUNK`` rows, so the ratio is the caching alone.
     A check on a small batch (dropout off, same random numbers) reports the largest difference.
 (c) Ensemble roll-out (``rollout_ensemble``, max_aleatoric penalty), same B and H, compared with (b).
+(d) The cached ADM roll-out of B / 5 starts in one block against blocks of ``DEFAULT_CHUNK`` starts (CPU:
+    whole-batch temporaries of hundreds of MB are mapped and unmapped every step, costing page faults).
 
 Run: ``.venv/bin/python benchmarks/bench_models.py`` (``torch.set_num_threads(2)`` by default, ``--threads`` to
 change it). Every comparison line ends with the wall-clock speed-up ``<ratio>x``; the CPU-time ratio next to it
@@ -33,7 +36,7 @@ import torch  # noqa: E402
 from offline_mbrl.data.dataset import TransitionDataset  # noqa: E402
 from offline_mbrl.data.windows import Windows  # noqa: E402
 from offline_mbrl.models import build_model  # noqa: E402
-from offline_mbrl.rollout import rollout_adm, rollout_ensemble  # noqa: E402
+from offline_mbrl.rollout import DEFAULT_CHUNK, rollout_adm, rollout_ensemble  # noqa: E402
 
 D, A, M = 11, 3, 5
 
@@ -161,8 +164,10 @@ def main() -> None:
     transitions = args.batch * args.horizon
     cached = timed(lambda: rollout_adm(adm, policy, history, args.horizon, penalty="adm_std",
                                        generator=torch.Generator().manual_seed(2)))
-    with torch.no_grad():
-        reference = timed(lambda: reference_rollout(adm, policy, history, args.horizon, torch.Generator().manual_seed(2)))
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():                      # same blocks of starts as the cached roll-out (DEFAULT_CHUNK)
+        reference = timed(lambda: [reference_rollout(adm, policy, history[start:start + DEFAULT_CHUNK], args.horizon,
+                                                     generator) for start in range(0, args.batch, DEFAULT_CHUNK)])
     print(f"(b) ADM roll-out + adm_std penalty, B={args.batch}, H={args.horizon}, dropout on: cached "
           f"{transitions / cached[0]:,.0f} transitions/s ({cached[0]:.1f} s) | reference {transitions / reference[0]:,.0f} "
           f"transitions/s ({reference[0]:.1f} s) | CPU-time ratio {reference[1] / cached[1]:.2f} | "
@@ -172,6 +177,14 @@ def main() -> None:
     print(f"(c) ensemble roll-out (7 members, max_aleatoric), B={args.batch}, H={args.horizon}: "
           f"{transitions / ens[0]:,.0f} transitions/s ({ens[0]:.1f} s) | CPU-time ratio {ens[1] / cached[1]:.2f} | "
           f"ADM cached vs ensemble: {ens[0] / cached[0]:.2f}x")
+    blocks = args.batch // 5
+    whole = timed(lambda: rollout_adm(adm, policy, history[:blocks], args.horizon, penalty="adm_std",
+                                      generator=torch.Generator().manual_seed(4), chunk_size=None))
+    chunked = timed(lambda: rollout_adm(adm, policy, history[:blocks], args.horizon, penalty="adm_std",
+                                        generator=torch.Generator().manual_seed(4)))
+    print(f"(d) ADM roll-out, B={blocks}: whole batch at once {blocks * args.horizon / whole[0]:,.0f} transitions/s | "
+          f"blocks of {DEFAULT_CHUNK} {blocks * args.horizon / chunked[0]:,.0f} transitions/s | CPU-time ratio "
+          f"{whole[1] / chunked[1]:.2f} | chunking: {whole[0] / chunked[0]:.1f}x")
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -1,5 +1,5 @@
-"""Dynamics-model quality on a real Hopper-v5 dataset (uniform random actions + a noisy PD controller that
-keeps the hopper up for hundreds of steps; 20k steps by default).
+"""Dynamics-model quality on a real Hopper-v5 dataset: uniform random actions plus the shipped SAC "medium"
+behaviour policy (``datasets/policies/hopper_medium.pt``, sampled), 20k steps by default.
 
 Prints
   (1) the 1-step holdout MSE (mean over the 11 obs dims + reward, held-out episodes of the fit) of ADM (k = 1)
@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see bench_models.py
 
 import torch  # noqa: E402
 
+from offline_mbrl.agents.sac import load_actor  # noqa: E402
+from offline_mbrl.algos.collect import stochastic  # noqa: E402
 from offline_mbrl.analysis.compounding import compounding_error, evaluation_segments  # noqa: E402
 from offline_mbrl.data.dataset import TransitionDataset  # noqa: E402
 from offline_mbrl.envs.gym_env import collect_transitions  # noqa: E402
@@ -29,31 +32,22 @@ from offline_mbrl.models import build_model  # noqa: E402
 from offline_mbrl.models.fit import FitConfig, fit  # noqa: E402
 
 ENV_ID = "Hopper-v5"
-
-
-def pd_policy(seed: int, noise: float = 0.3):
-    """Joint PD controller towards zero joint angles plus Gaussian noise: obs (B, 11) -> actions (B, 3)."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def policy(obs: torch.Tensor) -> torch.Tensor:
-        action = -2.0 * obs[:, 2:5] - 0.2 * obs[:, 8:11] + noise * torch.randn(len(obs), 3, generator=generator)
-        return action.clamp(-1.0, 1.0)
-
-    return policy
+MEDIUM_POLICY = Path(__file__).resolve().parents[1] / "datasets" / "policies" / "hopper_medium.pt"
 
 
 def make_dataset(random_steps: int, policy_steps: int, seed: int) -> TransitionDataset:
+    medium = stochastic(load_actor(MEDIUM_POLICY))
     parts = [collect_transitions(None, ENV_ID, random_steps, seed=seed),
-             collect_transitions(pd_policy(seed), ENV_ID, policy_steps, seed=seed + 100)]
-    return TransitionDataset.concatenate(parts, source=f"{ENV_ID} random {random_steps} + PD {policy_steps}")
+             collect_transitions(medium, ENV_ID, policy_steps, seed=seed + 100)]
+    return TransitionDataset.concatenate(parts, source=f"{ENV_ID} random {random_steps} + medium policy {policy_steps}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--random-steps", type=int, default=10_000)
     parser.add_argument("--policy-steps", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=8, help="epoch cap of ADM and the bootstrapping RNN")
-    parser.add_argument("--ensemble-epochs", type=int, default=30, help="epoch cap of the ensemble")
+    parser.add_argument("--epochs", type=int, default=16, help="epoch cap of ADM and the bootstrapping RNN")
+    parser.add_argument("--ensemble-epochs", type=int, default=40, help="epoch cap of the ensemble")
     parser.add_argument("--max-backtrack", type=int, default=5)
     parser.add_argument("--horizon", type=int, default=20)
     parser.add_argument("--segments", type=int, default=300, help="held-out segments for the open-loop error")
