@@ -150,6 +150,15 @@ def test_nonfinite_steps_are_dropped_and_counted(ds, history, kind):
     assert result.stats["rollout/num_transitions"] + result.stats["rollout/num_nonfinite"] <= H * len(history)
 
 
+def test_exploding_model_weights_leave_no_nonfinite_output(ds, history):
+    model = adm(ds)
+    with torch.no_grad():
+        model.head[-1].weight.mul_(1e38)                                 # means overflow to ±inf
+    result = rollout_adm(model, linear_policy(), history, H, penalty="adm_std", generator=gen())
+    assert len(result.rewards) == 0 and result.stats["rollout/num_nonfinite"] == len(history)
+    assert result.stats["rollout/mean_penalty"] == 0.0 and result.stats["rollout/mean_length"] == 0.0
+
+
 def test_open_loop_actions_and_determinism(ds, history):
     model = adm(ds)
     actions = torch.rand(len(history), H, 3, generator=gen(9)) * 2 - 1
