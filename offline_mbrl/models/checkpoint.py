@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..runs import save_atomic
 from . import MODEL_CLASSES
 
 FORMAT_VERSION = 1
@@ -24,18 +23,9 @@ FORMAT_VERSION = 1
 def save_model(model: nn.Module, path: str | os.PathLike) -> None:
     """Write ``model`` (any of ``MODEL_CLASSES``) to ``path`` atomically (temp file in the same folder +
     ``os.replace``); parent folders are created. Tensors are saved as they are (load maps them)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model.config).items()}
-    payload = {"format": FORMAT_VERSION, "kind": model.kind, "config": config, "state_dict": model.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomic({"format": FORMAT_VERSION, "kind": model.kind, "config": config, "state_dict": model.state_dict()},
+                path)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:
