@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_tables import HOPPER, WALKER, make_run
 
-from offline_mbrl.analysis.plots import curve_summary, plot_curves
+from offline_mbrl.analysis.plots import curve_summary, draw_curves, plot_curves
 from offline_mbrl.analysis.runs_io import RunFolderError, evaluations, read_runs
 from offline_mbrl.cli import main
 
@@ -61,3 +61,17 @@ def test_curves_errors_and_cli(runs_root, tmp_path, capsys):
     assert out.exists() and f"wrote {out}" in capsys.readouterr().out
     summary = pd.read_csv(out.with_suffix(".csv"))
     assert summary.query("algo == 'mopo' and step == 4000 and task == 'walker2d-medium-v2'")["mean"].item() == 40.0
+
+
+def test_reference_lines_in_every_panel_and_cli_errors(runs_root, tmp_path, capsys):
+    evals = evaluations(read_runs([runs_root]), "normalized")
+    grid = draw_curves(evals, "normalized", "sd", {"behaviour": 33.7})
+    for ax in grid.axes.flat:
+        flat = [line for line in ax.get_lines() if len(line.get_ydata()) and np.allclose(line.get_ydata(), 33.7)]
+        assert len(flat) == 1 and ax.texts[-1].get_text() == "behaviour 33.7"
+    out = tmp_path / "ref.png"
+    assert main(["analyze", "curves", str(runs_root), "--out", str(out), "--reference", "behaviour=33.7"]) == 0
+    for bad in ("behaviour", "behaviour=x", "=3", "b=nan"):
+        with pytest.raises(SystemExit):
+            main(["analyze", "curves", str(runs_root), "--out", str(out), "--reference", bad])
+        assert "expected NAME=SCORE with a finite number" in capsys.readouterr().err

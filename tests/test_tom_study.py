@@ -215,7 +215,7 @@ def test_cli_writes_figure_csv_and_model_error_table(tmp_path, hopper_dataset, a
     args = ["analyze", "tom-weights", "--random", "60", "--replay", str(replay), "--target-policy", str(actor_file),
             "--target-steps", "50", "--tom-q-steps", "5", "--tom-disc-epochs", "2", "--bin-size", "40",
             "--out-dir", str(out), "--model-error", "--test-steps", "60", "--horizon", "3", "--fit-epochs", "1",
-            "--max-backtrack", "2", "--no-progress"]
+            "--max-backtrack", "2", "--hidden-dim", "16", "--gru-layers", "1", "--head-blocks", "1", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     num_rows = 60 + len(hopper_dataset)
@@ -238,6 +238,7 @@ def test_cli_writes_figure_csv_and_model_error_table(tmp_path, hopper_dataset, a
     markdown = (out / "model_error.md").read_text()
     assert "| method | ess_fraction | epochs | one_step_mse | open_loop_mse_h3 |" in markdown
     assert "errors on 60 held-out target-policy steps, open loop over H = 3" in markdown
+    assert "ADM (m = 2, hidden_dim 16, gru_layers 1, head_blocks 1, at most 1 epochs" in markdown
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -8,6 +8,7 @@ next to the PNG, so every curve can be checked or re-plotted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,13 @@ def curve_summary(evals: pd.DataFrame, band: str = "sd") -> pd.DataFrame:
     return summary
 
 
-def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", band: str = "sd") -> tuple[Path, Path]:
+def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", band: str = "sd",
+                references: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """Draw the learning curves of ``runs`` into the PNG ``out`` and write the plotted numbers next to it.
 
+    Args:
+        references: name -> score drawn as a dashed horizontal line labelled ``name`` in every panel (e.g.
+            ``{"behaviour": 33.7}``: the dataset's behaviour policy, in the units of ``value``).
     Returns:
         (PNG path, CSV path), the CSV being ``out`` with suffix ``.csv`` (``curve_summary`` output).
     Raises:
@@ -50,7 +55,6 @@ def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", ban
             or as ``runs_io.evaluations``.
     """
     import matplotlib.pyplot as plt  # heavy imports kept out of `offline-mbrl` start-up
-    import seaborn as sns
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -59,14 +63,27 @@ def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", ban
     if evals.empty:
         raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation yet")
     summary = curve_summary(evals, band)
-    tasks = sorted(evals["task"].unique())
-    grid = sns.relplot(data=evals, x="step", y="score", hue="algo", hue_order=sorted(evals["algo"].unique()),
-                       col="task", col_order=tasks, col_wrap=min(3, len(tasks)), kind="line", errorbar=band,
-                       height=3.0, aspect=1.3, facet_kws={"sharey": False})
-    grid.set_titles("{col_name}").set_axis_labels("SAC step", _Y_LABELS[value])
+    grid = draw_curves(evals, value, band, references or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.savefig(out, dpi=120)
     plt.close(grid.figure)
     csv = out.with_suffix(".csv")
     summary.to_csv(csv, index=False)
     return out, csv
+
+
+def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[str, float]):
+    """The seaborn ``FacetGrid`` of ``plot_curves`` (one panel per task), with the reference lines drawn."""
+    import seaborn as sns
+
+    tasks = sorted(evals["task"].unique())
+    grid = sns.relplot(data=evals, x="step", y="score", hue="algo", hue_order=sorted(evals["algo"].unique()),
+                       col="task", col_order=tasks, col_wrap=min(3, len(tasks)), kind="line", errorbar=band,
+                       height=3.0, aspect=1.3, facet_kws={"sharey": False})
+    grid.set_titles("{col_name}").set_axis_labels("SAC step", _Y_LABELS[value])
+    for ax in grid.axes.flat:
+        for name, score in references.items():
+            ax.axhline(score, color="0.35", linestyle="--", linewidth=1.0)
+            ax.annotate(f"{name} {score:g}", (0.01, score), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.35")
+    return grid

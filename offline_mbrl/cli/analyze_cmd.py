@@ -7,6 +7,7 @@ Thin wrappers: the work is in ``offline_mbrl.analysis``. To add an analysis, wri
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,11 +49,26 @@ def _add_curves(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="PNG", help="figure path; the plotted numbers go to .csv")
     parser.add_argument("--band", choices=plots.BANDS, default="sd",
                         help="sd: mean ± std over seeds (ddof=1); se: mean ± standard error")
+    parser.add_argument("--reference", nargs="+", type=_reference, default=[], metavar="NAME=SCORE",
+                        help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value)")
     parser.set_defaults(func=_run_curves)
 
 
+def _reference(text: str) -> tuple[str, float]:
+    """argparse type of ``NAME=SCORE`` with a finite float score."""
+    name, _, score = text.partition("=")
+    try:
+        value = float(score)
+    except ValueError:
+        value = float("nan")
+    if not name or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected NAME=SCORE with a finite number, got {text!r}")
+    return name, value
+
+
 def _run_curves(args: argparse.Namespace) -> int:
-    png, csv = plots.plot_curves(read_runs(args.runs), args.out, value=args.value, band=args.band)
+    png, csv = plots.plot_curves(read_runs(args.runs), args.out, value=args.value, band=args.band,
+                                 references=dict(args.reference))
     print(f"wrote {png} and {csv}")
     return 0
 
@@ -171,6 +187,7 @@ def _add_tom_weights(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--horizon", type=int, default=10, help="open-loop roll-out steps H (--model-error)")
     parser.add_argument("--fit-epochs", type=int, default=20, help="epoch cap of each ADM fit (--model-error)")
     parser.add_argument("--max-backtrack", type=int, default=5, help="ADM's m (--model-error)")
+    _add_adm_size_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the fit progress bars")
     parser.set_defaults(func=_run_tom_weights)
 
@@ -194,9 +211,11 @@ def _run_tom_weights(args: argparse.Namespace) -> int:
         weights = {"uniform": study.transition_weights("uniform", combined.dataset)[0], **progression.weights}
         table = study.model_error_study(combined.dataset, weights, test, horizon=args.horizon,
                                         fit_config=FitConfig(max_epochs=args.fit_epochs, seed=args.seed, holdout_split="last"),
-                                        model_fields={"max_backtrack": args.max_backtrack}, device=device,
+                                        model_fields={"max_backtrack": args.max_backtrack, **_adm_size_fields(args)},
+                                        device=device,
                                         progress=not args.no_progress)
-        caption = (f"ADM (m = {args.max_backtrack}, at most {args.fit_epochs} epochs, holdout = the last rows) fitted "
+        sizes = ", ".join(f"{key} {value}" for key, value in _adm_size_fields(args).items()) or "official sizes"
+        caption = (f"ADM (m = {args.max_backtrack}, {sizes}, at most {args.fit_epochs} epochs, holdout = the last rows) fitted "
                    f"on {combined.dataset.source}; "
                    f"errors on {len(test)} held-out target-policy steps, open loop over H = {args.horizon}.")
         paths += study.write_model_error(table, args.horizon, args.out_dir, caption).values()
@@ -267,10 +286,21 @@ def _add_backtracking(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--segments", type=int, default=None, help="holdout segments drawn (default: all eligible)")
     parser.add_argument("--runs", nargs="+", type=_name_value, default=[], metavar="M=RUN_DIR",
                         help="ADMPO-OFF run folders trained with max_backtrack M (repeat M for seeds)")
+    _add_adm_size_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="hide the fit progress bars")
+
+
+def _add_adm_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """ADM size flags of the analyses that fit ADMs (default: the official sizes)."""
     parser.add_argument("--hidden-dim", type=int, help="ADM GRU/head width (default 200)")
     parser.add_argument("--gru-layers", type=int, help="GRU layers (default 3)")
     parser.add_argument("--head-blocks", type=int, help="residual head blocks (default 4)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the fit progress bars")
+
+
+def _adm_size_fields(args: argparse.Namespace) -> dict[str, int]:
+    """The ADM size flags that were given, as ``RecurrentConfig`` fields."""
+    return {name: getattr(args, name) for name in ("hidden_dim", "gru_layers", "head_blocks")
+            if getattr(args, name) is not None}
 
 
 def _run_backtracking(args: argparse.Namespace) -> int:
@@ -284,8 +314,7 @@ def _run_backtracking(args: argparse.Namespace) -> int:
         if not m.isdigit():
             raise ConfigError(f"--runs: expected M=RUN_DIR with an integer M, got {m}={path}")
         runs.append((int(m), path))
-    fields = {name: getattr(args, name) for name in ("hidden_dim", "gru_layers", "head_blocks")
-              if getattr(args, name) is not None}
+    fields = _adm_size_fields(args)
     dataset = load_dataset(args.dataset)
     config = FitConfig(max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
     result = backtracking.backtracking_ablation(dataset, args.max_backtracks, config, fields, args.horizon,
