@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,24 @@ def rng_state(device: torch.device | str = "cpu") -> dict:
     if torch.device(device).type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    """Device indices whose RNG ``fork_rng`` must save/restore for ``device`` (none for CPU)."""
+    if device.type == "cpu":
+        return []
+    index = device.index
+    return [torch.get_device_module(device.type).current_device() if index is None else index]
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with torch's CPU and ``device`` RNGs seeded by ``seed``; the caller's states are restored
+    afterwards (``torch.random.fork_rng``), so a seeded computation never shifts the caller's random stream."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=_rng_devices(device), device_type=device.type):
+        torch.manual_seed(seed)
+        yield
 
 
 def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:

@@ -117,3 +117,17 @@ def test_actor_file_round_trip_and_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="junk.pt"):
         load_actor(tmp_path / "junk.pt")
+
+
+def test_seeded_block_repeats_its_draws_and_leaves_the_caller_stream_alone():
+    from offline_mbrl.runs import seeded
+
+    torch.manual_seed(123)
+    expected_after = torch.rand(3)
+    torch.manual_seed(123)
+    with seeded(7):
+        first = torch.rand(4)
+    with seeded(7):
+        second = torch.rand(4)
+    assert torch.equal(first, second)
+    assert torch.equal(torch.rand(3), expected_after)  # the caller's stream did not move

@@ -199,3 +199,11 @@ def test_cli_tabulate(runs_root, capsys):
     assert set(tidy["kind"]) == {"final"} and set(tidy["algo"]) == {"mopo"}
     assert main(["tabulate", str(runs_root), "--algos", "cql"]) == 2
     assert "no runs for algorithms ['cql']" in capsys.readouterr().err
+
+
+def test_markdown_rows_header_separator_and_empty_error():
+    from offline_mbrl.analysis.tables import markdown_rows
+
+    assert markdown_rows([["a", "b"], ["1", "2"]]) == "| a | b |\n| --- | --- |\n| 1 | 2 |"
+    with pytest.raises(ValueError, match="need at least a header row"):
+        markdown_rows([])

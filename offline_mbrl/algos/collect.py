@@ -27,6 +27,7 @@ from ..agents.sac import TanhGaussianActor, load_actor
 from ..data.dataset import TransitionDataset
 from ..envs.gym_env import Policy, collect_transitions, evaluate_policy, make_env
 from ..errors import DatasetError
+from .online_sac import buffer_fields
 
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
@@ -299,7 +300,7 @@ def import_training(bundle_dir: str | Path, run_dir: str | Path) -> None:
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
     state = load_checkpoint(bundle_dir / "sac_state.pt")
     data = load_replay_file(bundle_dir / "replay.npz")
-    fields = ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts", "qpos", "qvel", "collection_step")
+    fields = buffer_fields(data.obs_dim, data.action_dim, data.qpos.shape[1], data.qvel.shape[1])
     state["buffer"] = {"rows": {k: torch.as_tensor(getattr(data, k)) for k in fields}, "total_added": len(data),
                        "capacity": len(data)}
     save_atomic(state, run_dir / "checkpoint.pt")

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..data.dataset import TransitionDataset
 from ..errors import ConfigError, DatasetError, OfflineMBRLError
+from ..runs import seeded
 
 Policy = Callable[[Tensor], Tensor]
 """A target policy: ``policy(obs (B, D)) -> actions (B, A)``, on the obs' device; may sample."""
@@ -572,14 +573,6 @@ def _discriminator_scores(disc: TransitionDiscriminator, target: TransitionTenso
     return float(balanced_accuracy_score(labels, logits > 0)), float(roc_auc_score(labels, logits))
 
 
-def _rng_devices(device: torch.device) -> list[int]:
-    """Device indices whose RNG ``fork_rng`` must save/restore for ``device`` (none for CPU)."""
-    if device.type == "cpu":
-        return []
-    index = device.index
-    return [torch.get_device_module(device.type).current_device() if index is None else index]
-
-
 def tom_weights(
     buffer: TransitionTensors,
     target: TransitionTensors,
@@ -618,8 +611,7 @@ def tom_weights(
     """
     _check_tom_inputs(buffer, target, init_obs)
     device, chunk = buffer.obs.device, config.eval_batch_size
-    with torch.random.fork_rng(devices=_rng_devices(device), device_type=device.type):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         disc, disc_history = train_discriminator(target, buffer, config)
         log_ratio = _chunked(lambda rows: disc(buffer.sas(rows)), len(buffer), chunk)  # (N,)
         q_net, q_history = train_dual_q(buffer, log_ratio, init_obs, policy, config)

@@ -42,6 +42,7 @@ from ..runs import load_checkpoint
 from ..uncertainty import get_uncertainty
 from .bc import BCConfig, fit_bc
 from .compounding import model_rollout
+from .tables import markdown_rows
 
 QUANTIFIERS = {"adm": ("adm_var", "adm_std"), "ensemble": ("ensemble_std", "max_aleatoric")}
 POINTS_CSV, SUMMARY_CSV, SUMMARY_MD, PNG_NAME = ("calibration_points.csv", "calibration_summary.csv",
@@ -189,8 +190,7 @@ def calibration_summary(points: pd.DataFrame, positive: str = "random", negative
 def _markdown(frame: pd.DataFrame, decimals: int = 3) -> str:
     """A DataFrame as a Markdown table, floats rounded to ``decimals``."""
     cells = [[f"{v:.{decimals}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
-    lines = [list(frame.columns), ["---"] * frame.shape[1], *cells]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return markdown_rows([list(frame.columns), *cells])
 
 
 def write_calibration(points: pd.DataFrame, counts: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path,

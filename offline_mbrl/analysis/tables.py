@@ -135,10 +135,21 @@ _LATEX = _Symbols(pm=r"$\pm$", dagger=r"$^\dagger$", empty="--")
 _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"}
 
 
+def markdown_rows(rows: list[list[str]]) -> str:
+    """Rows of cell strings as a Markdown table (no trailing newline); the first row is the header.
+
+    Raises:
+        ValueError: no rows.
+    """
+    if not rows:
+        raise ValueError("markdown_rows: need at least a header row")
+    lines = [rows[0], ["---"] * len(rows[0]), *rows[1:]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
 def _markdown(table: ScoreTable, decimals: int) -> str:
     header, body, average = _grid(table, _MARKDOWN, decimals)
-    rows = [header, ["---"] * len(header)] + body + [average]
-    return f"{SCORE_KINDS[table.kind]}.\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return f"{SCORE_KINDS[table.kind]}.\n\n" + markdown_rows([header, *body, average])
 
 
 def _latex(table: ScoreTable, decimals: int) -> str:

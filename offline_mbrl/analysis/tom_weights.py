@@ -24,8 +24,7 @@ Shape letters: N dataset rows, T target rows, B roll-out starts, H horizon, D ob
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +35,6 @@ import torch
 from ..algos.collect import load_replay_file, stochastic
 from ..algos.weighting import (PMAC_PRESETS, Policy, TOMConfig, TOMResult, TransitionTensors, initial_obs, pmac_weights,
                                tom_weights)
-from ..algos.weighting import _rng_devices  # private there; the same RNG fork as tom_weights
 from ..agents.sac import load_actor
 from ..data.dataset import TransitionDataset
 from ..data.load import load_dataset
@@ -47,6 +45,8 @@ from ..models import build_model
 from ..models.adm import ADM
 from ..models.fit import FitConfig, fit
 from ..rollout import rollout_adm
+from ..runs import seeded
+from .tables import markdown_rows
 
 WEIGHT_METHODS = ("uniform", *PMAC_PRESETS, "tom")
 """Names accepted by ``transition_weights`` (and ``offline-mbrl model fit --weights``)."""
@@ -163,27 +163,17 @@ class TOMTarget:
     config: TOMConfig = TOMConfig()
 
 
-@contextmanager
-def _seeded(seed: int, device: torch.device | str) -> Iterator[None]:
-    """Run with torch's CPU and ``device`` RNGs seeded by ``seed`` (a stochastic policy's draws), restored after."""
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=_rng_devices(device), device_type=device.type):
-        torch.manual_seed(seed)
-        yield
-
-
 def _policy_rollouts(policy: Policy, env_id: str, num_steps: int, seed: int, device: torch.device | str,
                      source: str) -> TransitionDataset:
-    """``collect_transitions`` of a stochastic ``policy`` with env seeds ``seed + i`` and its action noise seeded.
+    """``collect_transitions`` of a stochastic ``policy`` with env seeds ``seed + i`` and its action noise seeded
+    (``collect_transitions`` seeds torch's RNG with ``seed``).
 
     Raises:
         DatasetError: ``num_steps`` < 1.
     """
     if num_steps < 1:
         raise DatasetError(f"{source}: need at least 1 roll-out step, got {num_steps}")
-    with _seeded(seed, device):
-        transitions = collect_transitions(policy, env_id, num_steps, seed, device=device)
-    return replace(transitions, source=source)
+    return replace(collect_transitions(policy, env_id, num_steps, seed, device=device), source=source)
 
 
 def tom_target(actor_path: str | Path, env_id: str, num_steps: int, config: TOMConfig = TOMConfig(), seed: int = 0,
@@ -194,7 +184,7 @@ def tom_target(actor_path: str | Path, env_id: str, num_steps: int, config: TOMC
     Raises:
         CheckpointError: not an actor file. DatasetError: ``num_steps`` < 1.
     """
-    with _seeded(seed, device):  # building the actor before loading its weights draws random numbers
+    with seeded(seed, device):  # building the actor before loading its weights draws random numbers
         policy = stochastic(load_actor(actor_path, device))
     transitions = _policy_rollouts(policy, env_id, num_steps, seed + TARGET_SEED_OFFSET, device,
                                    f"<{Path(actor_path).name} roll-outs in {env_id}>")
@@ -509,9 +499,8 @@ def markdown_table(frame: pd.DataFrame, columns: list[str], digits: int = 4) -> 
             return "—" if np.isnan(value) else f"{value:.{digits}g}"
         return str(value)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.reindex(columns=columns).itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    cells = [[cell(v) for v in row] for row in frame.reindex(columns=columns).itertuples(index=False)]
+    return markdown_rows([columns, *cells]) + "\n"
 
 
 def write_model_error(table: pd.DataFrame, horizon: int, out_dir: str | Path, caption: str) -> dict[str, Path]:

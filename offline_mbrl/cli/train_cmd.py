@@ -7,10 +7,9 @@ import argparse
 import re
 from pathlib import Path
 
+from ..config import CONFIG_DIR
 from ..errors import ConfigError
 from .collect_cmd import RECIPES
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import TransitionDataset
+from ..runs import seeded
 
 # a policy maps observations (B, D) float32 tensor -> actions (B, A) tensor
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -76,8 +77,7 @@ def collect_transitions(policy: Policy | None, env_id: str, num_steps: int, seed
     so episodes stay contiguous. The policy's own sampling is seeded with ``seed`` too (torch's global
     RNG, restored afterwards), so the same arguments give the same dataset.
     """
-    with torch.random.fork_rng(devices=[] if torch.device(device).type == "cpu" else [torch.device(device)]):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         return _collect(policy, env_id, num_steps, seed, num_envs, device, env_kwargs, metadata)
 
 
