@@ -66,14 +66,44 @@ class TensorBuffer:
         return {name: value[idx] for name, value in self.storage.items()}
 
     def state_dict(self) -> dict:
-        """Filled rows (oldest first) and counters; loadable with ``torch.load(weights_only=True)``."""
-        return {"rows": self.ordered(), "total_added": self.total_added, "capacity": self.capacity}
+        """The filled part of the raw storage (slot order, not age order) with the write position and counters,
+        so that :meth:`load_state_dict` restores the exact layout: after a resume the same random indices draw
+        the same rows and the same rows are overwritten next. Loadable with ``torch.load(weights_only=True)``."""
+        return {"storage": {name: value[: self.size] for name, value in self.storage.items()}, "ptr": self.ptr,
+                "size": self.size, "total_added": self.total_added, "capacity": self.capacity}
 
     def load_state_dict(self, state: dict) -> None:
-        rows = len(next(iter(state["rows"].values())))
-        if rows > self.capacity or set(state["rows"]) != set(self.storage):
-            raise CheckpointError(f"TensorBuffer: checkpoint has {rows} rows of fields {sorted(state['rows'])}, "
-                                  f"buffer holds {self.capacity} rows of {sorted(self.storage)}")
-        self.ptr = self.size = 0
-        self.add(**state["rows"])
-        self.total_added = state["total_added"]
+        """Inverse of :meth:`state_dict`. A state of another capacity loads only if it never wrapped and fits
+        (its rows are then oldest first from slot 0, e.g. an online run resumed with a larger step budget).
+
+        Raises:
+            CheckpointError: the state has other fields or inconsistent counters, or another capacity after
+                wrapping or with more rows than this buffer holds.
+        """
+        storage, size = state.get("storage"), state.get("size", -1)
+        same_layout = state.get("capacity") == self.capacity or (state.get("total_added") == size <= self.capacity)
+        if (not isinstance(storage, dict) or set(storage) != set(self.storage) or not same_layout
+                or any(len(v) != size for v in storage.values())):
+            found = sorted(storage) if isinstance(storage, dict) else "no raw storage"
+            raise CheckpointError(f"TensorBuffer: checkpoint (capacity {state.get('capacity')}, {size} rows, fields "
+                                  f"{found}) does not match this buffer (capacity {self.capacity}, fields "
+                                  f"{sorted(self.storage)})")
+        for name, value in storage.items():
+            self.storage[name][:size] = value.to(self.device, self.storage[name].dtype)
+        self.size, self.total_added = int(size), int(state["total_added"])
+        self.ptr = int(state["ptr"]) if state["capacity"] == self.capacity else self.size % self.capacity
+
+def ordered_rows(state: dict) -> dict[str, Tensor]:
+    """The rows of a :meth:`TensorBuffer.state_dict`, oldest first: ``{name: (size, ...)}``."""
+    start = state["ptr"] if state["size"] == state["capacity"] else 0
+    return {name: torch.roll(value, -start, dims=0) for name, value in state["storage"].items()}
+
+
+def state_from_rows(rows: dict[str, Tensor], capacity: int | None = None) -> dict:
+    """A :meth:`TensorBuffer.state_dict` holding ``rows`` (oldest first) as if added in one batch to an empty
+    buffer of ``capacity`` rows (default: exactly the rows)."""
+    n = len(next(iter(rows.values())))
+    capacity = n if capacity is None else capacity
+    if n > capacity:
+        raise CheckpointError(f"TensorBuffer: {n} rows do not fit a capacity of {capacity}")
+    return {"storage": dict(rows), "ptr": n % capacity, "size": n, "total_added": n, "capacity": capacity}

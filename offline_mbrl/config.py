@@ -76,7 +76,11 @@ class RolloutConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """SAC (Table 3): widths, learning rates (Adam), alpha fixed or learned, cosine actor-lr schedule."""
+    """SAC (Table 3): widths, learning rates (Adam), alpha fixed or learned, cosine actor-lr schedule.
+
+    ``lr_schedule``: anneal the actor lr with a cosine over ``lr_schedule_epochs`` epochs (official code:
+    over the run's ``epochs``, the default None). Setting it to the full run's length (e.g. 5000) lets a
+    shortened run follow the first part of the full run's schedule instead of a compressed copy of it."""
 
     hidden_dims: tuple[int, ...] = (256, 256)
     actor_lr: float = 1e-4
@@ -88,6 +92,7 @@ class PolicyConfig:
     tau: float = 5e-3
     batch_size: int = 256
     lr_schedule: bool = True
+    lr_schedule_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,9 @@ class TrainConfig:
         for key in ("epochs", "steps_per_epoch", "eval_episodes", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config: key '{key}' must be >= 1, got {getattr(self, key)}")
+        if self.sac.lr_schedule_epochs is not None and self.sac.lr_schedule_epochs < 1:
+            raise ConfigError(f"config: key 'sac.lr_schedule_epochs' must be >= 1 or null, "
+                              f"got {self.sac.lr_schedule_epochs}")
 
 
 #: algorithm -> overrides of the dataclass defaults (MOPO: OfflineRL-Kit settings)

@@ -124,3 +124,41 @@ def test_run_dir_is_deterministic():
     path = run_dir_for(__import__("pathlib").Path("runs"), a)
     assert path.parts[:3] == ("runs", "mopo", "offline_mbrl_hopper_medium-v0") and path.name == "seed1"
     assert path == run_dir_for(__import__("pathlib").Path("runs"), resolve("mopo", dataset=a.dataset, seed=1))
+
+
+def test_killed_run_resumes_bit_exactly_after_the_model_buffer_wrapped(dataset, tmp_path):
+    import torch
+
+    # capacity 64 x 3 x 1 = 192 rows: the second roll-out of epoch 1 already overwrites the first
+    config = _config("admpo-off", epochs=4, extra=["checkpoint_every=2", "rollout.model_retain_epochs=1"])
+    full = tmp_path / "full"
+    OfflineTrainer(config, full, dataset, progress=False).train()
+    killed = tmp_path / "killed"
+    shutil.copytree(full, killed, ignore=shutil.ignore_patterns("checkpoints", "metrics.csv", "summary.json",
+                                                                "events.*"))
+    _KilledAfter.kill_at = 3
+    with pytest.raises(_Killed):
+        _KilledAfter(config, killed, dataset, progress=False).train()
+    state = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model_buffer"]
+    assert state["total_added"] > state["capacity"] and state["ptr"] != 0  # wrapped, mid-ring
+    OfflineTrainer(config, killed, dataset, progress=False).train()
+    a, b = pd.read_csv(full / "metrics.csv"), pd.read_csv(killed / "metrics.csv")
+    pd.testing.assert_frame_equal(DETERMINISTIC_COLUMNS(a), DETERMINISTIC_COLUMNS(b), check_exact=True)
+    wa = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
+    wb = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in wa["sac"]["model"].items():
+        assert torch.equal(value, wb["sac"]["model"][key]), key
+    for key, value in wa["model_buffer"]["storage"].items():
+        assert torch.equal(value, wb["model_buffer"]["storage"][key]), key
+
+
+@pytest.mark.parametrize("period", [None, 100])
+def test_actor_lr_follows_the_cosine_period(period, dataset, tmp_path):
+    import math
+
+    extra = [] if period is None else [f"sac.lr_schedule_epochs={period}"]
+    OfflineTrainer(_config("mopo", epochs=2, extra=extra), tmp_path, dataset, progress=False).train()
+    lr = pd.read_csv(tmp_path / "metrics.csv")["train/actor_lr"]
+    t_max = period or 2
+    expected = [1e-4 * (1 + math.cos(math.pi * e / t_max)) / 2 for e in (1, 2)]
+    assert list(lr) == pytest.approx(expected, rel=1e-6, abs=1e-12)

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from ..agents.sac import TanhGaussianActor, load_actor
+from ..buffers import ordered_rows, state_from_rows
 from ..data.dataset import TransitionDataset
 from ..envs.gym_env import Policy, collect_transitions, evaluate_policy, make_env
 from ..errors import DatasetError
@@ -214,7 +215,8 @@ def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tu
     from ..runs import load_checkpoint, save_atomic
 
     out_dir, short = Path(out_dir), env_short_name(env_id)
-    buffer_rows = {k: v.numpy() for k, v in load_checkpoint(Path(run_dir) / "checkpoint.pt")["buffer"]["rows"].items()}
+    buffer_state = load_checkpoint(Path(run_dir) / "checkpoint.pt")["buffer"]
+    buffer_rows = {k: v.numpy() for k, v in ordered_rows(buffer_state).items()}
     collected = int(buffer_rows["collection_step"][-1]) + 1
     if end_step is not None and end_step > collected:
         raise DatasetError(f"{run_dir}/checkpoint.pt: holds {collected} steps, fewer than end_step {end_step}")
@@ -283,7 +285,7 @@ def export_training(run_dir: str | Path, out_dir: str | Path, env_id: str) -> No
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    rows = {k: v.numpy() for k, v in state.pop("buffer")["rows"].items()}
+    rows = {k: v.numpy() for k, v in ordered_rows(state.pop("buffer")).items()}
     save_replay_file(replay_dataset(rows, env_id), env_id, out_dir / "replay.npz")
     save_atomic(state, out_dir / "sac_state.pt")
     shutil.copy2(run_dir / "metrics.csv", out_dir / "metrics.csv")
@@ -301,8 +303,7 @@ def import_training(bundle_dir: str | Path, run_dir: str | Path) -> None:
     state = load_checkpoint(bundle_dir / "sac_state.pt")
     data = load_replay_file(bundle_dir / "replay.npz")
     fields = buffer_fields(data.obs_dim, data.action_dim, data.qpos.shape[1], data.qvel.shape[1])
-    state["buffer"] = {"rows": {k: torch.as_tensor(getattr(data, k)) for k in fields}, "total_added": len(data),
-                       "capacity": len(data)}
+    state["buffer"] = state_from_rows({k: torch.as_tensor(getattr(data, k)) for k in fields})
     save_atomic(state, run_dir / "checkpoint.pt")
     shutil.copy2(bundle_dir / "metrics.csv", run_dir / "metrics.csv")
     shutil.copytree(bundle_dir / "snapshots", run_dir / "snapshots", dirs_exist_ok=True)

@@ -143,7 +143,8 @@ class OfflineTrainer:
                        SACConfig(cfg.sac.hidden_dims, cfg.sac.actor_lr, cfg.sac.critic_lr, cfg.sac.alpha_lr,
                                  cfg.sac.gamma, cfg.sac.tau, cfg.sac.alpha, cfg.sac.auto_alpha),
                        torch.as_tensor(space.low), torch.as_tensor(space.high), self.device)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.sac.actor_optim, cfg.epochs)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.sac.actor_optim,
+                                                                     cfg.sac.lr_schedule_epochs or cfg.epochs)
                           if cfg.sac.lr_schedule else None)
         r = cfg.rollout
         capacity = r.rollout_batch_size * r.rollout_length * r.model_retain_epochs
