@@ -76,6 +76,28 @@ def max_aleatoric(mean: Tensor, logvar: Tensor, mask: Tensor | None = None) -> T
     return torch.where(weights[..., 0] > 0, norms, 0.0).amax(dim=0)
 
 
+def dimension_spread(mean: Tensor, logvar: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Where the uncertainty sits, per dimension: ``(Var_c μ_c,d over the D state dims (B, D), mean_c σ_c,d² over
+    all D + 1 dims, reward last (B, D + 1))`` (the epistemic and aleatoric terms of Eq. 4, before the sum)."""
+    mean, logvar, weights = _prepare(mean, logvar, mask)
+    return _state_spread(mean, weights), (weights * torch.exp(logvar)).sum(dim=0)
+
+
+def break_even_coef(rewards: Tensor, penalties: Tensor) -> float:
+    """The penalty coefficient β* at which the mean penalized reward ``mean(r̂ − β·U)`` (Eq. 8) is zero:
+    ``mean(r̂) / mean(U)`` over the N transitions of rewards (N,) and penalties (N,); ``inf`` when U is all zero.
+    Past β* a roll-out earns less than nothing on average, so ending it (falling) is the better policy.
+
+    Raises:
+        ConfigError: no transitions, or shapes differ.
+    """
+    if rewards.shape != penalties.shape or rewards.numel() == 0:
+        raise ConfigError(f"break_even_coef: needs equal non-empty (N,) rewards and penalties, got "
+                          f"{tuple(rewards.shape)} and {tuple(penalties.shape)}")
+    mean_penalty = penalties.double().mean().item()
+    return rewards.double().mean().item() / mean_penalty if mean_penalty > 0 else float("inf")
+
+
 UNCERTAINTY: dict[str, Quantifier] = {
     "adm_var": adm_var,
     "adm_std": std_of_means,

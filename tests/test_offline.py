@@ -162,3 +162,18 @@ def test_actor_lr_follows_the_cosine_period(period, dataset, tmp_path):
     t_max = period or 2
     expected = [1e-4 * (1 + math.cos(math.pi * e / t_max)) / 2 for e in (1, 2)]
     assert list(lr) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_break_even_is_logged_and_a_coef_past_it_warns(dataset, tmp_path):
+    with pytest.warns(RuntimeWarning, match="penalized rewards average <= 0"):
+        OfflineTrainer(_config("mopo", epochs=1, extra=["rollout.penalty_coef=1e6"]), tmp_path / "a", dataset,
+                       progress=False).train()
+    metrics = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    ratio = metrics["rollout/mean_reward"] / metrics["rollout/mean_penalty"]
+    assert metrics["rollout/break_even_coef"].to_numpy() == pytest.approx(ratio.to_numpy(), rel=1e-4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        OfflineTrainer(_config("mopo", epochs=1, extra=["rollout.penalty_coef=0"]), tmp_path / "b", dataset,
+                       progress=False).train()

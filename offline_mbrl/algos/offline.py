@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
 from ..rollout import rollout_adm, rollout_ensemble
 from ..runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
+from ..uncertainty import break_even_coef
 
 MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
 
@@ -196,7 +198,24 @@ class OfflineTrainer:
                                       self.termination)
         self.model_buffer.add(obs=result.obs, actions=result.actions, rewards=result.penalized_rewards(r.penalty_coef),
                               next_obs=result.next_obs, terminals=result.terminals)
-        return {**result.stats, "rollout/mean_reward": result.rewards.mean().item() if len(result.rewards) else 0.0}
+        stats = {**result.stats, "rollout/mean_reward": result.rewards.mean().item() if len(result.rewards) else 0.0}
+        if len(result.rewards):
+            stats["rollout/break_even_coef"] = break_even_coef(result.rewards, result.penalties)
+            if self.step == 0:
+                self._check_break_even(stats)
+        return stats
+
+    def _check_break_even(self, stats: dict[str, float]) -> None:
+        """Warn when β is at or past the break-even β* of the first roll-out (``analysis.penalty``)."""
+        r, beta = self.config.rollout, stats["rollout/break_even_coef"]
+        if 0 < r.penalty_coef and beta <= r.penalty_coef:
+            where = (f"at or past the break-even {beta:.3g}" if beta > 0
+                     else "applied to a non-positive mean predicted reward")
+            warnings.warn(f"rollout.penalty_coef = {r.penalty_coef:g} is {where} of the first roll-out (mean predicted "
+                          f"reward {stats['rollout/mean_reward']:.3g}, mean {r.penalty} "
+                          f"{stats['rollout/mean_penalty']:.3g}): penalized rewards average <= 0, so ending roll-outs "
+                          f"early (falling) pays as well as staying up. See `offline-mbrl analyze penalty`.",
+                          RuntimeWarning, stacklevel=2)
 
     def sac_batch(self) -> dict[str, torch.Tensor]:
         """``real_ratio`` x batch dataset rows followed by model-buffer rows."""

@@ -22,6 +22,7 @@ get the largest uncertainty. The error definition is not published; here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +88,12 @@ class _Recorder:
 
 
 def rollout_uncertainties(model: nn.Module, policy: Policy, history: HistoryBatch, rollout_length: int,
-                          termination: TerminationFn | None = None, generator: torch.Generator | None = None
+                          termination: TerminationFn | None = None, generator: torch.Generator | None = None,
+                          observe: Callable[[object], object] | None = None
                           ) -> tuple[RolloutResult, dict[str, Tensor]]:
     """Roll ``model`` out (``compounding.model_rollout``) and return, per applicable quantifier, U (N,) of every
-    returned transition, computed from the predictions that transition was sampled from.
+    returned transition, computed from the predictions that transition was sampled from. ``observe`` wraps the
+    recording stepper once more (``stepper -> stepper``), e.g. to record per-dimension spreads too.
 
     Raises:
         ConfigError: the model has no quantifier, or as ``model_rollout``.
@@ -99,12 +102,12 @@ def rollout_uncertainties(model: nn.Module, policy: Policy, history: HistoryBatc
     device = next(model.parameters()).device
     recorders: list[_Recorder] = []
 
-    def observe(stepper):
+    def record(stepper):
         recorders.append(_Recorder(stepper, names, len(history), rollout_length, device))
-        return recorders[-1]
+        return observe(recorders[-1]) if observe else recorders[-1]
 
     result = model_rollout(model, policy, history, rollout_length, generator=generator, termination=termination,
-                           observe=observe)
+                           observe=record)
     values = recorders[0].values[:, result.start_ids, result.steps]                 # (Q, N)
     return result, dict(zip(names, values))
 

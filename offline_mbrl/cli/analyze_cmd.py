@@ -326,3 +326,48 @@ def _run_backtracking(args: argparse.Namespace) -> int:
 
 
 ANALYSES.append(_add_backtracking)
+
+
+def _add_penalty(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_model_analysis(subparsers, "penalty", "predicted reward, uncertainty and penalized reward of a "
+                                 "fitted model on dataset pairs and on behaviour-cloned and random roll-outs; the "
+                                 "break-even penalty coefficient per quantifier", _run_penalty)
+    parser.add_argument("--dynamics", required=True, type=Path, metavar="MODEL",
+                        help="an ADM or ensemble saved by `offline-mbrl model fit`")
+    parser.add_argument("--penalty", nargs="+", metavar="NAME",
+                        help="quantifier(s) to measure (default: all that apply to the model)")
+    parser.add_argument("--penalty-coef", type=float, metavar="BETA",
+                        help="beta of the r - beta*U panel (default: the rule beta, half of the break-even)")
+    parser.add_argument("--starts", type=int, default=2000, help="roll-out start histories drawn from the dataset")
+    parser.add_argument("--horizon", type=int, default=5, help="H, steps of the behaviour and random roll-outs")
+    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the behaviour-cloned policy")
+    parser.add_argument("--env", help="gymnasium id for the action box (default: the dataset's env_id)")
+
+
+def _run_penalty(args: argparse.Namespace) -> int:
+    from ..analysis import calibration, penalty
+    from ..analysis.bc import BCConfig
+    from ..data.load import load_dataset
+    from ..envs.termination import termination_fn
+    from ..errors import ConfigError
+    from ..models.checkpoint import load_model
+
+    dataset = load_dataset(args.dataset)
+    env_id = args.env or dataset.metadata.get("env_id")
+    if not env_id:
+        raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
+    model = load_model(args.dynamics, args.device)
+    policies = {name: calibration.make_policy(source, dataset, env_id, args.device, args.seed,
+                                              BCConfig(steps=args.bc_steps, seed=args.seed))
+                for name, source in (("behaviour", "bc"), ("random", "random"))}
+    study = penalty.penalty_study(model, dataset, policies, args.starts, args.horizon,
+                                  termination_fn(dataset.metadata.get("task") or env_id), args.penalty_coef,
+                                  tuple(args.penalty) if args.penalty else None, args.seed)
+    title = f"{args.dynamics.name} ({model.kind}) on {dataset.source}: H = {args.horizon}, {args.starts} starts"
+    paths = penalty.write_penalty(study, args.out_dir, title)
+    print(penalty.format_summary(study))
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+ANALYSES.append(_add_penalty)

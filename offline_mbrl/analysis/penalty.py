@@ -1,0 +1,271 @@
+"""Penalty diagnostic: is a penalty coefficient β below, at or past the break-even point of a fitted model?
+
+MOPO / ADMPO-OFF train on ``r̃ = r̂ − β·U`` (ADM paper Eq. 8, MOPO Eq. 3). On Hopper and Walker2d a roll-out ends
+where the termination function fires, with no value after it; once the mean penalized reward of the states a
+policy can reach falls to zero, falling early is as good as hopping, and SAC learns to fall. This study measures,
+for one fitted model and every quantifier that applies to it (``calibration.QUANTIFIERS``), the distributions of
+the predicted reward r̂, the uncertainty U and r̂ − βU on three sets of model transitions:
+
+* ``dataset``: one model step from dataset start histories with the recorded action (the data's own pairs);
+* ``behaviour``: H-step roll-outs under a behaviour-cloned policy of the dataset (``analysis.bc``);
+* ``random``: H-step roll-outs under uniform random actions.
+
+Each roll-out uses the model's own settings (``compounding.model_rollout``: ADM samples k per trajectory and
+step with dropout as configured; the ensemble samples a random elite) and the task's termination function, and
+U comes from the very predictions the transition was sampled from (``calibration.rollout_uncertainties``).
+
+**Break-even** β* = mean(r̂) / mean(U) over the behaviour roll-outs (``uncertainty.break_even_coef``): the β at
+which their mean penalized reward is 0. **Rule for our collected datasets**: β = ``RULE_FRACTION`` · β* (half of
+the break-even), rounded to two significant digits; it uses only the data and the fitted model, never returns.
+**Dimensions**: per observation dimension, the share of the epistemic spread ``Var_c μ_c,d`` and of the mean
+predicted variance ``σ_d²`` (reward last), i.e. which dimensions carry the uncertainty
+(``uncertainty.dimension_spread``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from ..data.dataset import TransitionDataset
+from ..data.windows import Windows
+from ..envs.gym_env import Policy
+from ..envs.termination import TerminationFn
+from ..errors import ConfigError
+from ..runs import seeded
+from ..uncertainty import break_even_coef, dimension_spread
+from .calibration import quantifiers_for, rollout_uncertainties
+from .tables import markdown_rows
+
+SOURCES = ("dataset", "behaviour", "random")
+RULE_FRACTION = 0.5
+PNG_NAME, POINTS_CSV, SUMMARY_CSV, DIMENSIONS_CSV, SUMMARY_MD = (
+    "penalty.png", "penalty_points.csv", "penalty_summary.csv", "penalty_dimensions.csv", "penalty_summary.md")
+
+
+def rule_penalty_coef(break_even: float, fraction: float = RULE_FRACTION) -> float:
+    """``fraction · β*`` rounded to two significant digits (the β rule of the collected-dataset configs).
+
+    Raises:
+        ConfigError: β* is not a positive finite number (the model predicts no positive mean reward, or no U).
+    """
+    if not (math.isfinite(break_even) and break_even > 0):
+        raise ConfigError(f"penalty rule: break-even β must be positive and finite, got {break_even}")
+    value = fraction * break_even
+    return float(f"{value:.2g}")
+
+
+@dataclass(frozen=True)
+class PenaltyStudy:
+    """Outcome of :func:`penalty_study`.
+
+    Attributes:
+        points: one row per transition and quantifier: ``source, quantifier, start, step, reward, uncertainty``.
+        summary: one row per source and quantifier: ``transitions``, means of r̂ and U, ``break_even_coef``
+            (β* of that source), ``penalty_coef`` (β used for the penalized columns), ``penalized_mean``,
+            ``penalized_negative_fraction``, ``rule_penalty_coef`` (behaviour rows only).
+        dimensions: one row per source and dimension: ``dimension`` (``obs[i]`` or ``reward``), ``epistemic`` and
+            ``aleatoric`` (means over transitions) and their shares of the total (per source, in [0, 1]).
+    """
+
+    points: pd.DataFrame
+    summary: pd.DataFrame
+    dimensions: pd.DataFrame
+
+
+class _DimensionRecorder:
+    """Wraps a roll-out stepper and sums ``dimension_spread`` over the finite rows of every step."""
+
+    def __init__(self, stepper) -> None:
+        self.stepper, self.epistemic, self.aleatoric, self.rows = stepper, 0.0, 0.0, 0
+
+    def predict(self, obs: Tensor, action: Tensor):
+        mean, logvar, available = self.stepper.predict(obs, action)
+        epistemic, aleatoric = dimension_spread(mean, logvar, available)       # (b, D), (b, D + 1)
+        finite = torch.isfinite(epistemic).all(dim=1) & torch.isfinite(aleatoric).all(dim=1)
+        self.epistemic = self.epistemic + epistemic[finite].double().sum(dim=0)
+        self.aleatoric = self.aleatoric + aleatoric[finite].double().sum(dim=0)
+        self.rows += int(finite.sum())
+        return mean, logvar, available
+
+    def choose(self, uniform: Tensor) -> Tensor:
+        return self.stepper.choose(uniform)
+
+    def advance(self, next_obs: Tensor, keep: Tensor) -> None:
+        self.stepper.advance(next_obs, keep)
+
+
+def penalty_study(model: nn.Module, dataset: TransitionDataset, policies: dict[str, Policy], num_starts: int,
+                  rollout_length: int, termination: TerminationFn | None, penalty_coef: float | None = None,
+                  quantifiers: tuple[str, ...] | None = None, seed: int = 0) -> PenaltyStudy:
+    """Measure r̂, U and r̂ − βU of ``model`` on dataset pairs and on roll-outs of ``policies`` (module docstring).
+
+    Args:
+        model: a fitted ADM or ensemble (``models.checkpoint.load_model``).
+        dataset: the data the model was fitted on; its obs/action dims must match the model's.
+        policies: ``{"behaviour": bc policy, "random": uniform policy}`` (``calibration.make_policy``), each
+            ``(B, D) -> (B, A)``; a name outside ``SOURCES`` is allowed and reported as its own source.
+        num_starts: B, start histories drawn (seeded) from the dataset; the same rows for every source.
+        rollout_length: H of the policy roll-outs (the dataset source always takes one step).
+        termination: ``termination_fn(task)`` or None.
+        penalty_coef: β of the penalized columns; None: the rule β (``rule_penalty_coef``) of each quantifier.
+        quantifiers: names to measure (default: all that apply to the model).
+        seed: seeds the start rows, the roll-out noise, the policies' samples and dropout (scoped).
+
+    Raises:
+        ConfigError: dims differ from the dataset's, a quantifier does not apply to the model, β is negative or
+            not finite, no ``behaviour`` policy is given with ``penalty_coef=None``, or bad sizes.
+    """
+    applicable = quantifiers_for(model)
+    quantifiers = tuple(quantifiers or applicable)
+    unknown = sorted(set(quantifiers) - set(applicable))
+    if unknown:
+        raise ConfigError(f"penalty: quantifier(s) {unknown} do not apply to a '{model.kind}' model; use {applicable}")
+    if penalty_coef is not None and not (math.isfinite(penalty_coef) and penalty_coef >= 0):
+        raise ConfigError(f"penalty: --penalty-coef must be a finite number >= 0, got {penalty_coef}")
+    if penalty_coef is None and "behaviour" not in policies:
+        raise ConfigError("penalty: the rule β needs a 'behaviour' policy (or pass penalty_coef)")
+    if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
+        raise ConfigError(f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
+                          f"the model's ({model.config.obs_dim}, {model.config.action_dim})")
+    if num_starts < 1 or rollout_length < 1:
+        raise ConfigError(f"penalty: starts and horizon must be >= 1, got {num_starts} and {rollout_length}")
+    device = next(model.parameters()).device
+    windows = Windows(dataset, model.window_length, device)
+    rows = windows.sample_rows(num_starts, torch.Generator().manual_seed(seed))
+    history = windows.history(rows)
+    runs = {"dataset": (windows.actions[rows][:, None], 1), **{name: (p, rollout_length) for name, p in policies.items()}}
+    points, dimensions = [], []
+    for source, (policy, horizon) in runs.items():
+        recorders: list[_DimensionRecorder] = []
+
+        def observe(stepper):
+            recorders.append(_DimensionRecorder(stepper))
+            return recorders[-1]
+
+        with seeded(seed, device):
+            result, values = rollout_uncertainties(model, policy, history, horizon, termination,
+                                                   torch.Generator(device=device).manual_seed(seed), observe)
+        base = {"source": source, "start": result.start_ids.cpu().numpy(), "step": result.steps.cpu().numpy(),
+                "reward": result.rewards.cpu().double().numpy()}
+        points += [pd.DataFrame({**base, "quantifier": q, "uncertainty": values[q].cpu().double().numpy()})
+                   for q in quantifiers]
+        dimensions.append(_dimension_frame(source, recorders[0], dataset.obs_dim))
+    points = pd.concat(points, ignore_index=True)
+    return PenaltyStudy(points, _summary(points, penalty_coef), pd.concat(dimensions, ignore_index=True))
+
+
+def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) -> pd.DataFrame:
+    """Per-dimension mean epistemic / aleatoric spread of one source and their shares."""
+    rows = max(recorder.rows, 1)
+    epistemic = np.append(np.asarray(recorder.epistemic, dtype=float).reshape(-1) / rows, np.nan)  # no reward term
+    aleatoric = np.asarray(recorder.aleatoric, dtype=float).reshape(-1) / rows
+    names = [f"obs[{i}]" for i in range(obs_dim)] + ["reward"]
+    return pd.DataFrame({"source": source, "dimension": names, "epistemic": epistemic, "aleatoric": aleatoric,
+                         "epistemic_share": epistemic / np.nansum(epistemic),
+                         "aleatoric_share": aleatoric / aleatoric.sum()})
+
+
+def _rule_or_nan(break_even: float) -> float:
+    """The rule β, or NaN where it is undefined (β* not positive: the model predicts no positive mean reward)."""
+    return rule_penalty_coef(break_even) if math.isfinite(break_even) and break_even > 0 else float("nan")
+
+
+def _summary(points: pd.DataFrame, penalty_coef: float | None) -> pd.DataFrame:
+    """Per (source, quantifier) statistics; β of the penalized columns is ``penalty_coef`` or the behaviour rule."""
+    rows = []
+    for (source, quantifier), group in points.groupby(["source", "quantifier"], sort=False):
+        rewards, penalties = (torch.from_numpy(group[c].to_numpy(copy=True)) for c in ("reward", "uncertainty"))
+        rows.append({"source": source, "quantifier": quantifier, "transitions": len(group),
+                     "reward_mean": float(rewards.mean()), "uncertainty_mean": float(penalties.mean()),
+                     "uncertainty_p90": float(np.quantile(group["uncertainty"], 0.9)),
+                     "break_even_coef": break_even_coef(rewards, penalties)})
+    summary = pd.DataFrame(rows)
+    behaviour = summary[summary["source"] == "behaviour"].set_index("quantifier")["break_even_coef"]
+    rule = {q: _rule_or_nan(b) for q, b in behaviour.items()}
+    summary["rule_penalty_coef"] = [rule[q] if s == "behaviour" else np.nan
+                                    for s, q in zip(summary["source"], summary["quantifier"])]
+    summary["penalty_coef"] = penalty_coef if penalty_coef is not None else summary["quantifier"].map(rule)
+    penalized = points["reward"] - points["quantifier"].map(summary.drop_duplicates("quantifier")
+                                                             .set_index("quantifier")["penalty_coef"]) * points["uncertainty"]
+    grouped = penalized.groupby([points["source"], points["quantifier"]], sort=False)
+    keys = list(zip(summary["source"], summary["quantifier"]))
+    summary["penalized_mean"] = [grouped.mean()[k] for k in keys]
+    summary["penalized_negative_fraction"] = [(grouped.apply(lambda v: (v < 0).mean()))[k] for k in keys]
+    return summary
+
+
+def format_summary(study: PenaltyStudy, top: int = 3) -> str:
+    """Terminal summary: one line per quantifier with β*, the rule β and the behaviour means, then the dimensions
+    that carry most of the uncertainty under the behaviour policy."""
+    lines = []
+    for row in study.summary.itertuples():
+        lines.append(f"{row.quantifier:>13} {row.source:>9}: r̂ {row.reward_mean:7.3f}  U {row.uncertainty_mean:8.4f}  "
+                     f"β* {row.break_even_coef:8.3f}  mean r̂−βU {row.penalized_mean:7.3f} at β {row.penalty_coef:g} "
+                     f"({100 * row.penalized_negative_fraction:.0f} % < 0)")
+    for source in ("behaviour", "dataset"):
+        dims = study.dimensions[study.dimensions["source"] == source]
+        if len(dims):
+            for column in ("epistemic_share", "aleatoric_share"):
+                best = dims.nlargest(top, column)
+                lines.append(f"{source} {column.split('_')[0]} spread: " + ", ".join(
+                    f"{d} {100 * v:.0f} %" for d, v in zip(best["dimension"], best[column])))
+    rule = study.summary[study.summary["source"] == "behaviour"]
+    lines += [f"rule β = {RULE_FRACTION} · β*(behaviour) for {q}: "
+              + (f"{b:g}" if math.isfinite(b) else "undefined (β* is not positive: no positive mean reward)")
+              for q, b in zip(rule["quantifier"], rule["rule_penalty_coef"])]
+    return "\n".join(lines)
+
+
+def write_penalty(study: PenaltyStudy, out_dir: str | Path, title: str) -> list[Path]:
+    """Write ``penalty.png`` (per quantifier: histograms of r̂, U and r̂ − βU by source, and the per-dimension
+    shares under the behaviour policy), the points, summary and dimension CSVs and a Markdown summary."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    beta = study.summary.drop_duplicates("quantifier").set_index("quantifier")["penalty_coef"]
+    points = study.points.assign(penalized=study.points["reward"]
+                                 - study.points["quantifier"].map(beta) * study.points["uncertainty"])
+    quantifiers = list(dict.fromkeys(points["quantifier"]))
+    fig, axes = plt.subplots(len(quantifiers), 4, figsize=(17, 3.4 * len(quantifiers)), squeeze=False)
+    for row, quantifier in zip(axes, quantifiers):
+        data = points[points["quantifier"] == quantifier]
+        for ax, column, label in zip(row, ("reward", "uncertainty", "penalized"),
+                                     ("predicted reward r̂", f"U ({quantifier})", f"r̂ − βU, β = {beta[quantifier]:g}")):
+            sns.histplot(data=data, x=column, hue="source", stat="density", common_norm=False, element="step",
+                         fill=False, bins=60, ax=ax)
+            ax.set(xlabel=label, ylabel="density")
+        row[2].axvline(0.0, color="black", linestyle="--", linewidth=1)
+        be = study.summary[(study.summary["quantifier"] == quantifier) & (study.summary["source"] == "behaviour")]
+        if len(be):
+            row[1].set_title(f"break-even β* (behaviour) = {be['break_even_coef'].iloc[0]:.3g}", fontsize="small")
+        dims = study.dimensions[study.dimensions["source"] == "behaviour"].melt(
+            id_vars="dimension", value_vars=["epistemic_share", "aleatoric_share"], var_name="spread", value_name="share")
+        sns.barplot(data=dims, x="dimension", y="share", hue="spread", ax=row[3])
+        row[3].tick_params(axis="x", rotation=90)
+        row[3].set(xlabel="", ylabel="share of the spread (behaviour roll-outs)")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    paths = [out_dir / name for name in (PNG_NAME, POINTS_CSV, SUMMARY_CSV, DIMENSIONS_CSV, SUMMARY_MD)]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    study.points.to_csv(paths[1], index=False)
+    study.summary.to_csv(paths[2], index=False)
+    study.dimensions.to_csv(paths[3], index=False)
+    columns = ["source", "quantifier", "transitions", "reward_mean", "uncertainty_mean", "break_even_coef",
+               "penalty_coef", "penalized_mean", "penalized_negative_fraction", "rule_penalty_coef"]
+    table = markdown_rows([columns, *([_cell(v) for v in row] for row in study.summary[columns].itertuples(index=False))])
+    paths[4].write_text(f"# Penalty diagnostic: {title}\n\n{table}\n")
+    return paths
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
