@@ -245,8 +245,10 @@ def default_config_file(algo: str, task: str | None, source: str | None) -> Path
     """The shipped per-task config for ``algo`` and a dataset, if one exists.
 
     ``task`` like ``hopper-medium-v2`` -> ``configs/<algo>/d4rl/hopper-medium.yaml``; ``neorl-hopper-low``
-    -> ``configs/<algo>/neorl/hopper-low.yaml``; a collected Minari id ``offline_mbrl/hopper/medium-v0``
-    (``source``) -> ``configs/<algo>/minari/hopper-medium.yaml``.
+    -> ``configs/<algo>/neorl/hopper-low.yaml``; a Minari id ``<namespace>/<env>/<kind>-vN`` (``source``) ->
+    ``configs/<algo>/minari/<namespace>/<env>-<kind>.yaml`` when that namespace has a folder there (Minari's
+    hosted ``mujoco/hopper/medium-v0`` -> ``minari/mujoco/hopper-medium.yaml``), else
+    ``configs/<algo>/minari/<env>-<kind>.yaml`` (the collected ``offline_mbrl/hopper/medium-v0``).
     """
     folder = CONFIG_DIR / algo.replace("-", "_")
     candidates = []
@@ -258,5 +260,9 @@ def default_config_file(algo: str, task: str | None, source: str | None) -> Path
     if source and source.startswith("minari:"):
         parts = source[len("minari:"):].split("/")
         if len(parts) >= 2:
-            candidates.append(folder / "minari" / f"{parts[-2]}-{parts[-1].rsplit('-v', 1)[0]}.yaml")
+            namespace, env, name = "/".join(parts[:-2]), parts[-2], parts[-1]
+            minari = folder / "minari"
+            if namespace and (minari / namespace).is_dir():
+                minari = minari / namespace
+            candidates.append(minari / f"{env}-{name.rsplit('-v', 1)[0]}.yaml")
     return next((c for c in candidates if c.is_file()), None)

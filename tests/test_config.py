@@ -102,3 +102,20 @@ def test_default_config_lookup():
     found = default_config_file("mopo", None, "minari:offline_mbrl/walker2d/medium-replay-v0")
     assert found == CONFIG_DIR / "mopo" / "minari" / "walker2d-medium-replay.yaml"
     assert default_config_file("admpo-off", None, "data/unknown.hdf5") is None
+
+
+@pytest.mark.parametrize("algo", ["admpo-off", "mopo"])
+def test_default_config_of_every_hosted_mujoco_id(algo):
+    folder = CONFIG_DIR / algo.replace("-", "_") / "minari"
+    for env in ("hopper", "walker2d", "halfcheetah"):
+        for kind, d4rl_kind in (("simple", "medium"), ("medium", "medium-expert"), ("expert", "medium-expert")):
+            found = default_config_file(algo, None, f"minari:mujoco/{env}/{kind}-v0")
+            assert found == folder / "mujoco" / f"{env}-{kind}.yaml"
+            comment = " ".join(line[2:] for line in found.read_text().splitlines() if line.startswith("# "))
+            assert f"D4RL {env}-{d4rl_kind} settings" in comment
+            assert to_dict(resolve(algo, found)) == to_dict(resolve(algo, CONFIG_DIR / algo.replace("-", "_") / "d4rl"
+                                                                   / f"{env}-{d4rl_kind}.yaml"))
+    # the collected namespace keeps its configs; a namespace without a folder falls back to them; no config for Ant
+    assert default_config_file(algo, None, "minari:offline_mbrl/hopper/medium-v0") == folder / "hopper-medium.yaml"
+    assert default_config_file(algo, None, "minari:test/hopper/medium-v0") == folder / "hopper-medium.yaml"
+    assert default_config_file(algo, None, "minari:mujoco/ant/medium-v0") is None

@@ -31,7 +31,7 @@ def test_info_on_d4rl_file(tmp_path, capsys, hopper_dataset):
     assert rows["obs dim / action dim"] == "11 / 3"
     assert rows["terminals / timeouts"] == f"{hopper_dataset.terminals.sum()} / {hopper_dataset.timeouts.sum()}"
     assert rows["sim state (qpos/qvel)"] == "yes"
-    assert rows["reference returns"] == "min -20.272305, max 3234.3"
+    assert rows["reference returns"] == "task hopper-medium-v2: random -20.272305, expert 3234.3"
     expected = 100 * (returns.mean() + 20.272305) / (3234.3 + 20.272305)
     assert rows["normalized mean return"] == f"{expected:.2f}"
 
@@ -43,14 +43,14 @@ def test_info_on_neorl_file(tmp_path, capsys, hopper_x_dataset):
              reward=hopper_x_dataset.rewards, done=hopper_x_dataset.terminals, index=ends)
     rows = _info(capsys, str(path))
     assert rows["task"] == "neorl-hopper-medium" and rows["obs dim / action dim"] == "12 / 3"
-    assert rows["sim state (qpos/qvel)"] == "no" and rows["reference returns"] == "min 5.0, max 3294.0"
+    assert rows["sim state (qpos/qvel)"] == "no" and rows["reference returns"] == "task neorl-hopper-medium: random 5.0, expert 3294.0"
 
 
 def test_info_on_minari_dataset(capsys, hopper_dataset):
     write_minari(hopper_dataset, "test/hopper/cli-v0", env_id="Hopper-v5", ref_min_score=0.0, ref_max_score=1000.0)
     rows = _info(capsys, "minari:test/hopper/cli-v0")
     assert rows["source"] == "minari:test/hopper/cli-v0" and rows["env id"] == "Hopper-v5"
-    assert rows["reference returns"] == "min 0.0, max 1000.0"
+    assert rows["reference returns"] == "dataset metadata (ref_min_score/ref_max_score): random 0.0, expert 1000.0"
     assert rows["normalized mean return"] == f"{hopper_dataset.episode_returns().mean() / 10:.2f}"
     assert rows["collection step"] == "yes"
 
@@ -61,7 +61,8 @@ def test_info_prints_notes_and_unknown_reference(tmp_path, capsys, hopper_datase
         del file["timeouts"]
     assert main(["dataset", "info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "reference returns      unknown" in out
+    assert "reference returns      none, so no normalized score (" in out and "mine.hdf5: no normalization" in out
+    assert "normalized mean return" not in out
     assert "notes:\n  - no 'timeouts' key (old D4RL file)" in out
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offline_mbrl.data import TransitionDataset, normalize_std, normalized_score, reference_scores
+from offline_mbrl.data import TransitionDataset, normalize_std, normalized_score, reference_scores, score_reference
 from offline_mbrl.data.scores import known_tasks
 from offline_mbrl.errors import ScoreError
 
@@ -97,3 +97,26 @@ def test_std_is_scaled_never_shifted():
     returns = np.array([500.0, 900.0, 1700.0])
     np.testing.assert_allclose(normalize_std("neorl-hopper-low", returns.std()),
                                normalized_score("neorl-hopper-low", returns).std())
+
+
+@pytest.mark.parametrize("env_id, env", [("Hopper-v5", "hopper"), ("Walker2d-v5", "walker2d"),
+                                         ("HalfCheetah-v5", "halfcheetah"), ("hopper-v2", "hopper")])
+def test_dataset_without_references_falls_back_to_d4rl_of_its_env(env_id, env):
+    reference = score_reference(_dataset(env_id=env_id))
+    assert (reference.low, reference.high) == PUBLISHED[{"hopper": "hopper-medium-v2", "walker2d": "walker2d-expert-v0",
+                                                         "halfcheetah": "halfcheetah-medium-replay-v2"}[env]]
+    assert reference.source == f"d4rl:{env}"
+    assert reference.describe().startswith(f"D4RL {env} (dataset has none; env {env_id}): random ")
+
+
+def test_reference_sources_in_order_of_precedence():
+    own = _dataset(ref_min_score=10.0, ref_max_score=110.0, task="hopper-medium-v2", env_id="Hopper-v5")
+    assert score_reference(own).source == "dataset"
+    assert score_reference(_dataset(task="hopper-medium-v2", env_id="Walker2d-v5")).source == "task"
+    assert score_reference("hopper-medium-v2").source == "task" and score_reference((0.0, 1.0)).source == "pair"
+
+
+@pytest.mark.parametrize("env_id", ["Ant-v5", "MyHopper-v0", "Hopper", None])
+def test_env_without_d4rl_counterpart_has_no_reference(env_id):
+    with pytest.raises(ScoreError, match=f"its env_id {env_id!r} has no D4RL counterpart"):
+        score_reference(_dataset(env_id=env_id))

@@ -33,7 +33,7 @@ from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
 from ..config import TrainConfig, to_dict
 from ..data.dataset import TransitionDataset
-from ..data.scores import normalized_score, reference_scores
+from ..data.scores import ScoreReference, normalized_score, score_reference
 from ..data.windows import Windows
 from ..envs.gym_env import evaluate_policy
 from ..envs.termination import termination_fn
@@ -113,17 +113,17 @@ class OfflineTrainer:
         self.env_kwargs = self.dataset.metadata.get("env_kwargs") or {}
         self.dynamics_path = Path(dynamics) if dynamics else self.run_dir / "dynamics.pt"
         self.termination = termination_fn(config.task or self.dataset.metadata.get("task") or self.env_id)
-        self.score_ref = self._score_reference()
+        self.score_ref, self.score_ref_note = self._score_reference()
 
     # ------------------------------------------------------------------ setup
-    def _score_reference(self) -> str | TransitionDataset | None:
-        """The task name or dataset whose reference returns normalize scores (None: unknown)."""
-        ref = self.config.task or self.dataset
+    def _score_reference(self) -> tuple[ScoreReference | None, str]:
+        """The reference returns that normalize scores (of ``config.task``, else of the dataset) and a line
+        saying where they come from; ``(None, why)`` when there are none, and then no score is normalized."""
         try:
-            reference_scores(ref)
-        except ScoreError:
-            return None
-        return ref
+            ref = score_reference(self.config.task or self.dataset)
+        except ScoreError as exc:
+            return None, f"none, so no normalized score ({exc})"
+        return ref, ref.describe()
 
     def _setup(self, resume: bool) -> None:
         torch.manual_seed(self.config.seed)
@@ -230,11 +230,13 @@ class OfflineTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """``eval_episodes`` deterministic episodes in the real environment: return and normalized score
-        (normalized per episode, then mean and std over episodes)."""
+        (normalized per episode, then mean and std over episodes), and the reference's source
+        (``eval/score_reference_source``: a :class:`ScoreReference` source, or ``none``)."""
         returns = evaluate_policy(lambda o: self.sac.act(o, deterministic=True), self.env_id,
                                   self.config.eval_episodes, seed=1_000_000 + 1000 * self.epoch,
                                   device=self.device, env_kwargs=self.env_kwargs)
-        out = {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}
+        out = {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
+               "eval/score_reference_source": self.score_ref.source if self.score_ref is not None else "none"}
         if self.score_ref is not None:
             scores = normalized_score(self.score_ref, returns)
             out |= {"eval/normalized_score": float(scores.mean()), "eval/normalized_score_std": float(scores.std())}
@@ -286,7 +288,9 @@ class OfflineTrainer:
         return self.write_summary()
 
     def write_summary(self) -> dict:
-        """``summary.json`` from ``metrics.csv`` (final = last evaluation)."""
+        """``summary.json`` from ``metrics.csv`` (final = last evaluation), with the reference returns of the
+        normalized score: ``score_reference`` ``[R_min, R_max]``, ``score_reference_source`` (``dataset``,
+        ``task``, ``d4rl:<env>``; None without a reference) and ``score_reference_note`` (in words)."""
         import pandas as pd
 
         metrics = pd.read_csv(self.run_dir / "metrics.csv")
@@ -298,7 +302,9 @@ class OfflineTrainer:
                    "final_normalized_score": (float(final["eval/normalized_score"])
                                               if "eval/normalized_score" in metrics else None),
                    "sac_steps": int(final["step"]), "env_kwargs": self.env_kwargs,
-                   "score_reference": list(reference_scores(self.score_ref)) if self.score_ref is not None else None}
+                   "score_reference": [self.score_ref.low, self.score_ref.high] if self.score_ref is not None else None,
+                   "score_reference_source": self.score_ref.source if self.score_ref is not None else None,
+                   "score_reference_note": self.score_ref_note}
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 

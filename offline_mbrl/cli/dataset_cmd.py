@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import load_dataset, normalized_score, reference_scores
+from ..data import load_dataset, normalized_score, score_reference
 from ..data.dataset import TransitionDataset
 from ..data.load import ACCEPTED_SPECS
 from ..errors import ScoreError
@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def format_summary(dataset: TransitionDataset) -> str:
-    """Human-readable summary of a dataset: sizes, dims, returns, flags, sim state, normalization, notes."""
+    """Human-readable summary of a dataset: sizes, dims, returns, flags, sim state, notes, and the reference returns
+    that normalize its scores with where they come from (:func:`~offline_mbrl.data.scores.score_reference`)."""
     info = dataset.summary()
     rows = [
         ("source", info["source"]),
@@ -40,11 +41,11 @@ def format_summary(dataset: TransitionDataset) -> str:
         ("collection step", "yes" if info["has_collection_step"] else "no"),
     ]
     try:
-        low, high = reference_scores(dataset)
-        rows.append(("reference returns", f"min {low}, max {high}"))
-        rows.append(("normalized mean return", f"{normalized_score((low, high), info['return_mean']):.2f}"))
-    except ScoreError:
-        rows.append(("reference returns", "unknown"))
+        reference = score_reference(dataset)
+        rows.append(("reference returns", reference.describe()))
+        rows.append(("normalized mean return", f"{normalized_score(reference, info['return_mean']):.2f}"))
+    except ScoreError as exc:
+        rows.append(("reference returns", f"none, so no normalized score ({exc})"))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label:<{width}}  {value}" for label, value in rows]
     if info["notes"]:

@@ -90,6 +90,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print(f"{summary['algo']} on {summary['dataset']}: epoch {summary['epochs_completed']}/{summary['epochs_total']}, "
           f"final return {summary['final_return']:.1f}"
           + (f", normalized score {score:.1f}" if score is not None else ""))
+    print(f"score reference: {summary['score_reference_note']}")
     print(f"run folder: {run_dir}")
 
 

@@ -38,7 +38,8 @@ def read_minari(dataset_id: str) -> TransitionDataset:
 
     Loading never builds or recovers the environment. ``metadata`` gets ``dataset_id``,
     ``env_id`` (from the eval env spec, else the collection env spec), ``env_kwargs`` (when the
-    spec has any) and ``ref_min_score``/``ref_max_score`` (when stored).
+    spec has any) and ``ref_min_score``/``ref_max_score`` (when stored; Minari's hosted ``mujoco/...``
+    ids store none, and :func:`~.scores.score_reference` then uses the D4RL references of ``env_id``).
 
     Raises:
         DatasetNotFoundError: no such dataset under ``$MINARI_DATASETS_PATH`` (default
