@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
 from ..envs.gym_env import evaluate_policy
-from ..runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
+from ..runs import MetricsLogger, load_checkpoint, rng_state, run_lock, save_atomic, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,15 @@ class OnlineSACTrainer:
         return float(returns.mean())
 
     def train(self, resume: bool = True) -> None:
-        """Run until ``total_steps`` environment steps; resumable at episode boundaries."""
+        """Run until ``total_steps`` environment steps; resumable at episode boundaries.
+
+        Raises:
+            RunLockedError: another live process trains in ``run_dir``.
+        """
+        with run_lock(self.run_dir):
+            self._train(resume)
+
+    def _train(self, resume: bool) -> None:
         cfg = self.config
         resumed = resume and self.checkpoint_path.exists()
         if resumed:
