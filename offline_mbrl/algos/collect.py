@@ -271,13 +271,13 @@ def check_recipe(recipe: dict, recipes_dir: Path, overwrite: bool = False) -> No
     where = f"recipe {recipe.get('dataset_id', '?') if isinstance(recipe, dict) else recipe!r}"
     if not isinstance(recipe, dict):
         raise DatasetError(f"{where}: a recipe must be a mapping")
-    needed = ("env_id", "kind", "dataset_id", "ref_min_score", "ref_max_score")
-    needed += ("replay", "upto_step") if recipe.get("kind") == "medium-replay" else ("num_steps", "seed")
+    if recipe.get("kind") not in KINDS:
+        raise DatasetError(f"{where}: field 'kind' must be one of {KINDS}, got {recipe.get('kind')!r}")
+    needed = ("env_id", "dataset_id", "ref_min_score", "ref_max_score")
+    needed += ("replay", "upto_step") if recipe["kind"] == "medium-replay" else ("num_steps", "seed")
     missing = [key for key in needed if key not in recipe]
     if missing:
         raise DatasetError(f"{where}: missing key(s) {missing}")
-    if recipe["kind"] not in KINDS:
-        raise DatasetError(f"{where}: field 'kind' must be one of {KINDS}, got {recipe['kind']!r}")
     for key in ("ref_min_score", "ref_max_score"):
         if isinstance(recipe[key], bool) or not isinstance(recipe[key], (int, float)) or not np.isfinite(recipe[key]):
             raise DatasetError(f"{where}: field '{key}' must be a finite number, got {recipe[key]!r}")
