@@ -260,7 +260,8 @@ class OfflineTrainer:
         ``rollout/num_nonfinite``.
 
         Raises:
-            DivergenceError: not one step of the roll-out was finite (a broken model); the message names it.
+            DivergenceError: not one step of the roll-out was finite: SAC's weights are non-finite, else a broken
+                model (the message names it).
         """
         r = self.config.rollout
         rows = self.windows.sample_rows(r.rollout_batch_size)
@@ -273,6 +274,7 @@ class OfflineTrainer:
         rewards = result.penalized_rewards(r.penalty_coef)                                  # (N,)
         keep = bounded(rewards)                                               # (N,) checked after the penalty
         if not keep.any():
+            self._check_diverged({})  # a diverged policy (NaN actions) is the more likely culprit
             raise DivergenceError(f"{self.dynamics_path}: the dynamics model gave no finite step in a roll-out from "
                                   f"{r.rollout_batch_size} starts ({int(result.stats['rollout/num_nonfinite'])} "
                                   f"non-finite predictions, {len(rewards) - int(keep.sum())} non-finite penalized "
