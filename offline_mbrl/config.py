@@ -40,7 +40,7 @@ def _fail(key: str, rule: str, value: Any) -> None:
     raise ConfigError(f"config: key '{key}' must be {rule}, got {value!r}")
 
 
-def _check_section(section: Any, prefix: str, at_least: dict[str, int] | None = None, positive: tuple[str, ...] = (),
+def check_section(section: Any, prefix: str, at_least: dict[str, int] | None = None, positive: tuple[str, ...] = (),
                    choices: dict[str, tuple] | None = None) -> None:
     """Shared checks of one config section (``prefix`` like ``"rollout."``): every float (also inside tuples) is
     finite; ``at_least`` keys are >= their bound (None allowed: "not set"); ``positive`` keys are > 0 or None;
@@ -94,7 +94,7 @@ class DynamicsConfig:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _check_section(self, "dynamics.", at_least={"max_backtrack": 1, "hidden_dim": 1, "gru_layers": 1,
+        check_section(self, "dynamics.", at_least={"max_backtrack": 1, "hidden_dim": 1, "gru_layers": 1,
                                                     "head_blocks": 0, "ensemble_size": 1, "num_elites": 1,
                                                     "max_epochs": 1, "batch_size": 1},
                        positive=("learning_rate",), choices={"model": DYNAMICS_MODELS, "holdout_split": HOLDOUT_SPLITS})
@@ -131,7 +131,7 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         from .uncertainty import UNCERTAINTY  # torch: imported only when a config is built, never by the parser
 
-        _check_section(self, "rollout.", at_least={"rollout_length": 1, "rollout_batch_size": 1, "rollout_freq": 1,
+        check_section(self, "rollout.", at_least={"rollout_length": 1, "rollout_batch_size": 1, "rollout_freq": 1,
                                                    "model_retain_epochs": 1},
                        choices={"penalty": tuple(sorted(UNCERTAINTY)), "backtrack_sampling": BACKTRACK_SAMPLING})
         if self.penalty_coef < 0:
@@ -163,7 +163,7 @@ class PolicyConfig:
     lr_schedule_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        _check_section(self, "sac.", at_least={"batch_size": 1, "lr_schedule_epochs": 1},
+        check_section(self, "sac.", at_least={"batch_size": 1, "lr_schedule_epochs": 1},
                        positive=("actor_lr", "critic_lr", "alpha_lr", "alpha"))
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             _fail("sac.hidden_dims", "a non-empty list of widths >= 1", self.hidden_dims)
@@ -194,7 +194,7 @@ class TrainConfig:
     sac: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
-        _check_section(self, "", at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1,
+        check_section(self, "", at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1,
                                            "checkpoint_every": 1, "seed": 0}, choices={"algo": ALGOS})
         if not 0.0 <= self.real_ratio <= 1.0:
             _fail("real_ratio", "in [0, 1]", self.real_ratio)

@@ -332,6 +332,23 @@ def test_bad_evaluate_input_is_a_named_error(run, extra, error, words, world, ca
     assert isinstance(exc, error) and words in str(exc)
 
 
+COLLECT_CASES = [  # (extra flags, error class, words)
+    (["--env", "NoSuchEnv-v0"], ConfigError, "NoSuchEnv-v0"),
+    (["--env", "Hopper-v5", "--total-steps", "0"], ConfigError, "total_steps"),
+    (["--env", "Hopper-v5", "--hidden", "0"], ConfigError, "--hidden"),
+    (["--env", "Hopper-v5", "--device", "banana"], ConfigError, "--device"),
+    (["--env", "Hopper-v5", "--kinds", "great"], DatasetError, "great"),
+]
+
+
+@pytest.mark.parametrize("extra, error, words", COLLECT_CASES, ids=[" ".join(c[0]) for c in COLLECT_CASES])
+def test_bad_collect_flag_is_refused_before_training(extra, error, words, tmp_path, capsys):
+    argv = ["collect", "--run-dir", str(tmp_path / "sac"), "--out", str(tmp_path / "out"), "--no-progress"] + extra
+    exc = fails(argv, capsys)
+    assert isinstance(exc, error) and words in str(exc)
+    assert not (tmp_path / "sac").exists() and not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------ resume conflicts and the lock
 @pytest.fixture(scope="module")
 def finished_run(world, tmp_path_factory):

@@ -51,6 +51,9 @@ def _collect(args: argparse.Namespace) -> int:
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise DatasetError(f"collect: unknown dataset kind(s) {sorted(unknown)}; known: {', '.join(KINDS)}")
+    from ..runs import parse_device
+
+    parse_device(args.device)
     env_spaces(args.env)
     for kind in kinds:  # before hours of training: every id it will write is valid and inside the Minari root
         dataset_path(dataset_id(args.env, kind))
