@@ -46,13 +46,12 @@ def _collect(args: argparse.Namespace) -> int:
     from ..algos.online_sac import OnlineSACConfig, OnlineSACTrainer
     from ..data.minari_io import dataset_path
     from ..envs.gym_env import env_spaces
+    from ..runs import parse_device, write_text_atomic
 
     kinds = tuple(args.kinds or KINDS)
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise DatasetError(f"collect: unknown dataset kind(s) {sorted(unknown)}; known: {', '.join(KINDS)}")
-    from ..runs import parse_device
-
     parse_device(args.device)
     env_spaces(args.env)
     for kind in kinds:  # before hours of training: every id it will write is valid and inside the Minari root
@@ -66,8 +65,8 @@ def _collect(args: argparse.Namespace) -> int:
     recipes = collect_all(run_dir, args.out, args.env, kinds, args.num_steps, args.seed,
                           args.medium_fraction, hdf5=args.hdf5, overwrite=args.overwrite, end_step=args.end_step)
     path = args.out / "recipes.yaml"
-    existing = yaml.safe_load(path.read_text()) if path.exists() else {}
-    path.write_text(yaml.safe_dump({**existing, **recipes}, sort_keys=True))
+    existing = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    write_text_atomic(path, yaml.safe_dump({**existing, **recipes}, sort_keys=True))
     for name, recipe in recipes.items():
         if "dataset_id" in recipe:
             print(f"{name:<24} {recipe['dataset_id']:<40} return {recipe['dataset_return_mean']:9.1f} "
