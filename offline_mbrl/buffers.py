@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError
+from .errors import CheckpointError, DivergenceError
 
 
 class TensorBuffer:
@@ -37,9 +37,17 @@ class TensorBuffer:
         return self.size
 
     def add(self, **batch: Tensor) -> None:
-        """Append a batch: every field as a tensor of shape ``(n, *per_row_shape)`` (same n)."""
+        """Append a batch: every field as a tensor of shape ``(n, *per_row_shape)`` (same n).
+
+        Raises:
+            KeyError: other field names than the buffer's.
+            DivergenceError: a floating-point field holds NaN/inf (nothing is added).
+        """
         if set(batch) != set(self.storage):
             raise KeyError(f"TensorBuffer.add: expected fields {sorted(self.storage)}, got {sorted(batch)}")
+        for name, value in batch.items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise DivergenceError(f"TensorBuffer.add: field '{name}' holds NaN/inf; the buffer never stores them")
         n = len(next(iter(batch.values())))
         if n > self.capacity:  # only the newest rows survive anyway
             batch = {k: v[-self.capacity:] for k, v in batch.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,42 @@ from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALGOS = ("admpo-off", "mopo")
+DYNAMICS_MODELS = ("adm", "ensemble")
+HOLDOUT_SPLITS = ("episodes", "last")
+BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
+#: largest m: the history windows hold N x m x D floats (m = 5 000 000 asked for 246 GB on a 1M-row dataset)
+MAX_BACKTRACK = 64
+#: largest model buffer (rollout_batch_size x rollout_length x model_retain_epochs rows), allocated up front
+MAX_MODEL_BUFFER_ROWS = 100_000_000
+
+
+def _fail(key: str, rule: str, value: Any) -> None:
+    raise ConfigError(f"config: key '{key}' must be {rule}, got {value!r}")
+
+
+def check_section(section: Any, prefix: str, at_least: dict[str, int] | None = None, positive: tuple[str, ...] = (),
+                   choices: dict[str, tuple] | None = None) -> None:
+    """Shared checks of one config section (``prefix`` like ``"rollout."``): every float (also inside tuples) is
+    finite; ``at_least`` keys are >= their bound (None allowed: "not set"); ``positive`` keys are > 0 or None;
+    ``choices`` keys are one of their values.
+
+    Raises:
+        ConfigError: naming the dotted key, the rule and the value.
+    """
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            _fail(prefix + f.name, "finite (no nan/inf)", value)
+    for key, low in (at_least or {}).items():
+        if getattr(section, key) is not None and getattr(section, key) < low:
+            _fail(prefix + key, f">= {low}", getattr(section, key))
+    for key in positive:
+        if getattr(section, key) is not None and getattr(section, key) <= 0:
+            _fail(prefix + key, "> 0", getattr(section, key))
+    for key, allowed in (choices or {}).items():
+        if getattr(section, key) not in allowed:
+            _fail(prefix + key, f"one of {allowed}", getattr(section, key))
 
 
 @dataclass(frozen=True)
@@ -56,6 +93,24 @@ class DynamicsConfig:
     learning_rate: float | None = None
     batch_size: int = 256
 
+    def __post_init__(self) -> None:
+        check_section(self, "dynamics.", at_least={"max_backtrack": 1, "hidden_dim": 1, "gru_layers": 1,
+                                                    "head_blocks": 0, "ensemble_size": 1, "num_elites": 1,
+                                                    "max_epochs": 1, "batch_size": 1},
+                       positive=("learning_rate",), choices={"model": DYNAMICS_MODELS, "holdout_split": HOLDOUT_SPLITS})
+        if self.max_backtrack > MAX_BACKTRACK:
+            _fail("dynamics.max_backtrack", f"<= {MAX_BACKTRACK}", self.max_backtrack)
+        if not 0.0 <= self.dropout < 1.0:
+            _fail("dynamics.dropout", "in [0, 1)", self.dropout)
+        if self.num_elites > self.ensemble_size:
+            _fail("dynamics.num_elites", f"<= dynamics.ensemble_size ({self.ensemble_size})", self.num_elites)
+        if not self.ensemble_hidden_dims or min(self.ensemble_hidden_dims) < 1:
+            _fail("dynamics.ensemble_hidden_dims", "a non-empty list of widths >= 1", self.ensemble_hidden_dims)
+        decays = self.ensemble_weight_decays
+        if len(decays) != len(self.ensemble_hidden_dims) + 1 or min(decays) < 0:
+            _fail("dynamics.ensemble_weight_decays", f"{len(self.ensemble_hidden_dims) + 1} values >= 0 (one per "
+                  f"hidden layer, then the output layer)", decays)
+
 
 @dataclass(frozen=True)
 class RolloutConfig:
@@ -72,6 +127,19 @@ class RolloutConfig:
     penalty: str = "adm_std"
     penalty_coef: float = 1.0
     backtrack_sampling: str = "trajectory"
+
+    def __post_init__(self) -> None:
+        from .uncertainty import UNCERTAINTY  # torch: imported only when a config is built, never by the parser
+
+        check_section(self, "rollout.", at_least={"rollout_length": 1, "rollout_batch_size": 1, "rollout_freq": 1,
+                                                   "model_retain_epochs": 1},
+                       choices={"penalty": tuple(sorted(UNCERTAINTY)), "backtrack_sampling": BACKTRACK_SAMPLING})
+        if self.penalty_coef < 0:
+            _fail("rollout.penalty_coef", ">= 0", self.penalty_coef)
+        rows = self.rollout_batch_size * self.rollout_length * self.model_retain_epochs
+        if rows > MAX_MODEL_BUFFER_ROWS:
+            _fail("rollout.rollout_batch_size", f"such that the model buffer (rollout_batch_size x rollout_length x "
+                  f"model_retain_epochs = {rows} rows) holds at most {MAX_MODEL_BUFFER_ROWS}", self.rollout_batch_size)
 
 
 @dataclass(frozen=True)
@@ -93,6 +161,15 @@ class PolicyConfig:
     batch_size: int = 256
     lr_schedule: bool = True
     lr_schedule_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        check_section(self, "sac.", at_least={"batch_size": 1, "lr_schedule_epochs": 1},
+                       positive=("actor_lr", "critic_lr", "alpha_lr", "alpha"))
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            _fail("sac.hidden_dims", "a non-empty list of widths >= 1", self.hidden_dims)
+        for key in ("gamma", "tau"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                _fail(f"sac.{key}", "in (0, 1]", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -117,16 +194,12 @@ class TrainConfig:
     sac: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ConfigError(f"config: key 'algo' must be one of {ALGOS}, got {self.algo!r}")
+        check_section(self, "", at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1,
+                                           "checkpoint_every": 1, "seed": 0}, choices={"algo": ALGOS})
         if not 0.0 <= self.real_ratio <= 1.0:
-            raise ConfigError(f"config: key 'real_ratio' must be in [0, 1], got {self.real_ratio}")
-        for key in ("epochs", "steps_per_epoch", "eval_episodes", "checkpoint_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config: key '{key}' must be >= 1, got {getattr(self, key)}")
-        if self.sac.lr_schedule_epochs is not None and self.sac.lr_schedule_epochs < 1:
-            raise ConfigError(f"config: key 'sac.lr_schedule_epochs' must be >= 1 or null, "
-                              f"got {self.sac.lr_schedule_epochs}")
+            _fail("real_ratio", "in [0, 1]", self.real_ratio)
+        if self.seed >= 2**32:
+            _fail("seed", "< 2**32", self.seed)
 
 
 #: algorithm -> overrides of the dataclass defaults (MOPO: OfflineRL-Kit settings)
@@ -228,11 +301,51 @@ def resolve(algo: str | None = None, file: str | Path | None = None, overrides: 
     algo = algo or data.get("algo", "admpo-off")
     if algo not in ALGO_DEFAULTS:
         raise ConfigError(f"{where}: key 'algo' must be one of {ALGOS}, got {algo!r}")
-    merged = _merge(ALGO_DEFAULTS[algo], data)
+    return _apply(_merge(ALGO_DEFAULTS[algo], data), overrides, {"algo": algo, **top_level}, where)
+
+
+def _apply(merged: dict, overrides: list[str], top_level: dict[str, Any], where: str) -> TrainConfig:
+    """``merged`` <- ``--set`` overrides <- top-level values (None ignored), as a checked TrainConfig."""
     for text in overrides:
         merged = _merge(merged, parse_override(text))
-    merged = _merge(merged, {"algo": algo, **{k: v for k, v in top_level.items() if v is not None}})
+    merged = _merge(merged, {k: v for k, v in top_level.items() if v is not None})
     return from_dict(merged, where)
+
+
+def override(config: TrainConfig, file: str | Path | None = None, overrides: list[str] = (),
+             **top_level: Any) -> TrainConfig:
+    """``config`` <- ``file`` <- ``--set`` overrides <- explicit top-level values (None ignored): what the flags
+    of ``train --resume`` ask of a recorded config (compare with :func:`resume_conflicts`).
+
+    Raises:
+        ConfigError: as :func:`resolve`.
+    """
+    data = load_yaml(file) if file else {}
+    return _apply(_merge(to_dict(config), data), overrides, top_level, str(file) if file else "train --resume")
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{dotted key: value}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return out
+
+
+def resume_conflicts(recorded: TrainConfig, requested: TrainConfig) -> list[str]:
+    """Why ``requested`` cannot continue a run made with ``recorded``: one ``"key: old -> new"`` per differing
+    dotted key (empty: it can). The one allowed change is a larger ``epochs`` when the actor-lr schedule does
+    not depend on it (``sac.lr_schedule`` off or ``sac.lr_schedule_epochs`` set); otherwise the cosine period
+    would change under a running schedule."""
+    old, new = _flat(to_dict(recorded)), _flat(to_dict(requested))
+    conflicts = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old if old[key] != new[key]]
+    schedule_free = not recorded.sac.lr_schedule or recorded.sac.lr_schedule_epochs is not None
+    if requested.epochs > recorded.epochs and schedule_free:
+        conflicts = [c for c in conflicts if not c.startswith("epochs:")]
+    elif requested.epochs > recorded.epochs:
+        conflicts = [c + " (extending 'epochs' needs a fixed sac.lr_schedule_epochs or sac.lr_schedule false)"
+                     if c.startswith("epochs:") else c for c in conflicts]
+    return conflicts
 
 
 def config_hash(config: TrainConfig) -> str:

@@ -26,3 +26,17 @@ class ScoreError(OfflineMBRLError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class WriteError(OfflineMBRLError, OSError):
+    """A file could not be written (disk full, no permission, a directory in the way); the message names the file.
+    No temporary file is left behind."""
+
+
+class RunLockedError(OfflineMBRLError, RuntimeError):
+    """Another live process holds the run folder's lock file; the message names the folder and the holder's pid."""
+
+
+class DivergenceError(OfflineMBRLError, ArithmeticError):
+    """Training produced non-finite values (losses, weights or every model prediction); the run stops and its last
+    good checkpoint is kept."""

@@ -16,8 +16,9 @@
 Common behaviour: ``policy`` is a callable ``policy(obs (B, D)) -> actions (B, A)`` (a stochastic sample) or,
 for open-loop evaluation, a tensor of actions (B, H, A). A trajectory stops at its first terminal
 (``termination(obs, action, next_obs) -> (B,) bool``, see ``offline_mbrl.envs.termination``; None: never).
-A step whose sample or penalty is NaN/inf is **dropped and ends its trajectory**; it is counted in
-``stats["rollout/num_nonfinite"]``, so nothing non-finite reaches the output. Random numbers come from
+A step whose sample or penalty is NaN/inf or larger than ``MAX_ABS_VALUE`` (1e6) in magnitude is **dropped and
+ends its trajectory**; it is counted in ``stats["rollout/num_nonfinite"]``, so nothing non-finite or absurd reaches
+the output. Random numbers come from
 ``generator`` (on the model's device; None = torch's default) in a fixed order per step: the policy's own
 draws, then U[0, 1) for the candidate choice (B,) (or (1,) when shared by the batch), then N(0, 1) noise
 (B, D + 1); draws are indexed by trajectory, so results do not depend on which trajectories ended.
@@ -33,6 +34,8 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from .config import BACKTRACK_SAMPLING
+from .data.dataset import MAX_ABS_VALUE
 from .data.windows import HistoryBatch
 from .envs.termination import TerminationFn
 from .errors import ConfigError
@@ -42,7 +45,6 @@ from .models.ensemble import ProbabilisticEnsemble
 from .uncertainty import get_uncertainty
 
 Policy = Callable[[Tensor], Tensor] | Tensor
-BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
 # starts per block: keeps each step's temporaries (L, m·block, h) under glibc's mmap threshold on CPU; at
 # B = 20,000 whole-batch steps spent 40 % of their time in page faults (benchmarks/README.md)
 DEFAULT_CHUNK = 2048
@@ -243,7 +245,7 @@ def _rollout(stepper: _Stepper, policy: Policy, obs: Tensor, rollout_length: int
         sample = mean[pick, rows] + torch.exp(0.5 * logvar[pick, rows]) * noise              # (b, D+1)
         next_obs, reward = sample[:, :-1], sample[:, -1]
         penalties = quantifier(mean, logvar, available) if quantifier else torch.zeros_like(reward)
-        finite = torch.isfinite(sample).all(dim=1) & torch.isfinite(penalties)
+        finite = bounded(sample).all(dim=1) & bounded(penalties)
         if termination is None:
             terminal = torch.zeros_like(finite)
         else:
@@ -257,6 +259,12 @@ def _rollout(stepper: _Stepper, policy: Policy, obs: Tensor, rollout_length: int
             break
         stepper.advance(next_obs, keep)
     return _finish([torch.cat(column) for column in zip(*records)], num_starts, nonfinite)
+
+
+def bounded(values: Tensor) -> Tensor:
+    """Elementwise (same shape, bool): finite and at most ``MAX_ABS_VALUE`` in magnitude (a larger model output
+    is treated as NaN)."""
+    return torch.isfinite(values) & (values.abs() <= MAX_ABS_VALUE)
 
 
 def _finish(fields: list[Tensor], num_starts: int, nonfinite: int) -> RolloutResult:

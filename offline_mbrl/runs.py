@@ -1,8 +1,10 @@
-"""Run folders: atomic checkpoints, RNG state capture, and the metrics logger (CSV + TensorBoard).
+"""Run folders: atomic checkpoints and text files, the run-folder lock, device parsing, RNG state capture, and
+the metrics logger (CSV + TensorBoard).
 
-A run that is stopped loses at most the work since its last checkpoint: checkpoints are written to
-a temporary file and moved into place with ``os.replace`` (atomic on POSIX), and are loaded with
-``torch.load(weights_only=True)``.
+A run that is stopped loses at most the work since its last checkpoint: checkpoints, ``config.yaml`` and
+``summary.json`` are written to a temporary file and moved into place with ``os.replace`` (atomic on POSIX);
+a failed write (disk full) removes the temporary file and names the target. Checkpoints are loaded with
+``torch.load(weights_only=True)``. One process at a time writes a run folder (:func:`run_lock`).
 """
 
 from __future__ import annotations
@@ -10,24 +12,140 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, RunLockedError, WriteError
+
+LOCK_NAME = ".lock"
+
+
+def _write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then ``os.replace(tmp, path)``; on any OSError the temporary file is removed.
+
+    Raises:
+        WriteError: the folder cannot be made, the write failed (e.g. disk full) or ``path`` is a directory;
+            the message names ``path`` and the OS error.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"{path}: cannot write ({exc.strerror or exc}); nothing was replaced") from exc
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj, path)`` through ``path.tmp`` + ``os.replace``: never a half-written file."""
+    """``torch.save(obj, path)`` through ``path.tmp`` + ``os.replace``: never a half-written file.
+
+    Raises:
+        WriteError: the write failed (disk full, ``path`` is a directory, ...); ``path.tmp`` is removed.
+    """
+    _write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``path.tmp`` + ``os.replace`` (``config.yaml``, ``summary.json``).
+
+    Raises:
+        WriteError: as :func:`save_atomic`.
+    """
+    _write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """Check, before any work, that ``path`` can be written as a file: not an existing directory, and no
+    existing file where one of its parent folders should be.
+
+    Raises:
+        ConfigError: naming ``flag`` and the path.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file path")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{flag} {path}: {blocking} is a file, not a folder")
+    return path
+
+
+def parse_device(text: str, flag: str = "--device") -> torch.device:
+    """``torch.device(text)``, checked to be usable here (CUDA/MPS present, index in range).
+
+    Raises:
+        ConfigError: naming ``flag``: torch rejects the string, or the device is not available.
+    """
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise ConfigError(f"{flag} {text!r}: {exc}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{flag} {text!r}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{flag} {text!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{flag} {text!r}: MPS is not available on this machine (use --device cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{flag} {text!r}: unsupported device type; use cpu, cuda or cuda:<index>")
+    return device
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _take_lock(path: Path) -> bool:
+    """Create ``path`` holding this pid with O_EXCL; False if it already exists."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (this pid, created with O_EXCL) for the block; removed afterwards. A lock left by a
+    dead process (a killed run) is taken over with a warning on stderr.
+
+    Raises:
+        RunLockedError: another live process holds the lock; the message names the folder and its pid.
+    """
+    path = Path(run_dir) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    while not _take_lock(path):
+        try:
+            holder = int(path.read_text().strip() or -1)
+        except (FileNotFoundError, ValueError):
+            holder = -1  # removed meanwhile, or half-written by a process that died: retry / take over
+        if holder > 0 and _pid_alive(holder):
+            raise RunLockedError(f"{run_dir}: run folder is in use by process {holder} (lock file {path}); "
+                                 f"wait for it to finish or stop it")
+        print(f"offline-mbrl: warning: {path}: taking over the stale lock of process {holder} (no longer running)",
+              file=sys.stderr)
+        path.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

@@ -257,11 +257,51 @@ def _recipe_sources(kind: str, short: str, medium_step: int) -> dict:
     return {"policies": {p: f"policies/{short}_{p}.pt" for p in policies}}
 
 
+def check_recipe(recipe: dict, recipes_dir: Path, overwrite: bool = False) -> None:
+    """Check a recipe before any work: a mapping with ``env_id``, a known ``kind``, a valid ``dataset_id``
+    (inside the Minari root, :func:`~offline_mbrl.data.minari_io.dataset_path`), numeric reference scores, and the
+    files it reads (``policies`` or ``replay``) present under ``recipes_dir``; the dataset must not exist unless
+    ``overwrite``.
+
+    Raises:
+        DatasetError: naming the recipe's dataset id (or the recipe) and the field.
+    """
+    from ..data.minari_io import dataset_path
+
+    where = f"recipe {recipe.get('dataset_id', '?') if isinstance(recipe, dict) else recipe!r}"
+    if not isinstance(recipe, dict):
+        raise DatasetError(f"{where}: a recipe must be a mapping")
+    if recipe.get("kind") not in KINDS:
+        raise DatasetError(f"{where}: field 'kind' must be one of {KINDS}, got {recipe.get('kind')!r}")
+    needed = ("env_id", "dataset_id", "ref_min_score", "ref_max_score")
+    needed += ("replay", "upto_step") if recipe["kind"] == "medium-replay" else ("num_steps", "seed")
+    missing = [key for key in needed if key not in recipe]
+    if missing:
+        raise DatasetError(f"{where}: missing key(s) {missing}")
+    for key in ("ref_min_score", "ref_max_score"):
+        if isinstance(recipe[key], bool) or not isinstance(recipe[key], (int, float)) or not np.isfinite(recipe[key]):
+            raise DatasetError(f"{where}: field '{key}' must be a finite number, got {recipe[key]!r}")
+    path = dataset_path(recipe["dataset_id"])
+    files = [recipe["replay"]] if recipe["kind"] == "medium-replay" else list((recipe.get("policies") or {}).values())
+    absent = [f for f in files if not (recipes_dir / f).is_file()]
+    if absent:
+        raise DatasetError(f"{where}: file(s) {absent} not found under {recipes_dir}")
+    if path.exists() and not overwrite:
+        raise DatasetError(f"minari:{recipe['dataset_id']}: a Minari dataset already exists at {path}; pass "
+                           f"--overwrite to replace it")
+
+
 def make_from_recipe(recipe: dict, recipes_dir: str | Path, num_steps: int | None = None, seed: int | None = None,
                      overwrite: bool = False) -> tuple[str, TransitionDataset]:
     """Regenerate a dataset from a recipe of ``datasets/recipes.yaml`` (shipped policies or replay file)
-    and write it as its Minari dataset. Returns ``(dataset_id, dataset)``."""
+    and write it as its Minari dataset. Returns ``(dataset_id, dataset)``.
+
+    Raises:
+        DatasetError: before any collection (:func:`check_recipe`): a malformed recipe, a bad dataset id, a missing
+            policy or replay file, or an existing dataset without ``overwrite``.
+    """
     recipes_dir = Path(recipes_dir)
+    check_recipe(recipe, recipes_dir, overwrite)
     env_id, kind = recipe["env_id"], recipe["kind"]
     if kind == "medium-replay":
         data = load_replay_file(recipes_dir / recipe["replay"], upto_step=int(recipe["upto_step"]))

@@ -13,12 +13,18 @@
 ADMPO-OFF and MOPO differ only in the model, the start sampling and the quantifier (config).
 The run folder (DESIGN section 7) holds ``config.yaml``, ``metrics.csv``, TensorBoard events,
 ``dynamics.pt``, ``checkpoints/last.pt`` (everything needed to resume: SAC with its optimizers and
-schedule, model buffer, counters, RNG states) and ``summary.json``.
+schedule, model buffer, counters, RNG states, the config it was made with) and ``summary.json``.
+
+Reliability: every check (config ranges, device, env and dataset dims, a given model's kind, dims and m, the
+checkpoint's config against ``config.yaml``) runs before anything is written; one process at a time holds the
+folder (``.lock``); a roll-out row whose penalized reward is non-finite or absurd never reaches the model buffer;
+a non-finite SAC loss or weight stops the run with :class:`DivergenceError`, keeping the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,18 +37,19 @@ from tqdm import tqdm
 
 from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
-from ..config import TrainConfig, to_dict
+from ..config import TrainConfig, from_dict, resume_conflicts, to_dict
 from ..data.dataset import TransitionDataset
 from ..data.scores import ScoreReference, normalized_score, score_reference
 from ..data.windows import Windows
-from ..envs.gym_env import evaluate_policy
+from ..envs.gym_env import env_spaces, evaluate_policy
 from ..envs.termination import termination_fn
-from ..errors import CheckpointError, ConfigError, ScoreError
+from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
 from ..models import build_model
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
-from ..rollout import rollout_adm, rollout_ensemble
-from ..runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
+from ..rollout import bounded, rollout_adm, rollout_ensemble
+from ..runs import (MetricsLogger, load_checkpoint, parse_device, rng_state, run_lock, save_atomic, set_rng_state,
+                    write_text_atomic)
 from ..uncertainty import break_even_coef
 
 MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
@@ -90,11 +97,17 @@ class OfflineTrainer:
         config: the resolved run config (``config.dataset`` names the data; ``dataset`` may pass it in).
         run_dir: the run folder; an existing ``checkpoints/last.pt`` is resumed by :meth:`train`.
         dataset: the loaded dataset (default: ``load_dataset(config.dataset)``).
-        dynamics: path of a model saved by ``offline-mbrl model fit`` (skips fitting).
+        dynamics: path of an existing model saved by ``offline-mbrl model fit`` (skips fitting).
         device: torch device for models, buffers and SAC.
 
+    The constructor validates everything and writes nothing; :meth:`train` writes.
+
     Raises:
-        ConfigError: the model kind does not match the algorithm, or the loaded dynamics do not fit the data.
+        ConfigError: the model kind does not match the algorithm; an unusable device; no env id, an env that cannot
+            be built or whose obs/action dims differ from the dataset's; ``dynamics`` is not a file; a saved model
+            (given, or the run's ``dynamics.pt``) of another kind, obs/action dim or max_backtrack than the config.
+        CheckpointError: a saved model that cannot be read.
+        DatasetError: the dataset cannot be loaded.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, dataset: TransitionDataset | None = None,
@@ -105,17 +118,50 @@ class OfflineTrainer:
             raise ConfigError(f"config: algo '{config.algo}' needs dynamics.model '{MODEL_FOR_ALGO[config.algo]}', "
                               f"got '{config.dynamics.model}'")
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
-        self.device = torch.device(device)
+        self.device = parse_device(str(device))
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
         self.env_id = config.env_id or self.dataset.metadata.get("env_id")
         if not self.env_id:
             raise ConfigError(f"{self.dataset.source}: the dataset names no environment; set env_id (--env)")
         self.env_kwargs = self.dataset.metadata.get("env_kwargs") or {}
+        self.action_space = self._check_env()
+        if dynamics is not None and not Path(dynamics).is_file():
+            raise ConfigError(f"--dynamics {dynamics}: no such model file (make one with `offline-mbrl model fit`)")
+        self.dynamics_given = str(Path(dynamics).resolve()) if dynamics else None  # recorded in checkpoints
         self.dynamics_path = Path(dynamics) if dynamics else self.run_dir / "dynamics.pt"
+        self.model = self._load_dynamics() if self.dynamics_path.is_file() else None
         self.termination = termination_fn(config.task or self.dataset.metadata.get("task") or self.env_id)
         self.score_ref, self.score_ref_note = self._score_reference()
+        self.saved_epoch: int | None = None  # epoch of the last checkpoint written or loaded
+        self.epochs_extended_from: list[int] = []
 
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ setup (validation only: nothing written)
+    def _check_env(self):
+        """The env's action space, after checking that its obs/action dims are the dataset's."""
+        obs_space, action_space = env_spaces(self.env_id, self.env_kwargs)
+        for name, space, dim in (("obs", obs_space, self.dataset.obs_dim), ("action", action_space,
+                                                                              self.dataset.action_dim)):
+            if space.shape[0] != dim:
+                raise ConfigError(f"env '{self.env_id}': {name} dim {space.shape[0]} differs from the dataset's "
+                                  f"({self.dataset.source}: {dim}); pass the env the data came from (--env)")
+        return action_space
+
+    def _load_dynamics(self) -> torch.nn.Module:
+        """The saved model at ``dynamics_path``, checked against the config and the dataset."""
+        model = load_model(self.dynamics_path, self.device)
+        d, where = self.config.dynamics, self.dynamics_path
+        if model.kind != d.model:
+            raise ConfigError(f"{where}: holds a '{model.kind}' model, the config needs '{d.model}'")
+        for name in ("obs_dim", "action_dim"):
+            if getattr(model.config, name) != getattr(self.dataset, name):
+                raise ConfigError(f"{where}: model {name} {getattr(model.config, name)} differs from the dataset's "
+                                  f"({self.dataset.source}: {getattr(self.dataset, name)})")
+        if model.kind == "adm" and model.config.max_backtrack != d.max_backtrack:
+            raise ConfigError(f"{where}: model max_backtrack {model.config.max_backtrack} differs from the config's "
+                              f"dynamics.max_backtrack {d.max_backtrack}; pass --set dynamics.max_backtrack="
+                              f"{model.config.max_backtrack} or fit with --max-backtrack {d.max_backtrack}")
+        return model
+
     def _score_reference(self) -> tuple[ScoreReference | None, str]:
         """The reference returns that normalize scores (of ``config.task``, else of the dataset) and a line
         saying where they come from; ``(None, why)`` when there are none, and then no score is normalized."""
@@ -125,22 +171,44 @@ class OfflineTrainer:
             return None, f"none, so no normalized score ({exc})"
         return ref, ref.describe()
 
-    def _setup(self, resume: bool) -> None:
+    def _read_checkpoint(self) -> dict:
+        """The checkpoint to resume, after checking that it was made with this config (or with fewer ``epochs``).
+
+        Raises:
+            CheckpointError: unreadable, or made with another config (e.g. ``config.yaml`` edited by hand); the
+                message names the differing keys.
+        """
+        state = load_checkpoint(self.checkpoint_path, self.device)
+        if "config" not in state:  # written before checkpoints recorded their config: nothing to compare
+            return state
+        try:
+            recorded = from_dict(state["config"], f"{self.checkpoint_path}: field 'config'")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from exc
+        conflicts = resume_conflicts(recorded, self.config)
+        if state.get("dynamics") != self.dynamics_given:
+            conflicts.append(f"dynamics: {state.get('dynamics') or 'fitted in the run folder'} -> "
+                             f"{self.dynamics_given or 'fitted in the run folder'}")
+        if conflicts:
+            raise CheckpointError(f"{self.checkpoint_path}: was written with another config than this run's "
+                                  f"({'; '.join(conflicts)}); restore {self.run_dir / 'config.yaml'} or start a new "
+                                  f"run")
+        self.epochs_extended_from = [int(e) for e in state.get("epochs_extended_from", [])]
+        if recorded.epochs != self.config.epochs:
+            self.epochs_extended_from.append(recorded.epochs)
+        return state
+
+    def _setup(self, state: dict | None) -> None:
         torch.manual_seed(self.config.seed)
         np.random.seed(self.config.seed)
-        if self.dynamics_path.is_file():
-            self.model = load_model(self.dynamics_path, self.device)
-        else:
+        if self.model is None:
             self.model = fit_dynamics(self.config, self.dataset, self.device, self.progress)
             save_model(self.model, self.dynamics_path)
         self.model.eval()
         torch.manual_seed(self.config.seed + 1)  # the policy phase starts the same whether the model was fitted or loaded
-        if self.model.kind != self.config.dynamics.model:
-            raise ConfigError(f"{self.dynamics_path}: holds a '{self.model.kind}' model, the config needs "
-                              f"'{self.config.dynamics.model}'")
         m = self.model.config.max_backtrack if self.model.kind == "adm" else 1
         self.windows = Windows(self.dataset, m, self.device)
-        cfg, space = self.config, _action_space(self.env_id, self.env_kwargs)
+        cfg, space = self.config, self.action_space
         self.sac = SAC(self.dataset.obs_dim, self.dataset.action_dim,
                        SACConfig(cfg.sac.hidden_dims, cfg.sac.actor_lr, cfg.sac.critic_lr, cfg.sac.alpha_lr,
                                  cfg.sac.gamma, cfg.sac.tau, cfg.sac.alpha, cfg.sac.auto_alpha),
@@ -155,8 +223,8 @@ class OfflineTrainer:
                                                     "next_obs": ((D,), f32), "terminals": ((), torch.bool)},
                                          self.device)
         self.epoch, self.step = 0, 0
-        if resume and self.checkpoint_path.is_file():
-            self._load()
+        if state is not None:
+            self._load(state)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -164,13 +232,14 @@ class OfflineTrainer:
 
     def _save(self) -> None:
         state = {"sac": self.sac.full_state(), "model_buffer": self.model_buffer.state_dict(),
-                 "epoch": self.epoch, "step": self.step, "rng": rng_state(self.device)}
+                 "epoch": self.epoch, "step": self.step, "rng": rng_state(self.device), "config": to_dict(self.config),
+                 "dynamics": self.dynamics_given, "epochs_extended_from": self.epochs_extended_from}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         save_atomic(state, self.checkpoint_path)
+        self.saved_epoch = self.epoch
 
-    def _load(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, self.device)
+    def _load(self, state: dict) -> None:
         try:
             self.sac.load_full_state(state["sac"])
             self.model_buffer.load_state_dict(state["model_buffer"])
@@ -179,6 +248,7 @@ class OfflineTrainer:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{self.checkpoint_path}: does not match this run's config ({exc})") from exc
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.saved_epoch = self.epoch
         set_rng_state(state["rng"], self.device)
 
     # ------------------------------------------------------------------ phases
@@ -187,7 +257,14 @@ class OfflineTrainer:
         return self.sac.act(obs)
 
     def rollout(self) -> dict[str, float]:
-        """Roll out the model from dataset starts and add penalized transitions to the model buffer."""
+        """Roll out the model from dataset starts and add penalized transitions to the model buffer. Rows whose
+        penalized reward is non-finite or above ``MAX_ABS_VALUE`` are dropped and counted in
+        ``rollout/num_nonfinite``.
+
+        Raises:
+            DivergenceError: not one step of the roll-out was finite: SAC's weights are non-finite, else a broken
+                model (the message names it).
+        """
         r = self.config.rollout
         rows = self.windows.sample_rows(r.rollout_batch_size)
         if self.model.kind == "adm":
@@ -196,13 +273,23 @@ class OfflineTrainer:
         else:
             result = rollout_ensemble(self.model, self.policy, self.windows.obs[rows], r.rollout_length, r.penalty,
                                       self.termination)
-        self.model_buffer.add(obs=result.obs, actions=result.actions, rewards=result.penalized_rewards(r.penalty_coef),
-                              next_obs=result.next_obs, terminals=result.terminals)
-        stats = {**result.stats, "rollout/mean_reward": result.rewards.mean().item() if len(result.rewards) else 0.0}
-        if len(result.rewards):
-            stats["rollout/break_even_coef"] = break_even_coef(result.rewards, result.penalties)
-            if self.step == 0:
-                self._check_break_even(stats)
+        rewards = result.penalized_rewards(r.penalty_coef)                                  # (N,)
+        keep = bounded(rewards)                                               # (N,) checked after the penalty
+        if not keep.any():
+            self._check_diverged({})  # a diverged policy (NaN actions) is the more likely culprit
+            raise DivergenceError(f"{self.dynamics_path}: the dynamics model gave no finite step in a roll-out from "
+                                  f"{r.rollout_batch_size} starts ({int(result.stats['rollout/num_nonfinite'])} "
+                                  f"non-finite predictions, {len(rewards) - int(keep.sum())} non-finite penalized "
+                                  f"rewards); refit it or lower rollout.penalty_coef")
+        self.model_buffer.add(obs=result.obs[keep], actions=result.actions[keep], rewards=rewards[keep],
+                              next_obs=result.next_obs[keep], terminals=result.terminals[keep])
+        dropped = len(rewards) - int(keep.sum())
+        stats = {**result.stats, "rollout/num_transitions": result.stats["rollout/num_transitions"] - dropped,
+                 "rollout/num_nonfinite": result.stats["rollout/num_nonfinite"] + dropped}
+        stats["rollout/mean_reward"] = result.rewards[keep].mean().item()
+        stats["rollout/break_even_coef"] = break_even_coef(result.rewards[keep], result.penalties[keep])
+        if self.step == 0:
+            self._check_break_even(stats)
         return stats
 
     def _check_break_even(self, stats: dict[str, float]) -> None:
@@ -244,11 +331,24 @@ class OfflineTrainer:
 
     # ------------------------------------------------------------------ loop
     def train(self, resume: bool = True) -> dict:
-        """Run (or resume) to ``config.epochs``; returns the summary written to ``summary.json``."""
+        """Run (or resume) to ``config.epochs``; returns the summary written to ``summary.json``.
+
+        Raises:
+            RunLockedError: another live process trains in ``run_dir``.
+            CheckpointError: the checkpoint to resume was made with another config (nothing is written then).
+            DivergenceError: a non-finite SAC loss or weight, or a model without one finite step; the last
+                checkpoint stays as it was.
+            WriteError: a file of the run folder cannot be written (its temporary file is removed).
+        """
+        with run_lock(self.run_dir):
+            state = self._read_checkpoint() if resume and self.checkpoint_path.is_file() else None
+            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.config), sort_keys=False))
+            self._setup(state)
+            return self._loop()
+
+    def _loop(self) -> dict:
+        """Epochs from ``self.epoch`` to ``config.epochs`` (module docstring, lines 2-11)."""
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        self._setup(resume)
         logger = MetricsLogger(self.run_dir, resume_after=self.epoch)
         bar = tqdm(total=cfg.epochs, initial=self.epoch, desc=f"{cfg.algo}", disable=not self.progress)
         last: dict[str, float] = {}
@@ -265,6 +365,7 @@ class OfflineTrainer:
                     sums[k] = sums.get(k, 0.0) + v
                 times.sac += time.perf_counter() - t
                 self.step += 1
+            self._check_diverged(sums)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.epoch += 1
@@ -287,6 +388,21 @@ class OfflineTrainer:
         logger.close()
         return self.write_summary()
 
+    def _check_diverged(self, sums: dict[str, torch.Tensor]) -> None:
+        """Stop before anything of this epoch is logged or saved if a summed loss or a SAC weight is non-finite.
+
+        Raises:
+            DivergenceError: naming the epoch, the first non-finite metrics or weights and the kept checkpoint.
+        """
+        bad = [k for k, v in sums.items() if not math.isfinite(float(v))]
+        bad += [f"weights {name}" for name, p in self.sac.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            kept = (f"the last good checkpoint {self.checkpoint_path} (epoch {self.saved_epoch}) is kept"
+                    if self.saved_epoch is not None else "no checkpoint was written yet")
+            raise DivergenceError(f"{self.run_dir}: SAC diverged in epoch {self.epoch + 1} (non-finite "
+                                  f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); {kept}; lower the learning "
+                                  f"rates or rollout.penalty_coef")
+
     def write_summary(self) -> dict:
         """``summary.json`` from ``metrics.csv`` (final = last evaluation), with the reference returns of the
         normalized score: ``score_reference`` ``[R_min, R_max]``, ``score_reference_source`` (``dataset``,
@@ -301,21 +417,32 @@ class OfflineTrainer:
                    "final_return": float(final["eval/return_mean"]),
                    "final_normalized_score": (float(final["eval/normalized_score"])
                                               if "eval/normalized_score" in metrics else None),
-                   "sac_steps": int(final["step"]), "env_kwargs": self.env_kwargs,
+                   "sac_steps": int(final["step"]), "env_kwargs": self.env_kwargs, "dynamics": self.dynamics_given,
                    "score_reference": [self.score_ref.low, self.score_ref.high] if self.score_ref is not None else None,
                    "score_reference_source": self.score_ref.source if self.score_ref is not None else None,
                    "score_reference_note": self.score_ref_note}
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.epochs_extended_from:
+            summary["epochs_extended_from"] = self.epochs_extended_from
+        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
 
-def _action_space(env_id: str, env_kwargs: dict):
-    import gymnasium as gym
+def read_summary(run_dir: str | Path) -> dict:
+    """``run_dir/summary.json`` as a dict with at least ``env_id``.
 
-    env = gym.make(env_id, **env_kwargs)
-    space = env.action_space
-    env.close()
-    return space
+    Raises:
+        CheckpointError: the file is missing, not JSON, not a mapping, or has no ``env_id``; naming the file.
+    """
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no summary.json (not a run folder, or no epoch finished yet)")
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(summary, dict) or not isinstance(summary.get("env_id"), str):
+        raise CheckpointError(f"{path}: must be a mapping with a string field 'env_id'")
+    return summary
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0,
@@ -326,19 +453,27 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0,
     Returns ``(returns (n,), normalized scores (n,) or None)``.
 
     Raises:
-        CheckpointError: the run folder lacks ``summary.json`` or a readable checkpoint.
+        ConfigError: ``episodes`` < 1, an unusable device, or an env that cannot be built.
+        CheckpointError: the run folder lacks a valid ``summary.json`` or a readable checkpoint.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").is_file():
-        raise CheckpointError(f"{run_dir}: no summary.json (not a run folder, or no epoch finished yet)")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", device)["sac"]
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    device = parse_device(str(device))
+    summary = read_summary(run_dir)
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    try:
+        state = load_checkpoint(path, device)["sac"]
+        config = SACConfig(**{**state["config"], "hidden_dims": tuple(state["config"]["hidden_dims"])})
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not an offline-run checkpoint (missing {exc})") from exc
     env_kwargs = summary.get("env_kwargs") or {}
-    space = _action_space(summary["env_id"], env_kwargs)
-    sac = SAC(state["obs_dim"], state["action_dim"],
-              SACConfig(**{**state["config"], "hidden_dims": tuple(state["config"]["hidden_dims"])}),
-              torch.as_tensor(space.low), torch.as_tensor(space.high), device)
-    sac.load_state_dict(state["model"])
+    _, space = env_spaces(summary["env_id"], env_kwargs)
+    sac = SAC(state["obs_dim"], state["action_dim"], config, torch.as_tensor(space.low), torch.as_tensor(space.high),
+              device)
+    try:
+        sac.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: SAC weights do not match ({exc})") from exc
     returns = evaluate_policy(lambda o: sac.act(o, deterministic=True), summary["env_id"], episodes, seed,
                               device, env_kwargs)
     reference = summary.get("score_reference")

@@ -21,8 +21,10 @@ from tqdm import tqdm
 
 from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
+from ..config import check_section
 from ..envs.gym_env import evaluate_policy
-from ..runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
+from ..errors import ConfigError
+from ..runs import MetricsLogger, load_checkpoint, rng_state, run_lock, save_atomic, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,13 @@ class OnlineSACConfig:
     seed: int = 0
     sac: SACConfig = field(default_factory=lambda: SACConfig(hidden_dims=(128, 128), actor_lr=3e-4,
                                                              alpha_lr=3e-4, alpha=1.0, auto_alpha=True))
+
+    def __post_init__(self) -> None:
+        check_section(self, "", at_least={"total_steps": 1, "warmup_steps": 0, "batch_size": 1,
+                                                   "eval_every": 1, "eval_episodes": 1, "checkpoint_every": 1,
+                                                   "seed": 0})
+        if not self.sac.hidden_dims or min(self.sac.hidden_dims) < 1:
+            raise ConfigError(f"collect: --hidden must be widths >= 1, got {list(self.sac.hidden_dims)}")
 
 
 def buffer_fields(obs_dim: int, action_dim: int, nq: int, nv: int) -> dict:
@@ -117,7 +126,15 @@ class OnlineSACTrainer:
         return float(returns.mean())
 
     def train(self, resume: bool = True) -> None:
-        """Run until ``total_steps`` environment steps; resumable at episode boundaries."""
+        """Run until ``total_steps`` environment steps; resumable at episode boundaries.
+
+        Raises:
+            RunLockedError: another live process trains in ``run_dir``.
+        """
+        with run_lock(self.run_dir):
+            self._train(resume)
+
+    def _train(self, resume: bool) -> None:
         cfg = self.config
         resumed = resume and self.checkpoint_path.exists()
         if resumed:

@@ -42,13 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from ..algos.collect import KINDS, collect_all
+    from ..algos.collect import KINDS, collect_all, dataset_id
     from ..algos.online_sac import OnlineSACConfig, OnlineSACTrainer
+    from ..data.minari_io import dataset_path
+    from ..envs.gym_env import env_spaces
+    from ..runs import parse_device, write_text_atomic
 
     kinds = tuple(args.kinds or KINDS)
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise DatasetError(f"collect: unknown dataset kind(s) {sorted(unknown)}; known: {', '.join(KINDS)}")
+    parse_device(args.device)
+    env_spaces(args.env)
+    for kind in kinds:  # before hours of training: every id it will write is valid and inside the Minari root
+        dataset_path(dataset_id(args.env, kind))
     default = OnlineSACConfig()
     given = {"total_steps": args.total_steps, "warmup_steps": args.warmup_steps, "eval_every": args.eval_every}
     config = replace(default, env_id=args.env, seed=args.seed, **{k: v for k, v in given.items() if v is not None},
@@ -58,8 +65,8 @@ def _collect(args: argparse.Namespace) -> int:
     recipes = collect_all(run_dir, args.out, args.env, kinds, args.num_steps, args.seed,
                           args.medium_fraction, hdf5=args.hdf5, overwrite=args.overwrite, end_step=args.end_step)
     path = args.out / "recipes.yaml"
-    existing = yaml.safe_load(path.read_text()) if path.exists() else {}
-    path.write_text(yaml.safe_dump({**existing, **recipes}, sort_keys=True))
+    existing = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    write_text_atomic(path, yaml.safe_dump({**existing, **recipes}, sort_keys=True))
     for name, recipe in recipes.items():
         if "dataset_id" in recipe:
             print(f"{name:<24} {recipe['dataset_id']:<40} return {recipe['dataset_return_mean']:9.1f} "
@@ -82,10 +89,21 @@ def add_make(dataset_subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_recipe(name: str, recipes_path: Path = RECIPES) -> dict:
-    """Recipe ``name`` of a recipes file; DatasetError lists the known names."""
+    """Recipe ``name`` of a recipes file.
+
+    Raises:
+        DatasetError: the file is missing, not YAML, empty or not a mapping; an unknown name (the known ones are
+            listed).
+    """
     if not recipes_path.is_file():
         raise DatasetError(f"{recipes_path}: recipes file does not exist")
-    recipes = yaml.safe_load(recipes_path.read_text())
+    try:
+        recipes = yaml.safe_load(recipes_path.read_text())
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{recipes_path}: not valid YAML ({exc})") from exc
+    if not isinstance(recipes, dict) or not recipes:
+        raise DatasetError(f"{recipes_path}: a recipes file must hold a non-empty mapping of recipe names, "
+                           f"got {type(recipes).__name__ if recipes is not None else 'an empty file'}")
     if name not in recipes or name.startswith("_"):
         known = ", ".join(sorted(k for k in recipes if not k.startswith("_")))
         raise DatasetError(f"{recipes_path}: unknown recipe '{name}'; known recipes: {known}")

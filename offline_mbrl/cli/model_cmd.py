@@ -57,15 +57,11 @@ def add_tom_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_device(text: str):
-    """``torch.device(text)``; ConfigError naming ``--device`` if torch rejects it."""
-    import torch
+    """:func:`offline_mbrl.runs.parse_device` (ConfigError naming ``--device`` for a bad or absent device), imported
+    when called so that parsing stays free of torch."""
+    from ..runs import parse_device as parse
 
-    from ..errors import ConfigError
-
-    try:
-        return torch.device(text)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device: {exc}") from exc
+    return parse(text)
 
 
 def tom_target_from_args(args: argparse.Namespace, dataset, device):
@@ -105,6 +101,7 @@ def _fit(args: argparse.Namespace) -> int:
     from ..models import build_model
     from ..models.checkpoint import save_model
     from ..models.fit import FitConfig, fit
+    from ..runs import check_output_file
 
     kind = _KINDS[args.model]
     fields = {}
@@ -116,17 +113,18 @@ def _fit(args: argparse.Namespace) -> int:
         raise ConfigError(f"--target-policy applies to --weights tom only (got --weights {args.weights})")
     device = parse_device(args.device)
     dataset = load_dataset(args.dataset)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(args.dataset).removeprefix("minari:")).strip("_")
+    weights_tag = "" if args.weights == "uniform" else f"-{args.weights}"
+    default_out = Path("runs") / "models" / f"{args.model}-{slug}{weights_tag}-seed{args.seed}.pt"
+    out = check_output_file(args.out or default_out, "--out")
+    model = build_model(kind, dataset.obs_dim, dataset.action_dim, **fields).to(device)  # checks --max-backtrack
+    config = FitConfig.for_model(model, max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
     weights = None
     if args.weights != "uniform":
         target = tom_target_from_args(args, dataset, device) if args.weights == "tom" else None
         weights, _ = transition_weights(args.weights, dataset, target, seed=args.seed, device=device)
         print(format_weight_summary(args.weights, weights))
-    model = build_model(kind, dataset.obs_dim, dataset.action_dim, **fields).to(device)
-    config = FitConfig.for_model(model, max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
     result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(args.dataset).removeprefix("minari:")).strip("_")
-    weights_tag = "" if args.weights == "uniform" else f"-{args.weights}"
-    out = args.out or Path("runs") / "models" / f"{args.model}-{slug}{weights_tag}-seed{args.seed}.pt"
     save_model(model, out)
     elites = model.elites.tolist() if kind == "ensemble" else ()
     print(f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "

@@ -26,9 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--env", help="gymnasium id for evaluation (default: from the dataset's metadata)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set rollout.penalty_coef=2.5 (repeatable)")
-    p.add_argument("--dynamics", type=Path, help="a model saved by `offline-mbrl model fit` (skips model fitting)")
+    p.add_argument("--dynamics", type=Path, help="an existing model saved by `offline-mbrl model fit` (skips model "
+                                                 "fitting)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="root of run folders")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue a stopped run from its last checkpoint with its recorded config; other flags must "
+                        "agree with it, except a larger --epochs when the actor-lr period is fixed "
+                        "(sac.lr_schedule_epochs set, or sac.lr_schedule false), which is recorded")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -58,28 +62,59 @@ def run_dir_for(runs: Path, config) -> Path:
     return runs / config.algo / slug / config_hash(config) / f"seed{config.seed}"
 
 
+def _resume(args: argparse.Namespace):
+    """``(config, run_dir, dataset=None, dynamics)`` of ``--resume RUN_DIR``: the recorded config and model.
+
+    Raises:
+        ConfigError: no ``config.yaml``; a flag that changes the recorded config (other than an allowed larger
+            ``--epochs``) or names another ``--dynamics`` than the run's; the message lists the keys.
+    """
+    from ..config import load_yaml, override, resolve, resume_conflicts
+
+    config_file = args.resume / "config.yaml"
+    recorded = resolve(load_yaml(config_file).get("algo"), config_file)
+    requested = override(recorded, args.config, args.overrides, algo=args.algo, dataset=args.dataset, seed=args.seed,
+                         epochs=args.epochs, env_id=args.env)
+    conflicts = resume_conflicts(recorded, requested)
+    summary = args.resume / "summary.json"
+    recorded_dynamics = _recorded_dynamics(args.resume) if summary.is_file() else None
+    if args.dynamics is not None and recorded_dynamics not in (None, str(args.dynamics.resolve())):
+        conflicts.append(f"dynamics: {recorded_dynamics} -> {args.dynamics.resolve()}")
+    if conflicts:
+        raise ConfigError(f"train --resume {args.resume}: the flags conflict with the run's recorded config "
+                          f"({config_file}): {'; '.join(conflicts)}; start a new run instead")
+    return requested, args.resume, None, args.dynamics or (Path(recorded_dynamics) if recorded_dynamics else None)
+
+
+def _recorded_dynamics(run_dir: Path) -> str | None:
+    """The ``--dynamics`` path a run was started with (``summary.json``; None: fitted in the run folder)."""
+    from ..algos.offline import read_summary
+
+    return read_summary(run_dir).get("dynamics")
+
+
 def _resolve(args: argparse.Namespace):
-    from ..config import default_config_file, load_yaml, resolve
+    """``(config, run_dir, dataset, dynamics)`` from the flags (see :func:`_resume` for ``--resume``)."""
+    from ..config import default_config_file, resolve
     from ..data.load import load_dataset
 
     if args.resume:
-        config_file = args.resume / "config.yaml"
-        return resolve(load_yaml(config_file).get("algo"), config_file), args.resume, None
+        return _resume(args)
     if not args.algo or not args.dataset:
         raise ConfigError("train: --algo and --dataset are required (or --resume RUN_DIR)")
     dataset = load_dataset(args.dataset)
     config_file = args.config or default_config_file(args.algo, dataset.metadata.get("task"), args.dataset)
     config = resolve(args.algo, config_file, args.overrides, dataset=args.dataset, seed=args.seed, epochs=args.epochs,
                      env_id=args.env, task=dataset.metadata.get("task"))
-    return config, run_dir_for(args.runs, config), dataset
+    return config, run_dir_for(args.runs, config), dataset, args.dynamics
 
 
 def _train(args: argparse.Namespace) -> int:
     from ..algos.offline import OfflineTrainer
 
-    config, run_dir, dataset = _resolve(args)
+    config, run_dir, dataset, dynamics = _resolve(args)
+    trainer = OfflineTrainer(config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress)
     print(f"run folder: {run_dir}")
-    trainer = OfflineTrainer(config, run_dir, dataset, args.dynamics, args.device, progress=not args.no_progress)
     summary = trainer.train(resume=True)
     _print_summary(summary, run_dir)
     return 0
@@ -110,8 +145,10 @@ def _quickstart(args: argparse.Namespace) -> int:
     from ..data.scores import normalized_score
     from ..errors import DatasetNotFoundError
     from .collect_cmd import load_recipe
+    from ..runs import parse_device
     from .dataset_cmd import format_summary
 
+    parse_device(args.device)  # before minutes of data collection
     recipe = load_recipe("hopper-medium", args.recipes)
     spec = f"minari:{recipe['dataset_id']}"
     try:

@@ -25,6 +25,9 @@ MUJOCO_TASKS = {
     "walker2d": ("Walker2d-v5", 17),
 }
 
+#: largest magnitude a dataset value or a model output may have: beyond it float32 training overflows (squares,
+#: variances) long before a real MuJoCo state or reward gets near it
+MAX_ABS_VALUE = 1e6
 _FLOAT_FIELDS = ("obs", "actions", "rewards", "next_obs")
 _OPTIONAL_FLOAT_FIELDS = ("qpos", "qvel")
 _RANKS = {
@@ -99,6 +102,8 @@ def as_flags(source: str, name: str, value: np.ndarray) -> np.ndarray:
         DatasetError: a value other than 0/1, naming ``source`` and the field.
     """
     arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise DatasetError(f"{source}: field '{name}' must hold booleans or 0/1 numbers, got dtype {arr.dtype}")
     if arr.dtype != bool:
         if arr.size and not np.isin(arr, (0, 1)).all():
             raise DatasetError(f"{source}: field '{name}' must hold only 0/1 or booleans, "
@@ -145,9 +150,9 @@ class TransitionDataset:
 
     Raises:
         DatasetError: empty dataset, wrong rank, length mismatch between fields, obs/next_obs dim
-            mismatch, or NaN/inf in any float field. The message names ``source``, the field and
-            the problem. Float fields are cast to float32 (D4RL replay files are float64); nothing
-            else is converted, dropped or repaired.
+            mismatch, a non-numeric dtype, NaN/inf or a magnitude above ``MAX_ABS_VALUE`` in any float
+            field. The message names ``source``, the field and the problem. Float fields are cast to
+            float32 (D4RL replay files are float64); nothing else is converted, dropped or repaired.
     """
 
     obs: np.ndarray
@@ -163,6 +168,11 @@ class TransitionDataset:
     source: str = "<memory>"
 
     def __post_init__(self) -> None:
+        for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS + ("collection_step",):
+            value = getattr(self, name)
+            if value is not None and np.asarray(value).dtype.kind not in "biuf":
+                raise DatasetError(f"{self.source}: field '{name}' must be numeric, "
+                                   f"got dtype {np.asarray(value).dtype}")
         for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -185,6 +195,10 @@ class TransitionDataset:
             bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
             if bad:
                 raise DatasetError(f"{self.source}: field '{name}' holds {bad} NaN/inf value(s)")
+            huge = int(np.count_nonzero(np.abs(value) > MAX_ABS_VALUE))
+            if huge:
+                raise DatasetError(f"{self.source}: field '{name}' holds {huge} value(s) of magnitude above "
+                                   f"{MAX_ABS_VALUE:g} (largest {float(np.abs(value).max()):g}); rescale or clean it")
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:

@@ -17,20 +17,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import gymnasium as gym
 import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
-from minari.storage.datasets_root_dir import get_dataset_path
 
 from ..errors import DatasetError, DatasetNotFoundError
 from .dataset import TransitionDataset
 
 _INFO_FIELDS = ("qpos", "qvel", "collection_step")
+# Minari's id grammar `[namespace/]name-vN` restricted to ASCII path-safe segments: no '.', '..', empty segment,
+# leading '/' or '~'; the version is required (every dataset this package reads or writes has one)
+_DATASET_ID = re.compile(r"(?:[A-Za-z0-9_-]+/)*[A-Za-z0-9_-]+-v[0-9]+")
+
+
+def datasets_root() -> Path:
+    """The local Minari root: ``$MINARI_DATASETS_PATH``, else ``~/.minari/datasets`` (resolved, not created)."""
+    root = os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets"
+    return Path(root).expanduser().resolve()
+
+
+def dataset_path(dataset_id: str) -> Path:
+    """The folder of Minari dataset ``dataset_id``, checked to lie inside :func:`datasets_root`.
+
+    Raises:
+        DatasetError: ``dataset_id`` does not match ``[namespace/]name-vN`` (segments of letters, digits, ``_``
+            and ``-``), or its folder resolves (through a symbolic link) outside the root.
+    """
+    if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
+        raise DatasetError(f"minari:{dataset_id}: not a valid Minari dataset id; expected [namespace/]name-vN with "
+                           f"segments of letters, digits, '_' and '-' (e.g. offline_mbrl/hopper/medium-v0)")
+    root = datasets_root()
+    path = (root / dataset_id).resolve()
+    if not path.is_relative_to(root):
+        raise DatasetError(f"minari:{dataset_id}: resolves to {path}, outside the Minari root {root}")
+    return path
 
 
 def read_minari(dataset_id: str) -> TransitionDataset:
@@ -42,6 +69,7 @@ def read_minari(dataset_id: str) -> TransitionDataset:
     ids store none, and :func:`~.scores.score_reference` then uses the D4RL references of ``env_id``).
 
     Raises:
+        DatasetError: an id outside the grammar or the Minari root (:func:`dataset_path`); nothing is read.
         DatasetNotFoundError: no such dataset under ``$MINARI_DATASETS_PATH`` (default
             ``~/.minari/datasets``); the message says how to create or download it.
         DatasetError: unreadable dataset; non-array (Dict/Tuple) observations or actions; an
@@ -51,6 +79,7 @@ def read_minari(dataset_id: str) -> TransitionDataset:
             ``minari:<id>``, the episode and the field.
     """
     source = f"minari:{dataset_id}"
+    dataset_path(dataset_id)
     minari_dataset = _load_local(dataset_id, source)
     episodes = [_episode_fields(episode, source) for episode in _iterate(minari_dataset, source)]
     if not episodes:
@@ -77,17 +106,18 @@ def write_minari(dataset: TransitionDataset, dataset_id: str, *, env_id: str, re
     (Minari would otherwise roll out a random policy for 100 episodes to estimate the minimum).
 
     Raises:
-        DatasetError: the dataset exists and ``overwrite`` is False; ``env_id`` is not a
+        DatasetError: an id outside the grammar or the Minari root (:func:`dataset_path`; nothing is deleted
+            then); the dataset exists and ``overwrite`` is False; ``env_id`` is not a
             registered gymnasium id; only one reference score given; ``next_obs[t] != obs[t+1]``
             inside an episode (Minari keeps one observation sequence per episode).
     """
     source = f"minari:{dataset_id}"
+    path = dataset_path(dataset_id)
     if (ref_min_score is None) != (ref_max_score is None):
         raise DatasetError(f"{source}: give both ref_min_score and ref_max_score or neither "
                            f"(got {ref_min_score}, {ref_max_score})")
     _check_one_obs_sequence(dataset, source)
     spec = _env_spec(env_id, env_kwargs, source)
-    path = get_dataset_path(dataset_id)
     if path.exists():
         if not overwrite:
             raise DatasetError(f"{source}: a Minari dataset already exists at {path}; pass overwrite=True to replace it")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import TransitionDataset
+from ..errors import ConfigError
 from ..runs import seeded
 
 # a policy maps observations (B, D) float32 tensor -> actions (B, A) tensor
@@ -26,6 +27,25 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs: Any) -> gym.Env
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
+
+
+def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    """The observation and action spaces of ``env_id`` (the env is built once and closed).
+
+    Raises:
+        ConfigError: ``env_id`` is not a registered gymnasium id, cannot be built with ``env_kwargs``, or has
+            non-Box (non-array) spaces; the message names the id.
+    """
+    try:
+        env = gym.make(env_id, **(env_kwargs or {}))
+    except (gym.error.Error, TypeError, ValueError, ImportError) as exc:
+        raise ConfigError(f"env '{env_id}': cannot build this gymnasium environment ({exc})") from exc
+    spaces = env.observation_space, env.action_space
+    env.close()
+    for name, space in zip(("observation", "action"), spaces):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ConfigError(f"env '{env_id}': {name} space {space} is not a flat Box; only vector spaces work")
+    return spaces
 
 
 def _sim_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import MAX_BACKTRACK
 from ..data.windows import WindowBatch
 from ..errors import ConfigError
 
@@ -123,6 +124,9 @@ class RecurrentConfig:
         for name in ("obs_dim", "action_dim", "max_backtrack", "hidden_dim", "gru_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model config: field '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.max_backtrack > MAX_BACKTRACK:
+            raise ConfigError(f"model config: field 'max_backtrack' must be <= {MAX_BACKTRACK}, "
+                              f"got {self.max_backtrack}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model config: field 'dropout' must be in [0, 1), got {self.dropout}")
 
