@@ -65,9 +65,9 @@ def fit_calls(monkeypatch):
 
     calls, real_fit = [], fit_module.fit
 
-    def recording_fit(model, dataset, config=None, sample_weights=None, progress=False):
+    def recording_fit(model, dataset, config=None, sample_weights=None, progress=False, checkpoint=None):
         calls.append(sample_weights)
-        return real_fit(model, dataset, config, sample_weights=sample_weights, progress=progress)
+        return real_fit(model, dataset, config, sample_weights=sample_weights, progress=progress, checkpoint=checkpoint)
 
     monkeypatch.setattr(fit_module, "fit", recording_fit)
     return calls
@@ -139,3 +139,28 @@ def test_fit_with_tom_weights(tmp_path, capsys, fit_calls):
 def test_weight_errors_are_clean(capsys, extra, message):
     assert main(["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_fit_cli_resumes_a_stopped_fit_and_removes_its_checkpoint(tmp_path, monkeypatch, capsys, fake_loader):
+    from offline_mbrl.models import fit as fit_module
+
+    out = tmp_path / "m.pt"
+    real_fit = fit_module.fit
+
+    def stopped_after_one_epoch(model, dataset, config=None, **kwargs):
+        from dataclasses import replace
+
+        real_fit(model, dataset, replace(config, max_epochs=1), **kwargs)
+        raise KeyboardInterrupt  # stopped before the model is saved
+
+    monkeypatch.setattr(fit_module, "fit", stopped_after_one_epoch)
+    args = ["model", "fit", "--model", "ensemble", "--dataset", "tiny", "--epochs", "2", "--out", str(out),
+            "--no-progress"]
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert (tmp_path / "m.pt.partial").is_file() and not out.exists()
+    monkeypatch.setattr(fit_module, "fit", real_fit)
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming the fit from {tmp_path / 'm.pt.partial'}" in printed and ": 2 epochs" in printed
+    assert out.is_file() and not (tmp_path / "m.pt.partial").exists()

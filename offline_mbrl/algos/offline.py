@@ -69,15 +69,16 @@ def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> torch.
 
 
 def fit_dynamics(config: TrainConfig, dataset: TransitionDataset, device: torch.device,
-                 progress: bool = False) -> torch.nn.Module:
-    """Build and fit the dynamics model of ``config`` on ``dataset`` (Alg. 3 line 1)."""
+                 progress: bool = False, checkpoint: Path | None = None) -> torch.nn.Module:
+    """Build and fit the dynamics model of ``config`` on ``dataset`` (Alg. 3 line 1); ``checkpoint``: a fit
+    checkpoint file that makes a stopped fit resume (``models.fit.fit``)."""
     model = build_dynamics(config, dataset.obs_dim, dataset.action_dim).to(device)
     d = config.dynamics
     overrides = {"max_epochs": d.max_epochs, "holdout_split": d.holdout_split, "batch_size": d.batch_size,
                  "seed": config.seed}
     if d.learning_rate is not None:
         overrides["learning_rate"] = d.learning_rate
-    fit(model, dataset, FitConfig.for_model(model, **overrides), progress=progress)
+    fit(model, dataset, FitConfig.for_model(model, **overrides), progress=progress, checkpoint=checkpoint)
     return model
 
 
@@ -202,8 +203,10 @@ class OfflineTrainer:
         torch.manual_seed(self.config.seed)
         np.random.seed(self.config.seed)
         if self.model is None:
-            self.model = fit_dynamics(self.config, self.dataset, self.device, self.progress)
+            partial = self.dynamics_path.with_name(self.dynamics_path.name + ".partial")
+            self.model = fit_dynamics(self.config, self.dataset, self.device, self.progress, partial)
             save_model(self.model, self.dynamics_path)
+            partial.unlink()
         self.model.eval()
         torch.manual_seed(self.config.seed + 1)  # the policy phase starts the same whether the model was fitted or loaded
         m = self.model.config.max_backtrack if self.model.kind == "adm" else 1

@@ -124,8 +124,12 @@ def _fit(args: argparse.Namespace) -> int:
         target = tom_target_from_args(args, dataset, device) if args.weights == "tom" else None
         weights, _ = transition_weights(args.weights, dataset, target, seed=args.seed, device=device)
         print(format_weight_summary(args.weights, weights))
-    result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress)
+    partial = out.with_name(out.name + ".partial")
+    if partial.is_file():
+        print(f"resuming the fit from {partial}", flush=True)
+    result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress, checkpoint=partial)
     save_model(model, out)
+    partial.unlink()
     elites = model.elites.tolist() if kind == "ensemble" else ()
     print(f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "
           f"{result.num_train} train / {result.num_holdout} holdout rows")

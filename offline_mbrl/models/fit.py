@@ -23,9 +23,11 @@ mode (no dropout) over the whole holdout set, where the official code uses one d
 from __future__ import annotations
 
 import copy
-import itertools
+import dataclasses
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +36,8 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
-from ..errors import ConfigError, DatasetError
+from ..errors import CheckpointError, ConfigError, DatasetError
+from ..runs import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .ensemble import ProbabilisticEnsemble
 
 _HOLDOUT_SPLITS = ("episodes", "last")
@@ -198,7 +201,8 @@ def _epoch_rows(train: Windows, bootstrap: Tensor | None, batch_size: int, gener
 
 
 def fit(model: nn.Module, dataset: TransitionDataset, config: FitConfig | None = None,
-        sample_weights: np.ndarray | Tensor | None = None, progress: bool = False) -> FitResult:
+        sample_weights: np.ndarray | Tensor | None = None, progress: bool = False,
+        checkpoint: str | Path | None = None) -> FitResult:
     """Train ``model`` (ADM, BootRNN or ProbabilisticEnsemble) on ``dataset`` and keep the selected weights.
 
     Args:
@@ -207,12 +211,16 @@ def fit(model: nn.Module, dataset: TransitionDataset, config: FitConfig | None =
         config: ``FitConfig`` (default ``FitConfig.for_model(model)``).
         sample_weights: optional (N,) non-negative per-transition weights (resampling, module docstring).
         progress: show a tqdm bar with train loss and holdout MSE.
+        checkpoint: optional file written atomically after every epoch (weights, snapshot, optimizer, selection,
+            history, random states). If it exists, the fit resumes from it and ends exactly as an uninterrupted
+            fit would; ``max_epochs`` may differ from the stopped fit's. The caller removes it when done.
 
     Returns:
         ``FitResult``; the model holds the snapshot weights (and, for the ensemble, its elites) in eval mode.
 
     Raises:
         DatasetError: dataset too small for the holdout, bad ``sample_weights``, or a k with no holdout window.
+        CheckpointError: ``checkpoint`` was written by a fit of another model, dataset or config (names the keys).
     """
     config = config or FitConfig.for_model(model)
     device = next(model.parameters()).device
@@ -230,35 +238,95 @@ def fit(model: nn.Module, dataset: TransitionDataset, config: FitConfig | None =
         size = model.config.ensemble_size
         bootstrap = train.sample_rows(size * len(train), generator).view(size, len(train))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    best_state = copy.deepcopy(model.state_dict())
-    channels = len(evaluate_errors(model, holdout, config.eval_batch_size))
-    selection = _Selection(model.selection, channels, config.min_improvement)
-    history: list[dict[str, float]] = []
-    bar = tqdm(total=config.max_epochs, desc=f"fit {model.kind}", disable=not progress, leave=False)
-    for epoch in itertools.count(1):
-        model.train()
-        losses = []
-        for rows in _epoch_rows(train, bootstrap, config.batch_size, generator):
-            loss, _ = model.loss(train.gather(rows))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
-        errors = evaluate_errors(model, holdout, config.eval_batch_size).cpu().numpy()
-        improved = selection.update(errors)
-        if improved.any():
-            _keep_snapshot(model, best_state, improved)
-        history.append({"epoch": epoch, "train_loss": torch.stack(losses).mean().item(),
-                        "holdout_mse": float(errors.mean()), "accepted": bool(improved.any())})
+    state = _FitState(copy.deepcopy(model.state_dict()), [],
+                      _Selection(model.selection, len(evaluate_errors(model, holdout, config.eval_batch_size)),
+                                 config.min_improvement))
+    fingerprint = _fingerprint(model, dataset, config, sample_weights)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = _resume(Path(checkpoint), fingerprint, model, optimizer, generator, state)
+    bar = tqdm(total=config.max_epochs, initial=len(state.history), desc=f"fit {model.kind}", disable=not progress,
+               leave=False)
+    while not state.done(config):
+        _train_epoch(model, train, holdout, bootstrap, optimizer, generator, config, state)
+        if checkpoint is not None:
+            save_atomic(state.to_checkpoint(fingerprint, model, optimizer, generator), checkpoint)
         bar.update()
-        bar.set_postfix(train_loss=f"{history[-1]['train_loss']:.4g}", holdout_mse=f"{errors.mean():.4g}")
-        if selection.epochs_since_update >= config.patience or epoch == config.max_epochs:
-            break
+        bar.set_postfix(train_loss=f"{state.history[-1]['train_loss']:.4g}",
+                        holdout_mse=f"{state.history[-1]['holdout_mse']:.4g}")
     bar.close()
-    model.load_state_dict(best_state)
+    model.load_state_dict(state.best_state)
     model.eval()
     if isinstance(model, ProbabilisticEnsemble):
-        model.set_elites(torch.as_tensor(selection.best))
-    best_epoch = max((h["epoch"] for h in history if h["accepted"]), default=0)
-    return FitResult(holdout_errors=selection.best.copy(), epochs=len(history), best_epoch=best_epoch,
-                     num_train=len(train_rows), num_holdout=len(holdout_rows), history=history)
+        model.set_elites(torch.as_tensor(state.selection.best))
+    best_epoch = max((h["epoch"] for h in state.history if h["accepted"]), default=0)
+    return FitResult(holdout_errors=state.selection.best.copy(), epochs=len(state.history), best_epoch=best_epoch,
+                     num_train=len(train_rows), num_holdout=len(holdout_rows), history=state.history)
+
+
+@dataclass
+class _FitState:
+    """What a fit carries from epoch to epoch (besides the model, optimizer and generator)."""
+
+    best_state: dict[str, Tensor]
+    history: list[dict[str, float]]
+    selection: _Selection
+
+    def done(self, config: FitConfig) -> bool:
+        capped = config.max_epochs is not None and len(self.history) >= config.max_epochs
+        return bool(self.history) and (self.selection.epochs_since_update >= config.patience or capped)
+
+    def to_checkpoint(self, fingerprint: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      generator: torch.Generator) -> dict:
+        return {"fingerprint": fingerprint, "model": model.state_dict(), "best_state": self.best_state,
+                "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "rng": rng_state(),
+                "history": self.history, "selection_best": torch.as_tensor(self.selection.best),
+                "epochs_since_update": self.selection.epochs_since_update}
+
+
+def _fingerprint(model: nn.Module, dataset: TransitionDataset, config: FitConfig,
+                 sample_weights: Tensor | None) -> dict:
+    """What a resumed fit must share with the stopped one (everything but ``max_epochs``)."""
+    weights = "none" if sample_weights is None else hashlib.sha1(sample_weights.cpu().numpy().tobytes()).hexdigest()
+    return {"model": {"kind": model.kind, **dataclasses.asdict(model.config)}, "dataset": dataset.source,
+            "rows": len(dataset), "fit": {k: v for k, v in dataclasses.asdict(config).items() if k != "max_epochs"},
+            "sample_weights": weights}
+
+
+def _resume(path: Path, fingerprint: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator, state: _FitState) -> _FitState:
+    """Load a fit checkpoint into the model, optimizer and generator; the restored state."""
+    saved = load_checkpoint(path, next(model.parameters()).device)
+    recorded = saved.get("fingerprint", {})
+    differing = sorted(key for key in fingerprint if recorded.get(key) != fingerprint[key])
+    if differing:
+        raise CheckpointError(f"{path}: a fit checkpoint of another {', '.join(differing)} than this fit's; remove it "
+                              "or fit with the settings it was made with")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    set_rng_state(saved["rng"])
+    state.best_state = saved["best_state"]
+    state.history = list(saved["history"])
+    state.selection.best = saved["selection_best"].numpy().copy()
+    state.selection.epochs_since_update = int(saved["epochs_since_update"])
+    return state
+
+
+def _train_epoch(model: nn.Module, train: Windows, holdout: Windows, bootstrap: Tensor | None,
+                 optimizer: torch.optim.Optimizer, generator: torch.Generator, config: FitConfig,
+                 state: _FitState) -> None:
+    """One epoch of gradient steps, then holdout errors, selection and the snapshot update."""
+    model.train()
+    losses = []
+    for rows in _epoch_rows(train, bootstrap, config.batch_size, generator):
+        loss, _ = model.loss(train.gather(rows))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+    errors = evaluate_errors(model, holdout, config.eval_batch_size).cpu().numpy()
+    improved = state.selection.update(errors)
+    if improved.any():
+        _keep_snapshot(model, state.best_state, improved)
+    state.history.append({"epoch": len(state.history) + 1, "train_loss": torch.stack(losses).mean().item(),
+                          "holdout_mse": float(errors.mean()), "accepted": bool(improved.any())})
