@@ -127,6 +127,8 @@ def test_quickstart_makes_the_dataset_prints_it_and_trains(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "making minari:test/hopper/quick-v0" in out and "transitions             300" in out
     assert "normalized score" in out and "behaviour policy" in out
+    assert "This was a smoke budget (10 SAC steps" in out and "--epochs 200 --dynamics" in out
+    assert "offline-mbrl model fit --model adm --dataset minari:test/hopper/quick-v0" in out
 
 
 def test_exported_training_resumes_identically(sac_run, tmp_path):
