@@ -16,4 +16,6 @@ run: $(STAMP)
 	$(VENV)/bin/offline-mbrl quickstart
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q

@@ -30,11 +30,20 @@ def main() -> None:
     parser.add_argument("--dataset-steps", type=int, default=20_000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    dataset = collect_transitions(None, "Hopper-v5", args.dataset_steps, seed=0,
-                                  metadata={"ref_min_score": -20.272305, "ref_max_score": 3234.3})
-    config = resolve("admpo-off", overrides=["epochs=1", "dynamics.max_epochs=1", "rollout.rollout_length=5",
-                                             "dynamics.max_backtrack=5", "rollout.rollout_batch_size=50000"],
-                     dataset="hopper-random (benchmark)")
+    dataset = collect_transitions(
+        None, "Hopper-v5", args.dataset_steps, seed=0, metadata={"ref_min_score": -20.272305, "ref_max_score": 3234.3}
+    )
+    config = resolve(
+        "admpo-off",
+        overrides=[
+            "epochs=1",
+            "dynamics.max_epochs=1",
+            "rollout.rollout_length=5",
+            "dynamics.max_backtrack=5",
+            "rollout.rollout_batch_size=50000",
+        ],
+        dataset="hopper-random (benchmark)",
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = OfflineTrainer(config, run_dir, dataset, device=args.device, progress=False)
         trainer.termination = None  # full-length roll-outs
@@ -46,8 +55,7 @@ def main() -> None:
     print(f"rollout     {row['time/rollout_s']:8.2f} s  ({row['rollout/num_transitions']:.0f} transitions)")
     print(f"sac         {row['time/sac_s']:8.2f} s  (1000 updates)")
     print(f"evaluation  {row['time/eval_s']:8.2f} s  (10 episodes)")
-    print(f"epoch       {row['time/epoch_s']:8.2f} s  (model fitting and set-up excluded; "
-          f"whole call {total:.1f} s)")
+    print(f"epoch       {row['time/epoch_s']:8.2f} s  (model fitting and set-up excluded; whole call {total:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import os
 import platform
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -46,8 +46,14 @@ def random_dataset(n: int, seed: int = 0) -> TransitionDataset:
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(n, D)).astype(np.float32)
     timeouts = (np.arange(n) % 1000) == 999
-    return TransitionDataset(obs=obs, actions=rng.uniform(-1, 1, (n, A)), rewards=rng.normal(size=n),
-                             next_obs=obs + 0.1 * rng.normal(size=(n, D)), terminals=np.zeros(n, bool), timeouts=timeouts)
+    return TransitionDataset(
+        obs=obs,
+        actions=rng.uniform(-1, 1, (n, A)),
+        rewards=rng.normal(size=n),
+        next_obs=obs + 0.1 * rng.normal(size=(n, D)),
+        terminals=np.zeros(n, bool),
+        timeouts=timeouts,
+    )
 
 
 def make_policy(seed: int = 0):
@@ -78,7 +84,7 @@ def train_one_k(model, windows, optimizer, iterations, generator) -> None:
         batch = windows.sample(256, generator)
         features, _ = model.gru(model.inputs(batch.obs0, batch.actions[:, :k]))
         mean, logvar = model.gaussian(features[:, -1])
-        target = torch.cat([batch.next_obs[:, k - 1] - batch.obs0, batch.rewards[:, k - 1:k]], dim=-1)
+        target = torch.cat([batch.next_obs[:, k - 1] - batch.obs0, batch.rewards[:, k - 1 : k]], dim=-1)
         loss = ((mean - target) ** 2 * torch.exp(-logvar)).mean() + logvar.mean() + model.logvar_bounds.penalty()
         optimizer.zero_grad()
         loss.backward()
@@ -120,11 +126,20 @@ def check_equal(adm, policy, windows, batch: int) -> tuple[float, float]:
     model = build_model("adm", D, A, max_backtrack=M, rollout_dropout=False)
     model.load_state_dict(adm.state_dict())
     model.eval()
-    cached = rollout_adm(model, policy, history, 5, penalty="adm_std", generator=torch.Generator().manual_seed(1),
-                         backtrack_sampling="batch")
+    cached = rollout_adm(
+        model,
+        policy,
+        history,
+        5,
+        penalty="adm_std",
+        generator=torch.Generator().manual_seed(1),
+        backtrack_sampling="batch",
+    )
     next_obs, penalties = reference_rollout(model, policy, history, 5, torch.Generator().manual_seed(1))
-    return (float(np.abs(cached.next_obs.numpy() - next_obs).max()),
-            float(np.abs(cached.penalties.numpy() - penalties).max()))
+    return (
+        float(np.abs(cached.next_obs.numpy() - next_obs).max()),
+        float(np.abs(cached.penalties.numpy() - penalties).max()),
+    )
 
 
 def main() -> None:
@@ -136,9 +151,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} torch threads (OMP_WAIT_POLICY="
-          f"{os.environ['OMP_WAIT_POLICY']}), torch "
-          f"{torch.__version__}; D={D} A={A} m={M}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} torch threads "
+        f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), torch "
+        f"{torch.__version__}; D={D} A={A} m={M}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     windows = Windows(random_dataset(max(args.batch + M, 20_000)), M)
     adm = build_model("adm", D, A, max_backtrack=M)
     ensemble = build_model("ensemble", D, A)
@@ -150,41 +167,82 @@ def main() -> None:
     for train, samples in ((train_all_k, 256 * M), (train_one_k, 256)):
         adm.train()
         optimizer = torch.optim.Adam(adm.parameters(), lr=1e-4)
-        train(adm, windows, optimizer, 2, torch.Generator().manual_seed(0))            # warm-up
-        wall, cpu = timed(lambda: train(adm, windows, optimizer, args.train_iterations, torch.Generator().manual_seed(1)))
+        train(adm, windows, optimizer, 2, torch.Generator().manual_seed(0))  # warm-up
+        wall, cpu = timed(
+            lambda: train(adm, windows, optimizer, args.train_iterations, torch.Generator().manual_seed(1))
+        )
         rates.append((samples * args.train_iterations / wall, samples * args.train_iterations / cpu))
-    print(f"(a) ADM training, batch 256 windows: all-k pass {rates[0][0]:,.0f} (window,k) samples/s | one-k reference "
-          f"{rates[1][0]:,.0f} samples/s | CPU-time ratio {rates[0][1] / rates[1][1]:.2f} | "
-          f"training: {rates[0][0] / rates[1][0]:.1f}x")
+    print(
+        f"(a) ADM training, batch 256 windows: all-k pass {rates[0][0]:,.0f} (window,k) samples/s | one-k reference "
+        f"{rates[1][0]:,.0f} samples/s | CPU-time ratio {rates[0][1] / rates[1][1]:.2f} | "
+        f"training: {rates[0][0] / rates[1][0]:.1f}x"
+    )
 
     max_obs, max_penalty = check_equal(adm, policy, windows, 256)
-    print(f"    check (B=256, H=5, dropout off): max |cached - reference| next_obs {max_obs:.2e}, penalty {max_penalty:.2e}")
+    print(
+        f"    check (B=256, H=5, dropout off): max |cached - reference| next_obs {max_obs:.2e}, "
+        f"penalty {max_penalty:.2e}"
+    )
     history = windows.history(torch.arange(M, M + args.batch))
-    adm.train()                                                                          # official: dropout on
+    adm.train()  # official: dropout on
     transitions = args.batch * args.horizon
-    cached = timed(lambda: rollout_adm(adm, policy, history, args.horizon, penalty="adm_std",
-                                       generator=torch.Generator().manual_seed(2)))
+    cached = timed(
+        lambda: rollout_adm(
+            adm, policy, history, args.horizon, penalty="adm_std", generator=torch.Generator().manual_seed(2)
+        )
+    )
     generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():                      # same blocks of starts as the cached roll-out (DEFAULT_CHUNK)
-        reference = timed(lambda: [reference_rollout(adm, policy, history[start:start + DEFAULT_CHUNK], args.horizon,
-                                                     generator) for start in range(0, args.batch, DEFAULT_CHUNK)])
-    print(f"(b) ADM roll-out + adm_std penalty, B={args.batch}, H={args.horizon}, dropout on: cached "
-          f"{transitions / cached[0]:,.0f} transitions/s ({cached[0]:.1f} s) | reference {transitions / reference[0]:,.0f} "
-          f"transitions/s ({reference[0]:.1f} s) | CPU-time ratio {reference[1] / cached[1]:.2f} | "
-          f"rollout: {reference[0] / cached[0]:.1f}x")
-    ens = timed(lambda: rollout_ensemble(ensemble, policy, history.obs[:, -1], args.horizon, penalty="max_aleatoric",
-                                         generator=torch.Generator().manual_seed(3)))
-    print(f"(c) ensemble roll-out (7 members, max_aleatoric), B={args.batch}, H={args.horizon}: "
-          f"{transitions / ens[0]:,.0f} transitions/s ({ens[0]:.1f} s) | CPU-time ratio {ens[1] / cached[1]:.2f} | "
-          f"ADM cached vs ensemble: {ens[0] / cached[0]:.2f}x")
+    with torch.no_grad():  # same blocks of starts as the cached roll-out (DEFAULT_CHUNK)
+        reference = timed(
+            lambda: [
+                reference_rollout(adm, policy, history[start : start + DEFAULT_CHUNK], args.horizon, generator)
+                for start in range(0, args.batch, DEFAULT_CHUNK)
+            ]
+        )
+    print(
+        f"(b) ADM roll-out + adm_std penalty, B={args.batch}, H={args.horizon}, dropout on: cached "
+        f"{transitions / cached[0]:,.0f} transitions/s ({cached[0]:.1f} s) | "
+        f"reference {transitions / reference[0]:,.0f} "
+        f"transitions/s ({reference[0]:.1f} s) | CPU-time ratio {reference[1] / cached[1]:.2f} | "
+        f"rollout: {reference[0] / cached[0]:.1f}x"
+    )
+    ens = timed(
+        lambda: rollout_ensemble(
+            ensemble,
+            policy,
+            history.obs[:, -1],
+            args.horizon,
+            penalty="max_aleatoric",
+            generator=torch.Generator().manual_seed(3),
+        )
+    )
+    print(
+        f"(c) ensemble roll-out (7 members, max_aleatoric), B={args.batch}, H={args.horizon}: "
+        f"{transitions / ens[0]:,.0f} transitions/s ({ens[0]:.1f} s) | CPU-time ratio {ens[1] / cached[1]:.2f} | "
+        f"ADM cached vs ensemble: {ens[0] / cached[0]:.2f}x"
+    )
     blocks = args.batch // 5
-    whole = timed(lambda: rollout_adm(adm, policy, history[:blocks], args.horizon, penalty="adm_std",
-                                      generator=torch.Generator().manual_seed(4), chunk_size=None))
-    chunked = timed(lambda: rollout_adm(adm, policy, history[:blocks], args.horizon, penalty="adm_std",
-                                        generator=torch.Generator().manual_seed(4)))
-    print(f"(d) ADM roll-out, B={blocks}: whole batch at once {blocks * args.horizon / whole[0]:,.0f} transitions/s | "
-          f"blocks of {DEFAULT_CHUNK} {blocks * args.horizon / chunked[0]:,.0f} transitions/s | CPU-time ratio "
-          f"{whole[1] / chunked[1]:.2f} | chunking: {whole[0] / chunked[0]:.1f}x")
+    whole = timed(
+        lambda: rollout_adm(
+            adm,
+            policy,
+            history[:blocks],
+            args.horizon,
+            penalty="adm_std",
+            generator=torch.Generator().manual_seed(4),
+            chunk_size=None,
+        )
+    )
+    chunked = timed(
+        lambda: rollout_adm(
+            adm, policy, history[:blocks], args.horizon, penalty="adm_std", generator=torch.Generator().manual_seed(4)
+        )
+    )
+    print(
+        f"(d) ADM roll-out, B={blocks}: whole batch at once {blocks * args.horizon / whole[0]:,.0f} transitions/s | "
+        f"blocks of {DEFAULT_CHUNK} {blocks * args.horizon / chunked[0]:,.0f} transitions/s | CPU-time ratio "
+        f"{whole[1] / chunked[1]:.2f} | chunking: {whole[0] / chunked[0]:.1f}x"
+    )
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

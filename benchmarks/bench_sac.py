@@ -97,9 +97,13 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     n = 100_000
-    data = {"obs": torch.randn(n, D, device=device), "actions": torch.rand(n, A, device=device) * 2 - 1,
-            "rewards": torch.randn(n, device=device), "next_obs": torch.randn(n, D, device=device),
-            "terminals": torch.rand(n, device=device) < 0.01}
+    data = {
+        "obs": torch.randn(n, D, device=device),
+        "actions": torch.rand(n, A, device=device) * 2 - 1,
+        "rewards": torch.randn(n, device=device),
+        "next_obs": torch.randn(n, D, device=device),
+        "terminals": torch.rand(n, device=device) < 0.01,
+    }
     batches = []
     for _ in range(args.updates):
         i = torch.randint(0, n, (B,), device=device)

@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see bench_models.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_models.py
 
 import torch  # noqa: E402
 
@@ -37,8 +37,10 @@ MEDIUM_POLICY = Path(__file__).resolve().parents[1] / "datasets" / "policies" / 
 
 def make_dataset(random_steps: int, policy_steps: int, seed: int) -> TransitionDataset:
     medium = stochastic(load_actor(MEDIUM_POLICY))
-    parts = [collect_transitions(None, ENV_ID, random_steps, seed=seed),
-             collect_transitions(medium, ENV_ID, policy_steps, seed=seed + 100)]
+    parts = [
+        collect_transitions(None, ENV_ID, random_steps, seed=seed),
+        collect_transitions(medium, ENV_ID, policy_steps, seed=seed + 100),
+    ]
     return TransitionDataset.concatenate(parts, source=f"{ENV_ID} random {random_steps} + medium policy {policy_steps}")
 
 
@@ -57,30 +59,40 @@ def main() -> None:
     start = time.perf_counter()
     dataset = make_dataset(args.random_steps, args.policy_steps, args.seed)
     info = dataset.summary()
-    print(f"dataset: {info['source']}: {info['transitions']} transitions, {info['episodes']} episodes "
-          f"(mean length {info['length_mean']:.0f}), {info['terminals']} terminals")
+    print(
+        f"dataset: {info['source']}: {info['transitions']} transitions, {info['episodes']} episodes "
+        f"(mean length {info['length_mean']:.0f}), {info['terminals']} terminals"
+    )
 
     models, results = {}, {}
-    for name, kind, epochs in (("ADM", "adm", args.epochs), ("BootRNN", "boot_rnn", args.epochs),
-                               ("ensemble", "ensemble", args.ensemble_epochs)):
+    for name, kind, epochs in (
+        ("ADM", "adm", args.epochs),
+        ("BootRNN", "boot_rnn", args.epochs),
+        ("ensemble", "ensemble", args.ensemble_epochs),
+    ):
         fields = {} if kind == "ensemble" else {"max_backtrack": args.max_backtrack}
         models[name] = build_model(kind, dataset.obs_dim, dataset.action_dim, **fields)
         t0 = time.perf_counter()
         results[name] = fit(models[name], dataset, FitConfig.for_model(models[name], max_epochs=epochs, seed=args.seed))
         r = results[name]
-        print(f"fit {name}: {r.epochs} epochs (kept {r.best_epoch}), {time.perf_counter() - t0:.0f} s, "
-              f"{r.num_train} train / {r.num_holdout} holdout rows")
+        print(
+            f"fit {name}: {r.epochs} epochs (kept {r.best_epoch}), {time.perf_counter() - t0:.0f} s, "
+            f"{r.num_train} train / {r.num_holdout} holdout rows"
+        )
 
     elites = models["ensemble"].elites.tolist()
     member_errors = results["ensemble"].holdout_errors
     print("\n(1) 1-step holdout MSE (same held-out episodes)")
-    print(f"    ADM k=1                {results['ADM'].holdout_errors[0]:.5f}   (k=1…{args.max_backtrack}: "
-          f"{' '.join(f'{e:.4f}' for e in results['ADM'].holdout_errors)})")
+    print(
+        f"    ADM k=1                {results['ADM'].holdout_errors[0]:.5f}   (k=1…{args.max_backtrack}: "
+        f"{' '.join(f'{e:.4f}' for e in results['ADM'].holdout_errors)})"
+    )
     print(f"    BootRNN history 1      {results['BootRNN'].holdout_errors[0]:.5f}")
     print(f"    ensemble, elite mean   {member_errors[elites].mean():.5f}   (best member {member_errors.min():.5f})")
 
-    segments = evaluation_segments(dataset, list(models.values()), args.horizon, "holdout",
-                                   num_segments=args.segments, fit_seed=args.seed)
+    segments = evaluation_segments(
+        dataset, list(models.values()), args.horizon, "holdout", num_segments=args.segments, fit_seed=args.seed
+    )
     summary = compounding_error(models, dataset, segments, seed=args.seed).summary
     steps = sorted({1, 5, 10, args.horizon})
     table = summary[summary["h"].isin(steps)].pivot(index="model", columns="h", values="mean")

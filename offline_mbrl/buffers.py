@@ -21,14 +21,17 @@ class TensorBuffer:
         device: where the storage lives (samples come out on it).
     """
 
-    def __init__(self, capacity: int, fields: dict[str, tuple[tuple[int, ...], torch.dtype]],
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, capacity: int, fields: dict[str, tuple[tuple[int, ...], torch.dtype]], device: str | torch.device = "cpu"
+    ) -> None:
         if capacity <= 0:
             raise ValueError(f"TensorBuffer: capacity must be positive, got {capacity}")
         self.capacity = int(capacity)
         self.device = torch.device(device)
-        self.storage = {name: torch.zeros((self.capacity, *shape), dtype=dtype, device=self.device)
-                        for name, (shape, dtype) in fields.items()}
+        self.storage = {
+            name: torch.zeros((self.capacity, *shape), dtype=dtype, device=self.device)
+            for name, (shape, dtype) in fields.items()
+        }
         self.ptr = 0  # next row to write
         self.size = 0  # rows filled
         self.total_added = 0  # rows ever added (the write position, unwrapped)
@@ -50,7 +53,7 @@ class TensorBuffer:
                 raise DivergenceError(f"TensorBuffer.add: field '{name}' holds NaN/inf; the buffer never stores them")
         n = len(next(iter(batch.values())))
         if n > self.capacity:  # only the newest rows survive anyway
-            batch = {k: v[-self.capacity:] for k, v in batch.items()}
+            batch = {k: v[-self.capacity :] for k, v in batch.items()}
             self.total_added += n - self.capacity
             n = self.capacity
         idx = (self.ptr + torch.arange(n, device=self.device)) % self.capacity
@@ -77,8 +80,13 @@ class TensorBuffer:
         """The filled part of the raw storage (slot order, not age order) with the write position and counters,
         so that :meth:`load_state_dict` restores the exact layout: after a resume the same random indices draw
         the same rows and the same rows are overwritten next. Loadable with ``torch.load(weights_only=True)``."""
-        return {"storage": {name: value[: self.size] for name, value in self.storage.items()}, "ptr": self.ptr,
-                "size": self.size, "total_added": self.total_added, "capacity": self.capacity}
+        return {
+            "storage": {name: value[: self.size] for name, value in self.storage.items()},
+            "ptr": self.ptr,
+            "size": self.size,
+            "total_added": self.total_added,
+            "capacity": self.capacity,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Inverse of :meth:`state_dict`. A state of another capacity loads only if it never wrapped and fits
@@ -90,16 +98,23 @@ class TensorBuffer:
         """
         storage, size = state.get("storage"), state.get("size", -1)
         same_layout = state.get("capacity") == self.capacity or (state.get("total_added") == size <= self.capacity)
-        if (not isinstance(storage, dict) or set(storage) != set(self.storage) or not same_layout
-                or any(len(v) != size for v in storage.values())):
+        if (
+            not isinstance(storage, dict)
+            or set(storage) != set(self.storage)
+            or not same_layout
+            or any(len(v) != size for v in storage.values())
+        ):
             found = sorted(storage) if isinstance(storage, dict) else "no raw storage"
-            raise CheckpointError(f"TensorBuffer: checkpoint (capacity {state.get('capacity')}, {size} rows, fields "
-                                  f"{found}) does not match this buffer (capacity {self.capacity}, fields "
-                                  f"{sorted(self.storage)})")
+            raise CheckpointError(
+                f"TensorBuffer: checkpoint (capacity {state.get('capacity')}, {size} rows, fields "
+                f"{found}) does not match this buffer (capacity {self.capacity}, fields "
+                f"{sorted(self.storage)})"
+            )
         for name, value in storage.items():
             self.storage[name][:size] = value.to(self.device, self.storage[name].dtype)
         self.size, self.total_added = int(size), int(state["total_added"])
         self.ptr = int(state["ptr"]) if state["capacity"] == self.capacity else self.size % self.capacity
+
 
 def ordered_rows(state: dict) -> dict[str, Tensor]:
     """The rows of a :meth:`TensorBuffer.state_dict`, oldest first: ``{name: (size, ...)}``."""

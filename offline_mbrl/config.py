@@ -40,8 +40,13 @@ def _fail(key: str, rule: str, value: Any) -> None:
     raise ConfigError(f"config: key '{key}' must be {rule}, got {value!r}")
 
 
-def check_section(section: Any, prefix: str, at_least: dict[str, int] | None = None, positive: tuple[str, ...] = (),
-                   choices: dict[str, tuple] | None = None) -> None:
+def check_section(
+    section: Any,
+    prefix: str,
+    at_least: dict[str, int] | None = None,
+    positive: tuple[str, ...] = (),
+    choices: dict[str, tuple] | None = None,
+) -> None:
     """Shared checks of one config section (``prefix`` like ``"rollout."``): every float (also inside tuples) is
     finite; ``at_least`` keys are >= their bound (None allowed: "not set"); ``positive`` keys are > 0 or None;
     ``choices`` keys are one of their values.
@@ -94,10 +99,22 @@ class DynamicsConfig:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        check_section(self, "dynamics.", at_least={"max_backtrack": 1, "hidden_dim": 1, "gru_layers": 1,
-                                                    "head_blocks": 0, "ensemble_size": 1, "num_elites": 1,
-                                                    "max_epochs": 1, "batch_size": 1},
-                       positive=("learning_rate",), choices={"model": DYNAMICS_MODELS, "holdout_split": HOLDOUT_SPLITS})
+        check_section(
+            self,
+            "dynamics.",
+            at_least={
+                "max_backtrack": 1,
+                "hidden_dim": 1,
+                "gru_layers": 1,
+                "head_blocks": 0,
+                "ensemble_size": 1,
+                "num_elites": 1,
+                "max_epochs": 1,
+                "batch_size": 1,
+            },
+            positive=("learning_rate",),
+            choices={"model": DYNAMICS_MODELS, "holdout_split": HOLDOUT_SPLITS},
+        )
         if self.max_backtrack > MAX_BACKTRACK:
             _fail("dynamics.max_backtrack", f"<= {MAX_BACKTRACK}", self.max_backtrack)
         if not 0.0 <= self.dropout < 1.0:
@@ -108,8 +125,11 @@ class DynamicsConfig:
             _fail("dynamics.ensemble_hidden_dims", "a non-empty list of widths >= 1", self.ensemble_hidden_dims)
         decays = self.ensemble_weight_decays
         if len(decays) != len(self.ensemble_hidden_dims) + 1 or min(decays) < 0:
-            _fail("dynamics.ensemble_weight_decays", f"{len(self.ensemble_hidden_dims) + 1} values >= 0 (one per "
-                  f"hidden layer, then the output layer)", decays)
+            _fail(
+                "dynamics.ensemble_weight_decays",
+                f"{len(self.ensemble_hidden_dims) + 1} values >= 0 (one per hidden layer, then the output layer)",
+                decays,
+            )
 
 
 @dataclass(frozen=True)
@@ -131,15 +151,22 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         from .uncertainty import UNCERTAINTY  # torch: imported only when a config is built, never by the parser
 
-        check_section(self, "rollout.", at_least={"rollout_length": 1, "rollout_batch_size": 1, "rollout_freq": 1,
-                                                   "model_retain_epochs": 1},
-                       choices={"penalty": tuple(sorted(UNCERTAINTY)), "backtrack_sampling": BACKTRACK_SAMPLING})
+        check_section(
+            self,
+            "rollout.",
+            at_least={"rollout_length": 1, "rollout_batch_size": 1, "rollout_freq": 1, "model_retain_epochs": 1},
+            choices={"penalty": tuple(sorted(UNCERTAINTY)), "backtrack_sampling": BACKTRACK_SAMPLING},
+        )
         if self.penalty_coef < 0:
             _fail("rollout.penalty_coef", ">= 0", self.penalty_coef)
         rows = self.rollout_batch_size * self.rollout_length * self.model_retain_epochs
         if rows > MAX_MODEL_BUFFER_ROWS:
-            _fail("rollout.rollout_batch_size", f"such that the model buffer (rollout_batch_size x rollout_length x "
-                  f"model_retain_epochs = {rows} rows) holds at most {MAX_MODEL_BUFFER_ROWS}", self.rollout_batch_size)
+            _fail(
+                "rollout.rollout_batch_size",
+                f"such that the model buffer (rollout_batch_size x rollout_length x "
+                f"model_retain_epochs = {rows} rows) holds at most {MAX_MODEL_BUFFER_ROWS}",
+                self.rollout_batch_size,
+            )
 
 
 @dataclass(frozen=True)
@@ -163,8 +190,12 @@ class PolicyConfig:
     lr_schedule_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        check_section(self, "sac.", at_least={"batch_size": 1, "lr_schedule_epochs": 1},
-                       positive=("actor_lr", "critic_lr", "alpha_lr", "alpha"))
+        check_section(
+            self,
+            "sac.",
+            at_least={"batch_size": 1, "lr_schedule_epochs": 1},
+            positive=("actor_lr", "critic_lr", "alpha_lr", "alpha"),
+        )
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             _fail("sac.hidden_dims", "a non-empty list of widths >= 1", self.hidden_dims)
         for key in ("gamma", "tau"):
@@ -194,8 +225,12 @@ class TrainConfig:
     sac: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
-        check_section(self, "", at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1,
-                                           "checkpoint_every": 1, "seed": 0}, choices={"algo": ALGOS})
+        check_section(
+            self,
+            "",
+            at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1, "checkpoint_every": 1, "seed": 0},
+            choices={"algo": ALGOS},
+        )
         if not 0.0 <= self.real_ratio <= 1.0:
             _fail("real_ratio", "in [0, 1]", self.real_ratio)
         if self.seed >= 2**32:
@@ -205,8 +240,11 @@ class TrainConfig:
 #: algorithm -> overrides of the dataclass defaults (MOPO: OfflineRL-Kit settings)
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     "admpo-off": {},
-    "mopo": {"dynamics": {"model": "ensemble"}, "rollout": {"penalty": "max_aleatoric", "penalty_coef": 0.5},
-             "sac": {"auto_alpha": True, "alpha": 1.0}},
+    "mopo": {
+        "dynamics": {"model": "ensemble"},
+        "rollout": {"penalty": "max_aleatoric", "penalty_coef": 0.5},
+        "sac": {"auto_alpha": True, "alpha": 1.0},
+    },
 }
 
 
@@ -221,8 +259,10 @@ def _float(value: Any) -> Any:
         return value
 
 
-_DACITE = dacite.Config(strict=True, type_hooks={float: _float, tuple[int, ...]: tuple,
-                                                 tuple[float, ...]: lambda v: tuple(_float(x) for x in v)})
+_DACITE = dacite.Config(
+    strict=True,
+    type_hooks={float: _float, tuple[int, ...]: tuple, tuple[float, ...]: lambda v: tuple(_float(x) for x in v)},
+)
 
 
 def _check_keys(cls: type, data: dict, where: str, prefix: str = "") -> None:
@@ -248,10 +288,12 @@ def from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 def to_dict(config: TrainConfig) -> dict:
     """Plain nested dict (tuples as lists), the form written to ``config.yaml``."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return list(value) if isinstance(value, tuple) else value
+
     return plain(dataclasses.asdict(config))
 
 
@@ -287,8 +329,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def resolve(algo: str | None = None, file: str | Path | None = None, overrides: list[str] = (),
-            **top_level: Any) -> TrainConfig:
+def resolve(
+    algo: str | None = None, file: str | Path | None = None, overrides: list[str] = (), **top_level: Any
+) -> TrainConfig:
     """Defaults of ``algo`` <- ``file`` <- ``--set`` overrides <- explicit top-level values
     (``dataset=...``, ``seed=...``; None values are ignored).
 
@@ -312,8 +355,9 @@ def _apply(merged: dict, overrides: list[str], top_level: dict[str, Any], where:
     return from_dict(merged, where)
 
 
-def override(config: TrainConfig, file: str | Path | None = None, overrides: list[str] = (),
-             **top_level: Any) -> TrainConfig:
+def override(
+    config: TrainConfig, file: str | Path | None = None, overrides: list[str] = (), **top_level: Any
+) -> TrainConfig:
     """``config`` <- ``file`` <- ``--set`` overrides <- explicit top-level values (None ignored): what the flags
     of ``train --resume`` ask of a recorded config (compare with :func:`resume_conflicts`).
 
@@ -343,8 +387,12 @@ def resume_conflicts(recorded: TrainConfig, requested: TrainConfig) -> list[str]
     if requested.epochs > recorded.epochs and schedule_free:
         conflicts = [c for c in conflicts if not c.startswith("epochs:")]
     elif requested.epochs > recorded.epochs:
-        conflicts = [c + " (extending 'epochs' needs a fixed sac.lr_schedule_epochs or sac.lr_schedule false)"
-                     if c.startswith("epochs:") else c for c in conflicts]
+        conflicts = [
+            c + " (extending 'epochs' needs a fixed sac.lr_schedule_epochs or sac.lr_schedule false)"
+            if c.startswith("epochs:")
+            else c
+            for c in conflicts
+        ]
     return conflicts
 
 
@@ -368,10 +416,10 @@ def default_config_file(algo: str, task: str | None, source: str | None) -> Path
     if task:
         base = task.rsplit("-v", 1)[0] if task[-1].isdigit() and "-v" in task else task
         if base.startswith("neorl-"):
-            candidates.append(folder / "neorl" / f"{base[len('neorl-'):]}.yaml")
+            candidates.append(folder / "neorl" / f"{base[len('neorl-') :]}.yaml")
         candidates.append(folder / "d4rl" / f"{base}.yaml")
     if source and source.startswith("minari:"):
-        parts = source[len("minari:"):].split("/")
+        parts = source[len("minari:") :].split("/")
         if len(parts) >= 2:
             namespace, env, name = "/".join(parts[:-2]), parts[-2], parts[-1]
             minari = folder / "minari"

@@ -105,29 +105,31 @@ class _ADMCache:
     def __init__(self, model: ADM, history: HistoryBatch, longest: bool = False) -> None:
         self.model, self.m, self.longest = model, model.config.max_backtrack, longest
         m, b, cfg = self.m, len(history), model.config
-        self.starts = history.obs.flip(1).transpose(0, 1).contiguous()   # (M, B, D): slot j = k = j + 1
-        self.hidden = history.obs.new_zeros(cfg.gru_layers, m, b, cfg.hidden_dim)   # (L, M, B, h)
-        for t in range(m - 1):               # warm-up: the history's action t extends the slots of positions ≤ t
+        self.starts = history.obs.flip(1).transpose(0, 1).contiguous()  # (M, B, D): slot j = k = j + 1
+        self.hidden = history.obs.new_zeros(cfg.gru_layers, m, b, cfg.hidden_dim)  # (L, M, B, h)
+        for t in range(m - 1):  # warm-up: the history's action t extends the slots of positions ≤ t
             first = m - 1 - t
             _, hidden = self._gru(history.actions[:, t], slice(first, m))
             self.hidden[:, first:] = hidden.view(cfg.gru_layers, t + 1, b, -1)
         self.head = 0
-        self.lengths = history.lengths.clone()                             # (B,) available backtracks, ≤ M
+        self.lengths = history.lengths.clone()  # (B,) available backtracks, ≤ M
 
     def _gru(self, action: Tensor, slots: slice) -> tuple[Tensor, Tensor]:
         """Advance ``slots`` of every trajectory by ``action`` (b, A): features (S·b, h), hidden (L, S·b, h)."""
-        starts = self.starts[slots]                                        # (S, b, D)
+        starts = self.starts[slots]  # (S, b, D)
         norm = self.model.normalizer
         inputs = torch.cat([norm.obs(starts), norm.action(action)[None].expand(len(starts), -1, -1)], dim=-1)
         hidden = self.hidden[:, slots]
-        return self.model.gru_step(inputs.view(-1, inputs.shape[-1]), hidden.reshape(hidden.shape[0], -1, hidden.shape[-1]))
+        return self.model.gru_step(
+            inputs.view(-1, inputs.shape[-1]), hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
+        )
 
     def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Candidates in backtrack order: row j of mean/logvar (M, b, D+1) is k = j + 1."""
         features, self._advanced = self._gru(action, slice(None))
-        mean, logvar = self.model.gaussian(features.view(self.m, len(obs), -1))      # (M, b, D+1), slot order
+        mean, logvar = self.model.gaussian(features.view(self.m, len(obs), -1))  # (M, b, D+1), slot order
         mean = _to_state_space(mean, self.starts)
-        order = (torch.arange(self.m, device=obs.device) + self.head) % self.m      # slot of k = 1 … M
+        order = (torch.arange(self.m, device=obs.device) + self.head) % self.m  # slot of k = 1 … M
         available = torch.arange(self.m, device=obs.device)[:, None] < self.lengths[None]
         return mean[order], logvar[order], available
 
@@ -142,7 +144,7 @@ class _ADMCache:
         starts, lengths = self.starts, self.lengths
         if not keep.all():
             hidden, starts, lengths, next_obs = hidden[:, :, keep], starts[:, keep], lengths[keep], next_obs[keep]
-        self.head = (self.head - 1) % self.m                               # the oldest slot becomes k = 1
+        self.head = (self.head - 1) % self.m  # the oldest slot becomes k = 1
         hidden[:, self.head] = 0.0
         starts[self.head] = next_obs
         self.hidden, self.starts = hidden, starts
@@ -156,7 +158,7 @@ class _EnsembleStep:
         self.model = model
 
     def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, None]:
-        mean, logvar = self.model(obs, action)                             # (E, b, D+1)
+        mean, logvar = self.model(obs, action)  # (E, b, D+1)
         return _to_state_space(mean, obs), logvar, None
 
     def choose(self, uniform: Tensor) -> Tensor:
@@ -172,17 +174,17 @@ class _BootRNNWindow:
 
     def __init__(self, model: BootRNN, history: HistoryBatch) -> None:
         self.model, self.m = model, model.config.max_backtrack
-        self.states = history.obs                                          # (B, M, D), last = current state
-        self.actions = history.actions                                     # (B, M-1, A)
+        self.states = history.obs  # (B, M, D), last = current state
+        self.actions = history.actions  # (B, M-1, A)
         self.lengths = history.lengths.clone()
 
     def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, None]:
-        self.actions = torch.cat([self.actions, action[:, None]], dim=1)   # (b, M, A)
+        self.actions = torch.cat([self.actions, action[:, None]], dim=1)  # (b, M, A)
         # left-align the real pairs so the causal GRU never reads padding before them
         index = torch.clamp(torch.arange(self.m, device=obs.device) + (self.m - self.lengths)[:, None], max=self.m - 1)
         states = self.states.gather(1, index[..., None].expand(-1, -1, self.states.shape[-1]))
         actions = self.actions.gather(1, index[..., None].expand(-1, -1, self.actions.shape[-1]))
-        mean, logvar = self.model(states, actions)                         # (b, M, D+1)
+        mean, logvar = self.model(states, actions)  # (b, M, D+1)
         last = torch.arange(len(obs), device=obs.device), self.lengths - 1
         return _to_state_space(mean[last], obs)[None], logvar[last][None], None
 
@@ -210,8 +212,10 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
 def _check_history(model: ADM | BootRNN, history: HistoryBatch, rollout_length: int, policy: Policy) -> HistoryBatch:
     """Check a recurrent model's start histories and move them to the model's device."""
     if history.max_backtrack != model.config.max_backtrack:
-        raise ConfigError(f"rollout: history holds {history.max_backtrack} states, the {model.kind} model's "
-                          f"max_backtrack is {model.config.max_backtrack}")
+        raise ConfigError(
+            f"rollout: history holds {history.max_backtrack} states, the {model.kind} model's "
+            f"max_backtrack is {model.config.max_backtrack}"
+        )
     _check(rollout_length, policy, len(history), model.config.action_dim)
     return history.to(next(model.parameters()).device)
 
@@ -221,28 +225,42 @@ def _check(rollout_length: int, policy: Policy, batch: int, action_dim: int) -> 
         raise ConfigError("rollout: no start states (B = 0)")
     if rollout_length < 1:
         raise ConfigError(f"rollout: 'rollout_length' must be >= 1, got {rollout_length}")
-    if isinstance(policy, Tensor) and (policy.dim() != 3 or policy.shape[0] != batch
-                                       or policy.shape[1] < rollout_length or policy.shape[2] != action_dim):
-        raise ConfigError(f"rollout: open-loop 'policy' actions must have shape (B={batch}, H>={rollout_length}, "
-                          f"A={action_dim}), got {tuple(policy.shape)}")
+    if isinstance(policy, Tensor) and (
+        policy.dim() != 3
+        or policy.shape[0] != batch
+        or policy.shape[1] < rollout_length
+        or policy.shape[2] != action_dim
+    ):
+        raise ConfigError(
+            f"rollout: open-loop 'policy' actions must have shape (B={batch}, H>={rollout_length}, "
+            f"A={action_dim}), got {tuple(policy.shape)}"
+        )
 
 
-def _rollout(stepper: _Stepper, policy: Policy, obs: Tensor, rollout_length: int, penalty: str | None,
-             termination: TerminationFn | None, generator: torch.Generator | None, shared_choice: bool) -> RolloutResult:
+def _rollout(
+    stepper: _Stepper,
+    policy: Policy,
+    obs: Tensor,
+    rollout_length: int,
+    penalty: str | None,
+    termination: TerminationFn | None,
+    generator: torch.Generator | None,
+    shared_choice: bool,
+) -> RolloutResult:
     """The roll-out loop shared by all models (module docstring)."""
     quantifier = get_uncertainty(penalty) if penalty else None
     num_starts, obs_dim = obs.shape
-    live = torch.arange(num_starts, device=obs.device)                     # (b,) trajectory ids still running
+    live = torch.arange(num_starts, device=obs.device)  # (b,) trajectory ids still running
     records: list[tuple[Tensor, ...]] = []
     nonfinite = 0
     for step in range(rollout_length):
-        action = policy[live, step] if isinstance(policy, Tensor) else policy(obs)          # (b, A)
+        action = policy[live, step] if isinstance(policy, Tensor) else policy(obs)  # (b, A)
         uniform = torch.rand(1 if shared_choice else num_starts, generator=generator, device=obs.device)
         noise = torch.randn(num_starts, obs_dim + 1, generator=generator, device=obs.device)[live]  # (b, D+1)
         uniform = uniform.expand(num_starts)[live]
-        mean, logvar, available = stepper.predict(obs, action)             # (C, b, D+1)
+        mean, logvar, available = stepper.predict(obs, action)  # (C, b, D+1)
         rows, pick = torch.arange(len(live), device=obs.device), stepper.choose(uniform)
-        sample = mean[pick, rows] + torch.exp(0.5 * logvar[pick, rows]) * noise              # (b, D+1)
+        sample = mean[pick, rows] + torch.exp(0.5 * logvar[pick, rows]) * noise  # (b, D+1)
         next_obs, reward = sample[:, :-1], sample[:, -1]
         penalties = quantifier(mean, logvar, available) if quantifier else torch.zeros_like(reward)
         finite = bounded(sample).all(dim=1) & bounded(penalties)
@@ -270,11 +288,13 @@ def bounded(values: Tensor) -> Tensor:
 def _finish(fields: list[Tensor], num_starts: int, nonfinite: int) -> RolloutResult:
     """RolloutResult of the flat ``fields`` (in field order) with its stats."""
     rewards, penalties, terminals = fields[2], fields[3], fields[5]
-    stats = {"rollout/num_transitions": float(len(rewards)),
-             "rollout/mean_penalty": penalties.mean().item() if len(rewards) else 0.0,
-             "rollout/num_terminated": float(terminals.sum()),
-             "rollout/num_nonfinite": float(nonfinite),
-             "rollout/mean_length": len(rewards) / num_starts}
+    stats = {
+        "rollout/num_transitions": float(len(rewards)),
+        "rollout/mean_penalty": penalties.mean().item() if len(rewards) else 0.0,
+        "rollout/num_terminated": float(terminals.sum()),
+        "rollout/num_nonfinite": float(nonfinite),
+        "rollout/mean_length": len(rewards) / num_starts,
+    }
     return RolloutResult(*fields, stats=stats)
 
 
@@ -287,8 +307,10 @@ def _in_chunks(run: Callable[[slice], RolloutResult], num_starts: int, chunk_siz
     if len(parts) == 1:
         return parts[0][1]
     names = [f.name for f in fields(RolloutResult) if f.name != "stats"]
-    merged = [torch.cat([getattr(part, name) + (start if name == "start_ids" else 0) for start, part in parts])
-              for name in names]
+    merged = [
+        torch.cat([getattr(part, name) + (start if name == "start_ids" else 0) for start, part in parts])
+        for name in names
+    ]
     return _finish(merged, num_starts, int(sum(part.stats["rollout/num_nonfinite"] for _, part in parts)))
 
 
@@ -297,9 +319,17 @@ def _rows(policy: Policy, rows: slice) -> Policy:
     return policy[rows] if isinstance(policy, Tensor) else policy
 
 
-def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_length: int, penalty: str | None = "adm_std",
-                termination: TerminationFn | None = None, generator: torch.Generator | None = None,
-                backtrack_sampling: str = "trajectory", chunk_size: int | None = DEFAULT_CHUNK) -> RolloutResult:
+def rollout_adm(
+    model: ADM,
+    policy: Policy,
+    history: HistoryBatch,
+    rollout_length: int,
+    penalty: str | None = "adm_std",
+    termination: TerminationFn | None = None,
+    generator: torch.Generator | None = None,
+    backtrack_sampling: str = "trajectory",
+    chunk_size: int | None = DEFAULT_CHUNK,
+) -> RolloutResult:
     """ADM roll-out (Alg. 1) from B start histories with cached hidden states; the penalty uses every available k.
 
     Args:
@@ -322,22 +352,38 @@ def rollout_adm(model: ADM, policy: Policy, history: HistoryBatch, rollout_lengt
         ConfigError: history length differs from m, bad rollout_length/policy shape, unknown penalty or sampling.
     """
     if backtrack_sampling not in BACKTRACK_SAMPLING:
-        raise ConfigError(f"rollout: 'backtrack_sampling' must be one of {BACKTRACK_SAMPLING}, got {backtrack_sampling!r}")
+        raise ConfigError(
+            f"rollout: 'backtrack_sampling' must be one of {BACKTRACK_SAMPLING}, got {backtrack_sampling!r}"
+        )
     history = _check_history(model, history, rollout_length, policy)
 
     def run(rows: slice) -> RolloutResult:
         block = history[rows]
-        return _rollout(_ADMCache(model, block, longest=backtrack_sampling == "longest"), _rows(policy, rows),
-                        block.obs[:, -1], rollout_length, penalty, termination, generator,
-                        shared_choice=backtrack_sampling == "batch")
+        return _rollout(
+            _ADMCache(model, block, longest=backtrack_sampling == "longest"),
+            _rows(policy, rows),
+            block.obs[:, -1],
+            rollout_length,
+            penalty,
+            termination,
+            generator,
+            shared_choice=backtrack_sampling == "batch",
+        )
 
     with _mode(model, model.config.rollout_dropout):
         return _in_chunks(run, len(history), chunk_size)
 
 
-def rollout_ensemble(model: ProbabilisticEnsemble, policy: Policy, obs: Tensor, rollout_length: int,
-                     penalty: str | None = "max_aleatoric", termination: TerminationFn | None = None,
-                     generator: torch.Generator | None = None, chunk_size: int | None = DEFAULT_CHUNK) -> RolloutResult:
+def rollout_ensemble(
+    model: ProbabilisticEnsemble,
+    policy: Policy,
+    obs: Tensor,
+    rollout_length: int,
+    penalty: str | None = "max_aleatoric",
+    termination: TerminationFn | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK,
+) -> RolloutResult:
     """MBPO/MOPO ensemble roll-out from start states obs (B, D): each row samples from a random elite per step,
     the penalty (default MOPO ``max_aleatoric``) uses all members. Arguments as ``rollout_adm``.
 
@@ -348,16 +394,31 @@ def rollout_ensemble(model: ProbabilisticEnsemble, policy: Policy, obs: Tensor, 
     obs = obs.to(next(model.parameters()).device)
 
     def run(rows: slice) -> RolloutResult:
-        return _rollout(_EnsembleStep(model), _rows(policy, rows), obs[rows], rollout_length, penalty, termination,
-                        generator, shared_choice=False)
+        return _rollout(
+            _EnsembleStep(model),
+            _rows(policy, rows),
+            obs[rows],
+            rollout_length,
+            penalty,
+            termination,
+            generator,
+            shared_choice=False,
+        )
 
     with _mode(model, False):
         return _in_chunks(run, len(obs), chunk_size)
 
 
-def rollout_boot_rnn(model: BootRNN, policy: Policy, history: HistoryBatch, rollout_length: int,
-                     penalty: str | None = None, termination: TerminationFn | None = None,
-                     generator: torch.Generator | None = None, chunk_size: int | None = DEFAULT_CHUNK) -> RolloutResult:
+def rollout_boot_rnn(
+    model: BootRNN,
+    policy: Policy,
+    history: HistoryBatch,
+    rollout_length: int,
+    penalty: str | None = None,
+    termination: TerminationFn | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK,
+) -> RolloutResult:
     """Bootstrapping-RNN roll-out: each step re-reads the last min(L + τ, m) (state, action) pairs, predicted
     states included, and samples the next state. Arguments as ``rollout_adm`` (no backtrack choice).
 
@@ -368,8 +429,16 @@ def rollout_boot_rnn(model: BootRNN, policy: Policy, history: HistoryBatch, roll
 
     def run(rows: slice) -> RolloutResult:
         block = history[rows]
-        return _rollout(_BootRNNWindow(model, block), _rows(policy, rows), block.obs[:, -1], rollout_length, penalty,
-                        termination, generator, shared_choice=False)
+        return _rollout(
+            _BootRNNWindow(model, block),
+            _rows(policy, rows),
+            block.obs[:, -1],
+            rollout_length,
+            penalty,
+            termination,
+            generator,
+            shared_choice=False,
+        )
 
     with _mode(model, model.config.rollout_dropout):
         return _in_chunks(run, len(history), chunk_size)

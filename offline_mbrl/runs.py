@@ -13,10 +13,10 @@ import csv
 import os
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,10 +137,14 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         except (FileNotFoundError, ValueError):
             holder = -1  # removed meanwhile, or half-written by a process that died: retry / take over
         if holder > 0 and _pid_alive(holder):
-            raise RunLockedError(f"{run_dir}: run folder is in use by process {holder} (lock file {path}); "
-                                 f"wait for it to finish or stop it")
-        print(f"offline-mbrl: warning: {path}: taking over the stale lock of process {holder} (no longer running)",
-              file=sys.stderr)
+            raise RunLockedError(
+                f"{run_dir}: run folder is in use by process {holder} (lock file {path}); "
+                f"wait for it to finish or stop it"
+            )
+        print(
+            f"offline-mbrl: warning: {path}: taking over the stale lock of process {holder} (no longer running)",
+            file=sys.stderr,
+        )
         path.unlink(missing_ok=True)
     try:
         yield
@@ -196,8 +200,9 @@ def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
 def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
     """Inverse of :func:`rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(("MT19937", state["numpy_keys"].cpu().numpy().astype(np.uint32), int(state["numpy_pos"]),
-                         0, 0.0))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].cpu().numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0)
+    )
     pos = state["python_pos"]
     random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None if pos == -1 else pos))
     if "cuda" in state and torch.device(device).type == "cuda":
@@ -212,8 +217,9 @@ class MetricsLogger:
     checkpoint that is being resumed), so the file stays continuous.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_after: int | None = None,
-                 key: str = "epoch") -> None:
+    def __init__(
+        self, run_dir: str | Path, tensorboard: bool = True, resume_after: int | None = None, key: str = "epoch"
+    ) -> None:
         self.path = Path(run_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fieldnames: list[str] | None = None
@@ -224,6 +230,7 @@ class MetricsLogger:
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
+
             self.writer = SummaryWriter(str(self.path.parent))
 
     def _truncate(self, resume_after: int, key: str) -> None:

@@ -37,16 +37,19 @@ def _prepare(mean: Tensor, logvar: Tensor, mask: Tensor | None) -> tuple[Tensor,
     """Check shapes; return mean and logvar with unavailable candidates zeroed (their values, even NaN, never
     reach U) and (C, B, 1) candidate weights 1/n over the available ones."""
     if mean.dim() != 3 or logvar.shape != mean.shape:
-        raise ConfigError(f"uncertainty: 'mean' and 'logvar' must both have shape (C, B, D + 1), "
-                          f"got {tuple(mean.shape)} and {tuple(logvar.shape)}")
+        raise ConfigError(
+            f"uncertainty: 'mean' and 'logvar' must both have shape (C, B, D + 1), "
+            f"got {tuple(mean.shape)} and {tuple(logvar.shape)}"
+        )
     if mask is None:
         return mean, logvar, mean.new_full((*mean.shape[:2], 1), 1.0 / mean.shape[0])
     if mask.shape != mean.shape[:2]:
-        raise ConfigError(f"uncertainty: 'mask' must have shape (C, B) = {tuple(mean.shape[:2])}, got {tuple(mask.shape)}")
+        raise ConfigError(
+            f"uncertainty: 'mask' must have shape (C, B) = {tuple(mean.shape[:2])}, got {tuple(mask.shape)}"
+        )
     keep = mask[..., None]
     weights = mask.to(mean.dtype)
-    return (torch.where(keep, mean, 0.0), torch.where(keep, logvar, 0.0),
-            (weights / weights.sum(dim=0))[..., None])
+    return (torch.where(keep, mean, 0.0), torch.where(keep, logvar, 0.0), (weights / weights.sum(dim=0))[..., None])
 
 
 def _state_spread(mean: Tensor, weights: Tensor) -> Tensor:
@@ -59,7 +62,7 @@ def _state_spread(mean: Tensor, weights: Tensor) -> Tensor:
 def adm_var(mean: Tensor, logvar: Tensor, mask: Tensor | None = None) -> Tensor:
     """ADM paper Eq. 4: ``Σ_d [Var_k μ_k,d + mean_k σ_k,d²]`` over state dims -> (B,)."""
     mean, logvar, weights = _prepare(mean, logvar, mask)
-    aleatoric = (weights * torch.exp(logvar[..., :-1])).sum(dim=0)      # (B, D)
+    aleatoric = (weights * torch.exp(logvar[..., :-1])).sum(dim=0)  # (B, D)
     return (_state_spread(mean, weights) + aleatoric).sum(dim=-1)
 
 
@@ -72,7 +75,7 @@ def std_of_means(mean: Tensor, logvar: Tensor, mask: Tensor | None = None) -> Te
 def max_aleatoric(mean: Tensor, logvar: Tensor, mask: Tensor | None = None) -> Tensor:
     """MOPO: ``max_c ‖σ_c‖₂`` over all D + 1 dims -> (B,)."""
     _, logvar, weights = _prepare(mean, logvar, mask)
-    norms = torch.exp(logvar).sum(dim=-1).sqrt()                        # (C, B)
+    norms = torch.exp(logvar).sum(dim=-1).sqrt()  # (C, B)
     return torch.where(weights[..., 0] > 0, norms, 0.0).amax(dim=0)
 
 
@@ -92,8 +95,10 @@ def break_even_coef(rewards: Tensor, penalties: Tensor) -> float:
         ConfigError: no transitions, or shapes differ.
     """
     if rewards.shape != penalties.shape or rewards.numel() == 0:
-        raise ConfigError(f"break_even_coef: needs equal non-empty (N,) rewards and penalties, got "
-                          f"{tuple(rewards.shape)} and {tuple(penalties.shape)}")
+        raise ConfigError(
+            f"break_even_coef: needs equal non-empty (N,) rewards and penalties, got "
+            f"{tuple(rewards.shape)} and {tuple(penalties.shape)}"
+        )
     mean_penalty = penalties.double().mean().item()
     return rewards.double().mean().item() / mean_penalty if mean_penalty > 0 else float("inf")
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from offline_mbrl.data import TransitionDataset
+from tests.models_helpers import hopper_dataset as random_hopper_steps
 
 # Tests use tiny tensors: one intra-op thread avoids OpenMP spin-waiting when jobs share the cores.
 torch.set_num_threads(1)
@@ -34,14 +35,23 @@ def collect_hopper(seed: int = 0, num_episodes: int = HOPPER_EPISODES, **env_kwa
             rows["qpos"].append(env.unwrapped.data.qpos.copy())
             rows["qvel"].append(env.unwrapped.data.qvel.copy())
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            for name, value in (("obs", obs), ("actions", action), ("rewards", reward), ("next_obs", next_obs),
-                                ("terminals", terminated), ("timeouts", truncated),
-                                ("collection_step", len(rows["collection_step"]))):
+            for name, value in (
+                ("obs", obs),
+                ("actions", action),
+                ("rewards", reward),
+                ("next_obs", next_obs),
+                ("terminals", terminated),
+                ("timeouts", truncated),
+                ("collection_step", len(rows["collection_step"])),
+            ):
                 rows[name].append(value)
             obs, done = next_obs, terminated or truncated
     env.close()
-    return TransitionDataset(**{name: np.asarray(values) for name, values in rows.items()},
-                             metadata={"env_id": "Hopper-v5"}, source="hopper-fixture")
+    return TransitionDataset(
+        **{name: np.asarray(values) for name, values in rows.items()},
+        metadata={"env_id": "Hopper-v5"},
+        source="hopper-fixture",
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,6 +73,13 @@ def hopper_dataset() -> TransitionDataset:
     dataset = collect_hopper()
     assert dataset.terminals.any() and dataset.timeouts.any()
     return dataset
+
+
+@pytest.fixture(scope="module")
+def ds() -> TransitionDataset:
+    """400 random Hopper-v5 steps (``tests.models_helpers.hopper_dataset()``), for the windows/models/roll-out
+    tests."""
+    return random_hopper_steps()
 
 
 @pytest.fixture(scope="session")

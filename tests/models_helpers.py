@@ -6,7 +6,6 @@ from functools import lru_cache
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 
 from offline_mbrl.data.dataset import TransitionDataset
@@ -19,8 +18,9 @@ from offline_mbrl.uncertainty import get_uncertainty
 
 
 @lru_cache(maxsize=8)
-def env_dataset(env_id: str = "Hopper-v5", num_steps: int = 400, seed: int = 0, max_episode_steps: int = 30,
-                **make_kwargs) -> TransitionDataset:
+def env_dataset(
+    env_id: str = "Hopper-v5", num_steps: int = 400, seed: int = 0, max_episode_steps: int = 30, **make_kwargs
+) -> TransitionDataset:
     """``num_steps`` real MuJoCo transitions with uniform random actions (seeded).
 
     Episodes end by termination (e.g. the hopper falls) or by a timeout after ``max_episode_steps``;
@@ -36,19 +36,16 @@ def env_dataset(env_id: str = "Hopper-v5", num_steps: int = 400, seed: int = 0, 
         for key, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated and not terminated)):
             rows[key].append(value)
         obs = env.reset()[0] if terminated or truncated else next_obs
-    return TransitionDataset(**{k: np.asarray(v) for k, v in rows.items()}, metadata={"env_id": env_id},
-                             source=f"{env_id}-random-{num_steps}-seed{seed}")
+    return TransitionDataset(
+        **{k: np.asarray(v) for k, v in rows.items()},
+        metadata={"env_id": env_id},
+        source=f"{env_id}-random-{num_steps}-seed{seed}",
+    )
 
 
 def hopper_dataset(num_steps: int = 400, seed: int = 0) -> TransitionDataset:
     """400 random Hopper-v5 steps (about 19 episodes, terminals and timeouts)."""
     return env_dataset("Hopper-v5", num_steps, seed)
-
-
-@pytest.fixture(scope="module")
-def ds() -> TransitionDataset:
-    """Fixture: ``hopper_dataset()`` (import it into a test module to use it)."""
-    return hopper_dataset()
 
 
 def reference_mask(ds: TransitionDataset, m: int) -> np.ndarray:
@@ -115,15 +112,22 @@ def assert_checkpoint_roundtrip(model: torch.nn.Module, call, tmp_path) -> torch
     return loaded
 
 
-def recompute_rollout(model, policy, history, rollout_length: int, generator: torch.Generator,
-                      penalty: str | None = None, shared_choice: bool = False) -> dict[str, torch.Tensor]:
+def recompute_rollout(
+    model,
+    policy,
+    history,
+    rollout_length: int,
+    generator: torch.Generator,
+    penalty: str | None = None,
+    shared_choice: bool = False,
+) -> dict[str, torch.Tensor]:
     """From-scratch reference roll-out (no termination), row by row in Python, drawing the same random numbers
     as ``offline_mbrl.rollout``. Each step re-runs every candidate sequence: ADM ``model(s_{τ+1-k}, a_{τ+1-k:τ})``
     for every available k, the bootstrapping RNN ``model(s_{τ-n+1:τ}, a_{τ-n+1:τ})`` on its last n ≤ m pairs."""
     quantifier = get_uncertainty(penalty) if penalty else None
     m, b_total = history.max_backtrack, len(history)
-    states = [list(history.obs[b, m - n:]) for b, n in enumerate(history.lengths.tolist())]
-    actions = [list(history.actions[b, m - n:]) for b, n in enumerate(history.lengths.tolist())]
+    states = [list(history.obs[b, m - n :]) for b, n in enumerate(history.lengths.tolist())]
+    actions = [list(history.actions[b, m - n :]) for b, n in enumerate(history.lengths.tolist())]
     out = {key: [] for key in ("obs", "actions", "next_obs", "rewards", "penalties")}
     model.eval()
     with torch.no_grad():
@@ -141,12 +145,22 @@ def recompute_rollout(model, policy, history, rollout_length: int, generator: to
                 else:
                     outputs = [model(torch.stack(states[b][-n:])[None], torch.stack(actions[b][-n:])[None])]
                     bases = [states[b][-1]]
-                means = torch.stack([torch.cat([o[0][0, -1, :-1] + base, o[0][0, -1, -1:]]) for o, base in zip(outputs, bases)])
+                means = torch.stack(
+                    [torch.cat([o[0][0, -1, :-1] + base, o[0][0, -1, -1:]]) for o, base in zip(outputs, bases)]
+                )
                 logvars = torch.stack([o[1][0, -1] for o in outputs])
                 pick = min(int((uniform[b] * len(means)).long()), len(means) - 1)
                 sample = means[pick] + torch.exp(0.5 * logvars[pick]) * noise[b]
-                for key, value in zip(out, (obs[b], action[b], sample[:-1], sample[-1],
-                                            quantifier(means[:, None], logvars[:, None])[0] if quantifier else 0 * sample[-1])):
+                for key, value in zip(
+                    out,
+                    (
+                        obs[b],
+                        action[b],
+                        sample[:-1],
+                        sample[-1],
+                        quantifier(means[:, None], logvars[:, None])[0] if quantifier else 0 * sample[-1],
+                    ),
+                ):
                     out[key].append(value)
                 states[b].append(sample[:-1])
     return {key: torch.stack(value) for key, value in out.items()}

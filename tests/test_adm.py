@@ -6,9 +6,13 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import CheckpointError, ConfigError, DatasetError
 from offline_mbrl.models.checkpoint import load_model, save_model
 from offline_mbrl.models.fit import FitConfig, _Selection, evaluate_errors, fit, split_holdout
-from tests.models_helpers import ds  # noqa: F401 (fixture)
-from tests.models_helpers import (assert_checkpoint_roundtrip, fit_stats, reference_mask,
-                                  tiny_adm, tiny_recurrent_config)
+from tests.models_helpers import (
+    assert_checkpoint_roundtrip,
+    fit_stats,
+    reference_mask,
+    tiny_adm,
+    tiny_recurrent_config,
+)
 
 M = 4
 
@@ -34,13 +38,13 @@ def test_forward_shapes_and_all_k_pass_equals_per_k_passes(ds, model):
 
 
 def test_loss_matches_numpy_reference(ds, model):
-    rows = np.array([0, 1, 17, 18, 19, 20, 21, 100, 398, 399])      # includes episode ends and the data end
+    rows = np.array([0, 1, 17, 18, 19, 20, 21, 100, 398, 399])  # includes episode ends and the data end
     batch = Windows(ds, M).gather(torch.from_numpy(rows))
     with torch.no_grad():
         loss, metrics = model.loss(batch)
         mean, logvar = (x.double().numpy() for x in model(batch.obs0, batch.actions))
     valid = reference_mask(ds, M)[rows]
-    assert not valid.all()                                          # the batch has masked k
+    assert not valid.all()  # the batch has masked k
     nll = []
     for b, t in enumerate(rows):
         for j in np.flatnonzero(valid[b]):
@@ -59,10 +63,13 @@ def test_masked_k_contributes_no_gradient(ds, model):
     actions = batch.actions.clone().requires_grad_(True)
     loss, _ = model.loss(batch.__class__(**{**batch.__dict__, "actions": actions}))
     loss.backward()
-    grad = actions.grad.abs().sum(dim=-1)                              # (B, M)
+    grad = actions.grad.abs().sum(dim=-1)  # (B, M)
     assert (grad[~batch.mask] == 0).all() and (grad[batch.mask] > 0).all()
-    noisy = {**batch.__dict__, "next_obs": torch.where(batch.mask[..., None], batch.next_obs, 1e6),
-             "rewards": torch.where(batch.mask, batch.rewards, -1e6)}
+    noisy = {
+        **batch.__dict__,
+        "next_obs": torch.where(batch.mask[..., None], batch.next_obs, 1e6),
+        "rewards": torch.where(batch.mask, batch.rewards, -1e6),
+    }
     with torch.no_grad():
         assert torch.equal(model.loss(batch)[0], model.loss(batch.__class__(**noisy))[0])
 
@@ -72,7 +79,7 @@ def test_split_holdout_takes_whole_random_episodes_or_last_rows(ds):
     assert len(np.intersect1d(train, held)) == 0 and len(train) + len(held) == len(ds)
     assert len(held) >= 80
     ids = ds.episode_ids
-    assert not set(ids[held]) & set(ids[train])                     # whole episodes
+    assert not set(ids[held]) & set(ids[train])  # whole episodes
     other = split_holdout(ds, FitConfig(holdout_fraction=0.2, seed=2))[1]
     assert not np.array_equal(held, other)
     train, held = split_holdout(ds, FitConfig(holdout_split="last", max_holdout=50))
@@ -85,14 +92,14 @@ def test_split_holdout_takes_whole_random_episodes_or_last_rows(ds):
 
 def test_any_step_selection_is_the_official_rule():
     sel = _Selection("any_step", 3, 0.0)
-    assert sel.update(np.array([3.0, 3.0, 3.0])).all()               # first epoch always accepted
-    assert not sel.update(np.array([2.0, 5.0, 5.0])).any()           # one k improves but the mean rises
-    assert sel.update(np.array([2.0, 3.5, 3.0])).all()               # one k improves and the mean drops
-    np.testing.assert_array_equal(sel.best, [2.0, 3.5, 3.0])         # all k replaced on acceptance
+    assert sel.update(np.array([3.0, 3.0, 3.0])).all()  # first epoch always accepted
+    assert not sel.update(np.array([2.0, 5.0, 5.0])).any()  # one k improves but the mean rises
+    assert sel.update(np.array([2.0, 3.5, 3.0])).all()  # one k improves and the mean drops
+    np.testing.assert_array_equal(sel.best, [2.0, 3.5, 3.0])  # all k replaced on acceptance
     assert not sel.update(np.array([2.0, 3.5, 3.0])).any() and sel.epochs_since_update == 1
     member = _Selection("per_member", 2, 0.01)
     member.update(np.array([1.0, 1.0]))
-    np.testing.assert_array_equal(member.update(np.array([0.995, 0.9])), [False, True])   # 1 % rule
+    np.testing.assert_array_equal(member.update(np.array([0.995, 0.9])), [False, True])  # 1 % rule
     np.testing.assert_array_equal(member.best, [1.0, 0.9])
 
 
@@ -131,7 +138,7 @@ def test_weighted_holdout_errors_and_bad_weights(ds, model):
 
 
 def test_holdout_without_long_windows_is_named(ds, model):
-    short = ds.subset(np.flatnonzero(ds.episode_lengths()[ds.episode_ids] < 3))    # episodes of 1-2 steps
+    short = ds.subset(np.flatnonzero(ds.episode_lengths()[ds.episode_ids] < 3))  # episodes of 1-2 steps
     with pytest.raises(DatasetError, match=r"no holdout window .* valid for channels \[3, 4\]"):
         evaluate_errors(model, Windows(short, M))
 
@@ -139,7 +146,7 @@ def test_holdout_without_long_windows_is_named(ds, model):
 def test_checkpoint_roundtrip(ds, model, tmp_path):
     batch = Windows(ds, M).gather(torch.arange(8))
     with torch.no_grad():
-        model.logvar_bounds.max_logvar.add_(0.1)                     # non-default state must survive
+        model.logvar_bounds.max_logvar.add_(0.1)  # non-default state must survive
     loaded = assert_checkpoint_roundtrip(model, lambda m: m(batch.obs0, batch.actions), tmp_path)
     assert torch.equal(loaded.normalizer.obs_std, torch.from_numpy(ds.normalization_stats()["obs_std"]))
 
@@ -153,8 +160,11 @@ def test_bad_checkpoints_raise_checkpoint_error(model, tmp_path):
     path = tmp_path / "adm.pt"
     save_model(model, path)
     payload = torch.load(path, weights_only=True)
-    for change, message in (({"kind": "mlp"}, "field 'kind'"), ({"format": 0}, "field 'format'"),
-                            ({"config": {**payload["config"], "hidden_dim": 8}}, "does not match")):
+    for change, message in (
+        ({"kind": "mlp"}, "field 'kind'"),
+        ({"format": 0}, "field 'format'"),
+        ({"config": {**payload["config"], "hidden_dim": 8}}, "does not match"),
+    ):
         torch.save({**payload, **change}, path)
         with pytest.raises(CheckpointError, match=message):
             load_model(path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_tables import HOPPER, make_run
 
 from offline_mbrl.analysis.backtracking import check_max_backtracks, run_scores
 from offline_mbrl.analysis.compounding import holdout_mask, select_segments
@@ -15,6 +14,7 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError
 from offline_mbrl.models.checkpoint import load_model
 from offline_mbrl.models.fit import evaluate_errors
+from test_tables import HOPPER, make_run
 from tests.test_compounding import PNG_MAGIC
 
 SCORES = {(1, 0): [10.0, 20.0, 30.0], (1, 1): [12.0, 24.0, 36.0], (2, 0): [5.0, 50.0, 55.0]}  # (m, seed) -> evals
@@ -23,16 +23,46 @@ SCORES = {(1, 0): [10.0, 20.0, 30.0], (1, 1): [12.0, 24.0, 36.0], (2, 0): [5.0, 
 @pytest.fixture
 def runs(tmp_path) -> list[str]:
     """``M=RUN_DIR`` arguments: two seeds for m = 1 and one for m = 2 (distinct config folders)."""
-    return [f"{m}={make_run(tmp_path / 'runs', 'admpo-off', HOPPER, seed, scores, variant=f'm{m}')}"
-            for (m, seed), scores in SCORES.items()]
+    return [
+        f"{m}={make_run(tmp_path / 'runs', 'admpo-off', HOPPER, seed, scores, variant=f'm{m}')}"
+        for (m, seed), scores in SCORES.items()
+    ]
 
 
 def test_cli_fits_each_m_and_writes_png_and_csvs(hopper_dataset, tmp_path, monkeypatch, runs, capsys):
     monkeypatch.setattr("offline_mbrl.data.load.load_dataset", lambda spec: hopper_dataset)
     out = tmp_path / "fig"
-    assert main(["analyze", "backtracking", "--dataset", "hopper.hdf5", "--m", "2", "1", "--epochs", "1",
-                 "--hidden-dim", "16", "--gru-layers", "1", "--head-blocks", "1", "--horizon", "3", "--seed", "2",
-                 "--no-progress", "--out-dir", str(out), "--runs", *runs]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "backtracking",
+                "--dataset",
+                "hopper.hdf5",
+                "--m",
+                "2",
+                "1",
+                "--epochs",
+                "1",
+                "--hidden-dim",
+                "16",
+                "--gru-layers",
+                "1",
+                "--head-blocks",
+                "1",
+                "--horizon",
+                "3",
+                "--seed",
+                "2",
+                "--no-progress",
+                "--out-dir",
+                str(out),
+                "--runs",
+                *runs,
+            ]
+        )
+        == 0
+    )
     assert "mean holdout MSE over k, per m" in capsys.readouterr().out
     assert (out / "backtracking.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -42,12 +72,19 @@ def test_cli_fits_each_m_and_writes_png_and_csvs(hopper_dataset, tmp_path, monke
     for m in (1, 2):  # the saved model is the kept snapshot and the CSV holds its holdout error per k
         model = load_model(out / "models" / f"adm-m{m}.pt")
         assert model.config.max_backtrack == m and model.config.hidden_dim == 16
-        np.testing.assert_allclose(holdout.query("m == @m")["holdout_mse"],
-                                   evaluate_errors(model, Windows(held, m)).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(
+            holdout.query("m == @m")["holdout_mse"], evaluate_errors(model, Windows(held, m)).numpy(), rtol=1e-5
+        )
 
     compounding = pd.read_csv(out / "backtracking_compounding.csv")
-    assert compounding[["model", "m", "h"]].values.tolist() == [["m=1", 1, 1], ["m=1", 1, 2], ["m=1", 1, 3],
-                                                                ["m=2", 2, 1], ["m=2", 2, 2], ["m=2", 2, 3]]
+    assert compounding[["model", "m", "h"]].values.tolist() == [
+        ["m=1", 1, 1],
+        ["m=1", 1, 2],
+        ["m=1", 1, 3],
+        ["m=2", 2, 1],
+        ["m=2", 2, 2],
+        ["m=2", 2, 3],
+    ]
     shared = select_segments(hopper_dataset, 3, 2, holdout_mask(hopper_dataset, fit_seed=2))
     assert (compounding["n_segments"] == len(shared)).all()
 

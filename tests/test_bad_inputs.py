@@ -24,12 +24,18 @@ from offline_mbrl.cli import build_parser, main
 from offline_mbrl.config import resolve
 from offline_mbrl.data import TransitionDataset, write_d4rl
 from offline_mbrl.data.minari_io import dataset_path, read_minari, write_minari
-from offline_mbrl.errors import (CheckpointError, ConfigError, DatasetError, DatasetNotFoundError, OfflineMBRLError,
-                                 RunLockedError, WriteError)
+from offline_mbrl.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DatasetNotFoundError,
+    OfflineMBRLError,
+    RunLockedError,
+    WriteError,
+)
 from offline_mbrl.models import build_model
 from offline_mbrl.models.checkpoint import load_model, save_model
 from offline_mbrl.runs import LOCK_NAME, load_checkpoint, run_lock, save_atomic
-
 from test_offline import TINY
 
 DS_ID = "bad/hopper/tiny-v0"
@@ -64,19 +70,27 @@ def world(tmp_path_factory, hopper_dataset, hopper_x_dataset, minari_root):
 
 
 def _write_recipes(base: Path) -> None:
-    recipe = {"env_id": "Hopper-v5", "kind": "medium-replay", "replay": "replay.npz", "upto_step": 10,
-              "ref_min_score": 0.0, "ref_max_score": 1.0}
-    recipes = {"escape": {**recipe, "dataset_id": "../victim/x-v0"},
-               "absolute": {**recipe, "dataset_id": str(base / "abs-v0")},
-               "symlink": {**recipe, "dataset_id": "escape_link/x-v0"},
-               "dotdot": {**recipe, "dataset_id": "bad/../../victim/x-v0"},
-               "exists": {**recipe, "dataset_id": DS_ID},
-               "no_kind": {key: v for key, v in {**recipe, "dataset_id": "ok/new-v0"}.items() if key != "kind"},
-               "no_seed": {**recipe, "dataset_id": "ok/new-v0", "kind": "random"},
-               "bad_kind": {**recipe, "dataset_id": "ok/new-v0", "kind": "great"},
-               "nan_score": {**recipe, "dataset_id": "ok/new-v0", "ref_max_score": float("nan")},
-               "no_file": {**recipe, "dataset_id": "ok/new-v0", "replay": "absent.npz"},
-               "not_mapping": [1, 2]}
+    recipe = {
+        "env_id": "Hopper-v5",
+        "kind": "medium-replay",
+        "replay": "replay.npz",
+        "upto_step": 10,
+        "ref_min_score": 0.0,
+        "ref_max_score": 1.0,
+    }
+    recipes = {
+        "escape": {**recipe, "dataset_id": "../victim/x-v0"},
+        "absolute": {**recipe, "dataset_id": str(base / "abs-v0")},
+        "symlink": {**recipe, "dataset_id": "escape_link/x-v0"},
+        "dotdot": {**recipe, "dataset_id": "bad/../../victim/x-v0"},
+        "exists": {**recipe, "dataset_id": DS_ID},
+        "no_kind": {key: v for key, v in {**recipe, "dataset_id": "ok/new-v0"}.items() if key != "kind"},
+        "no_seed": {**recipe, "dataset_id": "ok/new-v0", "kind": "random"},
+        "bad_kind": {**recipe, "dataset_id": "ok/new-v0", "kind": "great"},
+        "nan_score": {**recipe, "dataset_id": "ok/new-v0", "ref_max_score": float("nan")},
+        "no_file": {**recipe, "dataset_id": "ok/new-v0", "replay": "absent.npz"},
+        "not_mapping": [1, 2],
+    }
     (base / "recipes.yaml").write_text(yaml.safe_dump(recipes))
     (base / "replay.npz").write_bytes(b"")
     (base / "empty_recipes.yaml").write_text("")
@@ -84,8 +98,12 @@ def _write_recipes(base: Path) -> None:
 
 
 def _write_fake_runs(base: Path) -> None:
-    for name, text in (("corrupt_summary", "{not json"), ("list_summary", "[1, 2]"),
-                       ("no_env_summary", '{"algo": "mopo"}'), ("good_summary", '{"env_id": "Hopper-v5"}')):
+    for name, text in (
+        ("corrupt_summary", "{not json"),
+        ("list_summary", "[1, 2]"),
+        ("no_env_summary", '{"algo": "mopo"}'),
+        ("good_summary", '{"env_id": "Hopper-v5"}'),
+    ):
         (base / name).mkdir()
         (base / name / "summary.json").write_text(text)
     (base / "good_summary" / "checkpoints").mkdir()
@@ -107,8 +125,11 @@ def _write_bad_files(base: Path, dataset: TransitionDataset) -> None:
 
 def _tree(folder: Path) -> dict[str, str]:
     """Relative path -> content hash of every file under ``folder`` (symbolic links not followed)."""
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def fails(argv: list[str], capsys) -> OfflineMBRLError:
@@ -232,8 +253,11 @@ DATASET_CASES = [  # (spec with {w}, error class, words)
 @pytest.mark.parametrize("command", ["info", "train"])
 def test_bad_dataset_spec_is_refused(command, spec, error, words, world, tmp_path, capsys):
     spec = spec.format(w=world)
-    argv = (["dataset", "info", spec] if command == "info" else
-            ["train", "--algo", "mopo", "--dataset", spec, "--runs", str(tmp_path / "runs")])
+    argv = (
+        ["dataset", "info", spec]
+        if command == "info"
+        else ["train", "--algo", "mopo", "--dataset", spec, "--runs", str(tmp_path / "runs")]
+    )
     exc = fails(argv, capsys)
     assert isinstance(exc, error) and words in str(exc)
     assert not (tmp_path / "runs").exists()
@@ -259,8 +283,9 @@ MAKE_CASES = [  # (recipes file, recipe, --overwrite, error class, words)
 ]
 
 
-@pytest.mark.parametrize("file, recipe, overwrite, error, words", MAKE_CASES,
-                         ids=[c[1] + "@" + c[0] for c in MAKE_CASES])
+@pytest.mark.parametrize(
+    "file, recipe, overwrite, error, words", MAKE_CASES, ids=[c[1] + "@" + c[0] for c in MAKE_CASES]
+)
 def test_bad_recipe_is_refused_and_deletes_nothing(file, recipe, overwrite, error, words, world, minari_root, capsys):
     decoy, before = minari_root.parent / "victim", _tree(minari_root.parent / "victim")
     datasets_before = _tree(minari_root)
@@ -273,8 +298,9 @@ def test_bad_recipe_is_refused_and_deletes_nothing(file, recipe, overwrite, erro
 @pytest.mark.parametrize("dataset_id", ["../victim/x-v0", "escape_link/x-v0"])
 def test_writer_never_deletes_outside_the_root(dataset_id, hopper_dataset, world, minari_root):
     with pytest.raises(DatasetError):
-        write_minari(hopper_dataset, dataset_id, env_id="Hopper-v5", ref_min_score=None, ref_max_score=None,
-                     overwrite=True)
+        write_minari(
+            hopper_dataset, dataset_id, env_id="Hopper-v5", ref_min_score=None, ref_max_score=None, overwrite=True
+        )
     assert (minari_root.parent / "victim" / "x-v0" / "keep.txt").read_text() == "must survive"
 
 
@@ -284,8 +310,10 @@ def test_reader_never_reads_outside_the_root(world, minari_root):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parts=st.lists(st.sampled_from(["..", ".", "", "a", "b-v0", "~", "/", "x..y", "c d"]), min_size=1, max_size=4),
-       lead=st.sampled_from(["", "/"]))
+@given(
+    parts=st.lists(st.sampled_from(["..", ".", "", "a", "b-v0", "~", "/", "x..y", "c d"]), min_size=1, max_size=4),
+    lead=st.sampled_from(["", "/"]),
+)
 def test_any_id_either_fails_or_stays_inside_the_root(parts, lead, minari_root):
     dataset_id = lead + "/".join(parts) + "-v0"
     try:
@@ -325,8 +353,9 @@ EVALUATE_CASES = [  # (run folder under the world, extra flags, error class, wor
 ]
 
 
-@pytest.mark.parametrize("run, extra, error, words", EVALUATE_CASES,
-                         ids=[c[0] + " ".join(c[1]) for c in EVALUATE_CASES])
+@pytest.mark.parametrize(
+    "run, extra, error, words", EVALUATE_CASES, ids=[c[0] + " ".join(c[1]) for c in EVALUATE_CASES]
+)
 def test_bad_evaluate_input_is_a_named_error(run, extra, error, words, world, capsys):
     exc = fails(["evaluate", str(world / run)] + extra, capsys)
     assert isinstance(exc, error) and words in str(exc)
@@ -420,8 +449,10 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ readers, buffers, checkpoints
 def _arrays(dataset: TransitionDataset, **changes) -> dict:
-    fields = {name: getattr(dataset, name) for name in ("obs", "actions", "rewards", "next_obs", "terminals",
-                                                       "timeouts", "qpos", "qvel")}
+    fields = {
+        name: getattr(dataset, name)
+        for name in ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts", "qpos", "qvel")
+    }
     return {**fields, **changes}
 
 
@@ -452,8 +483,11 @@ def test_bad_dataset_array_is_refused_naming_the_field(field, make, words, hoppe
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(["obs", "actions", "rewards", "next_obs"]),
-       value=st.sampled_from([np.nan, np.inf, -np.inf, 1e7, -3e30]), row=st.integers(0, 50))
+@given(
+    field=st.sampled_from(["obs", "actions", "rewards", "next_obs"]),
+    value=st.sampled_from([np.nan, np.inf, -np.inf, 1e7, -3e30]),
+    row=st.integers(0, 50),
+)
 def test_any_non_finite_or_huge_value_is_refused(field, value, row, hopper_dataset):
     array = getattr(hopper_dataset, field).astype(np.float64).copy()
     array.reshape(len(array), -1)[row, 0] = value
@@ -513,8 +547,9 @@ def test_bad_checkpoint_file_is_a_named_error(content, loader, error, tmp_path):
 def test_buffer_state_of_another_layout_is_a_named_error():
     buffer = TensorBuffer(4, {"x": ((2,), torch.float32)})
     with pytest.raises(CheckpointError, match="does not match"):
-        buffer.load_state_dict({"storage": {"y": torch.zeros(1, 2)}, "ptr": 1, "size": 1, "total_added": 1,
-                                "capacity": 4})
+        buffer.load_state_dict(
+            {"storage": {"y": torch.zeros(1, 2)}, "ptr": 1, "size": 1, "total_added": 1, "capacity": 4}
+        )
 
 
 def test_config_file_values_are_checked_like_overrides(tmp_path):

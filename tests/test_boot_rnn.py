@@ -4,9 +4,12 @@ import torch
 
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.models.fit import FitConfig, fit
-from tests.models_helpers import ds  # noqa: F401 (fixture)
-from tests.models_helpers import (assert_checkpoint_roundtrip, fit_stats, reference_mask,
-                                  tiny_boot_rnn)
+from tests.models_helpers import (
+    assert_checkpoint_roundtrip,
+    fit_stats,
+    reference_mask,
+    tiny_boot_rnn,
+)
 
 M = 4
 
@@ -34,7 +37,9 @@ def test_output_j_reads_only_pairs_up_to_j(ds, model):
     states, actions = batch.states, batch.actions
     with torch.no_grad():
         mean, _ = model(states, actions)
-        changed, _ = model(torch.cat([states[:, :2], states[:, 2:] + 5.0], 1), torch.cat([actions[:, :2], -actions[:, 2:]], 1))
+        changed, _ = model(
+            torch.cat([states[:, :2], states[:, 2:] + 5.0], 1), torch.cat([actions[:, :2], -actions[:, 2:]], 1)
+        )
     torch.testing.assert_close(changed[:, :2], mean[:, :2])
     assert not torch.allclose(changed[:, 2:], mean[:, 2:])
 

@@ -7,16 +7,30 @@ import pytest
 import torch
 import yaml
 
-from offline_mbrl.algos.collect import (KINDS, collect_all, load_replay_file, make_from_recipe, obs_from_state,
-                                        random_policy, save_replay_file)
-from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
 from offline_mbrl.agents.sac import load_actor
+from offline_mbrl.algos.collect import (
+    KINDS,
+    collect_all,
+    load_replay_file,
+    make_from_recipe,
+    obs_from_state,
+    random_policy,
+    save_replay_file,
+)
+from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
 from offline_mbrl.cli import main
 from offline_mbrl.data import load_dataset
 from offline_mbrl.envs.gym_env import collect_transitions, evaluate_policy
 
-TINY = OnlineSACConfig(env_id="Hopper-v5", total_steps=2000, warmup_steps=500, eval_every=500, eval_episodes=3,
-                       checkpoint_every=1000, sac=replace(OnlineSACConfig().sac, hidden_dims=(64, 64)))
+TINY = OnlineSACConfig(
+    env_id="Hopper-v5",
+    total_steps=2000,
+    warmup_steps=500,
+    eval_every=500,
+    eval_episodes=3,
+    checkpoint_every=1000,
+    sac=replace(OnlineSACConfig().sac, hidden_dims=(64, 64)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +101,21 @@ def test_collect_all_kinds_round_trip(sac_run, tmp_path):
     assert prefix.timeouts[-1] or prefix.terminals[-1]
 
     (out / "recipes.yaml").write_text(yaml.safe_dump(recipes))
-    assert main(["dataset", "make", "hopper-medium", "--recipes", str(out / "recipes.yaml"), "--num-steps", "200",
-                 "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "make",
+                "hopper-medium",
+                "--recipes",
+                str(out / "recipes.yaml"),
+                "--num-steps",
+                "200",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert len(load_dataset("minari:offline_mbrl/hopper/medium-v0")) == 200
     _, again = make_from_recipe(recipes["hopper-medium-replay"], out, overwrite=True)
     assert np.array_equal(again.collection_step, np.arange(500))
@@ -113,16 +140,36 @@ def test_quickstart_makes_the_dataset_prints_it_and_trains(tmp_path, capsys):
     from offline_mbrl.runs import save_atomic
 
     save_atomic(TanhGaussianActor(11, 3, (8,)).file_state(), tmp_path / "medium.pt")
-    recipe = {"env_id": "Hopper-v5", "kind": "medium", "dataset_id": "test/hopper/quick-v0", "seed": 0,
-              "num_steps": 300, "ref_min_score": -20.0, "ref_max_score": 3000.0, "policies": {"medium": "medium.pt"}}
+    recipe = {
+        "env_id": "Hopper-v5",
+        "kind": "medium",
+        "dataset_id": "test/hopper/quick-v0",
+        "seed": 0,
+        "num_steps": 300,
+        "ref_min_score": -20.0,
+        "ref_max_score": 3000.0,
+        "policies": {"medium": "medium.pt"},
+    }
     (tmp_path / "recipes.yaml").write_text(yaml.safe_dump({"hopper-medium": recipe}))
-    tiny = {"algo": "admpo-off", "epochs": 1, "steps_per_epoch": 10, "eval_episodes": 1,
-            "dynamics": {"max_epochs": 1, "hidden_dim": 16, "gru_layers": 1, "head_blocks": 1, "max_backtrack": 2},
-            "rollout": {"rollout_batch_size": 32, "rollout_freq": 10, "rollout_length": 2},
-            "sac": {"hidden_dims": [16, 16], "batch_size": 32}}
+    tiny = {
+        "algo": "admpo-off",
+        "epochs": 1,
+        "steps_per_epoch": 10,
+        "eval_episodes": 1,
+        "dynamics": {"max_epochs": 1, "hidden_dim": 16, "gru_layers": 1, "head_blocks": 1, "max_backtrack": 2},
+        "rollout": {"rollout_batch_size": 32, "rollout_freq": 10, "rollout_length": 2},
+        "sac": {"hidden_dims": [16, 16], "batch_size": 32},
+    }
     (tmp_path / "quick.yaml").write_text(yaml.safe_dump(tiny))
-    args = ["quickstart", "--recipes", str(tmp_path / "recipes.yaml"), "--config", str(tmp_path / "quick.yaml"),
-            "--runs", str(tmp_path / "runs")]
+    args = [
+        "quickstart",
+        "--recipes",
+        str(tmp_path / "recipes.yaml"),
+        "--config",
+        str(tmp_path / "quick.yaml"),
+        "--runs",
+        str(tmp_path / "runs"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "making minari:test/hopper/quick-v0" in out and "transitions             300" in out
@@ -153,8 +200,9 @@ def test_exported_training_resumes_identically(sac_run, tmp_path):
 def test_end_step_selects_the_expert_snapshot_and_cuts_the_replay(sac_run, tmp_path):
     from offline_mbrl.errors import DatasetError
 
-    recipes = collect_all(sac_run, tmp_path, "Hopper-v5", ("random",), num_steps=100, medium_fraction=0.0,
-                          end_step=1500, overwrite=True)
+    recipes = collect_all(
+        sac_run, tmp_path, "Hopper-v5", ("random",), num_steps=100, medium_fraction=0.0, end_step=1500, overwrite=True
+    )
     assert recipes["_hopper"]["expert_step"] == 1500
     assert len(load_replay_file(tmp_path / "hopper_replay.npz")) == 1500
     shipped = torch.load(tmp_path / "policies" / "hopper_expert.pt", weights_only=True)["actor"]

@@ -9,9 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
-from offline_mbrl.analysis.compounding import (F32_MAX, compounding_error, evaluation_segments, holdout_mask,
-                                               model_rollout, rollout_segments, segment_errors, select_segments,
-                                               summarize_errors)
+from offline_mbrl.analysis.compounding import (
+    F32_MAX,
+    compounding_error,
+    evaluation_segments,
+    holdout_mask,
+    model_rollout,
+    rollout_segments,
+    segment_errors,
+    select_segments,
+    summarize_errors,
+)
 from offline_mbrl.cli import main
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError
@@ -25,8 +33,9 @@ TINY = {"hidden_dim": 16, "gru_layers": 1, "head_blocks": 1}
 def tiny(kind: str, dataset, seed: int = 0, **fields):
     """A tiny model of ``kind`` with the dataset's input statistics (untrained: the tests check bookkeeping)."""
     torch.manual_seed(seed)
-    sizes = {"ensemble": {"ensemble_size": 3, "num_elites": 2, "hidden_dims": (16, 16),
-                          "weight_decays": (1e-5, 1e-5, 1e-5)}}.get(kind, TINY)
+    sizes = {
+        "ensemble": {"ensemble_size": 3, "num_elites": 2, "hidden_dims": (16, 16), "weight_decays": (1e-5, 1e-5, 1e-5)}
+    }.get(kind, TINY)
     model = build_model(kind, dataset.obs_dim, dataset.action_dim, **{**sizes, **fields})
     model.normalizer.set_stats(dataset.normalization_stats())
     return model.eval()
@@ -36,18 +45,18 @@ def test_segment_errors_match_numpy_reference():
     rng = np.random.default_rng(0)
     targets = rng.normal(size=(4, 3, 2))
     predictions = targets + rng.normal(size=targets.shape)
-    predictions[0, 2] = np.nan            # missing step (dropped trajectory)
-    predictions[1, 0, 1] = np.inf         # non-finite prediction
-    predictions[2, 1, 0] = 1e200          # finite but the error overflows float32
-    predictions[3, 2, 0] = 1e19           # squared error 1e38 < F32_MAX: kept
+    predictions[0, 2] = np.nan  # missing step (dropped trajectory)
+    predictions[1, 0, 1] = np.inf  # non-finite prediction
+    predictions[2, 1, 0] = 1e200  # finite but the error overflows float32
+    predictions[3, 2, 0] = 1e19  # squared error 1e38 < F32_MAX: kept
     l2, squared, overflow = segment_errors(predictions, targets)
     with np.errstate(over="ignore"):
         for s, h in np.ndindex(4, 3):
             diff = predictions[s, h] - targets[s, h]
-            bad = not np.all(np.isfinite(diff)) or np.sqrt(np.sum(diff ** 2)) > F32_MAX
+            bad = not np.all(np.isfinite(diff)) or np.sqrt(np.sum(diff**2)) > F32_MAX
             assert overflow[s, h] == bad
-            assert l2[s, h] == (F32_MAX if bad else np.sqrt(np.sum(diff ** 2)))
-            np.testing.assert_array_equal(squared[s, h], np.full(2, F32_MAX) if bad else diff ** 2)
+            assert l2[s, h] == (F32_MAX if bad else np.sqrt(np.sum(diff**2)))
+            np.testing.assert_array_equal(squared[s, h], np.full(2, F32_MAX) if bad else diff**2)
     assert overflow.sum() == 3
     summary = summarize_errors(l2, overflow)
     np.testing.assert_array_equal(summary["n_overflow"], [1, 1, 1])
@@ -67,8 +76,11 @@ def test_bootstrap_interval_is_seeded_and_shrinks_to_constant():
 
 def brute_force_starts(dataset, length: int, allowed: np.ndarray) -> list[int]:
     ids = dataset.episode_ids
-    return [t for t in range(len(dataset) - length + 1)
-            if len(set(ids[t:t + length])) == 1 and allowed[t:t + length].all()]
+    return [
+        t
+        for t in range(len(dataset) - length + 1)
+        if len(set(ids[t : t + length])) == 1 and allowed[t : t + length].all()
+    ]
 
 
 @pytest.mark.parametrize("holdout", [True, False])
@@ -78,7 +90,7 @@ def test_segments_stay_inside_one_episode_and_the_holdout(hopper_dataset, holdou
     segments = select_segments(hopper_dataset, horizon, history, allowed if holdout else None)
     assert segments.rows.tolist() == brute_force_starts(hopper_dataset, history - 1 + horizon, allowed)
     assert 0 < len(segments) < len(hopper_dataset)
-    rows = segments.rows[:, None] + np.arange(history - 1 + horizon)                  # (S, L)
+    rows = segments.rows[:, None] + np.arange(history - 1 + horizon)  # (S, L)
     ids = hopper_dataset.episode_ids[rows]
     assert (ids == ids[:, :1]).all() and allowed[rows].all()
     # an episode end may only sit at a segment's last row
@@ -148,7 +160,7 @@ def test_roll_outs_are_seeded(hopper_dataset):
 def test_exploding_model_counts_every_point_as_overflow(hopper_dataset):
     ensemble = tiny("ensemble", hopper_dataset)
     with torch.no_grad():  # Δs = 2e38: step 1 is finite with an error > F32_MAX, step 2 is inf (dropped)
-        ensemble.layers[-1].bias[..., :hopper_dataset.obs_dim] = 2e38
+        ensemble.layers[-1].bias[..., : hopper_dataset.obs_dim] = 2e38
     segments = select_segments(hopper_dataset, 3, 1)
     result = compounding_error({"exploding": ensemble}, hopper_dataset, segments)
     np.testing.assert_array_equal(result.summary["n_overflow"], len(segments))
@@ -172,13 +184,31 @@ def test_model_rollout_rejects_bad_requests(hopper_dataset):
 def test_cli_writes_png_and_csvs(hopper_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("offline_mbrl.data.load.load_dataset", lambda spec: hopper_dataset)
     paths = {}
-    for name, kind, fields in (("adm", "adm", {"max_backtrack": 2}), ("ens", "ensemble", {}),
-                               ("rnn", "boot_rnn", {"max_backtrack": 2})):
+    for name, kind, fields in (
+        ("adm", "adm", {"max_backtrack": 2}),
+        ("ens", "ensemble", {}),
+        ("rnn", "boot_rnn", {"max_backtrack": 2}),
+    ):
         paths[name] = tmp_path / f"{name}.pt"
         save_model(tiny(kind, hopper_dataset, **fields), paths[name])
     out = tmp_path / "fig"
-    assert main(["analyze", "compounding-error", "--dataset", "hopper.hdf5", "--horizon", "4", "--out-dir", str(out),
-                 "--models", *(f"{name}={path}" for name, path in paths.items())]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "compounding-error",
+                "--dataset",
+                "hopper.hdf5",
+                "--horizon",
+                "4",
+                "--out-dir",
+                str(out),
+                "--models",
+                *(f"{name}={path}" for name, path in paths.items()),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     assert (out / "compounding_error.png").read_bytes()[:8] == PNG_MAGIC
     summary = pd.read_csv(out / "compounding_error.csv")

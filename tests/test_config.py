@@ -1,23 +1,46 @@
 """Typed configs: every shipped file loads, unknown keys and wrong types name the key, overrides, round trip."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
-from offline_mbrl.config import (CONFIG_DIR, TrainConfig, config_hash, default_config_file, from_dict, parse_override,
-                                 resolve, to_dict)
+from offline_mbrl.config import (
+    CONFIG_DIR,
+    TrainConfig,
+    config_hash,
+    default_config_file,
+    from_dict,
+    parse_override,
+    resolve,
+    to_dict,
+)
 from offline_mbrl.errors import ConfigError
 
 ALL_FILES = sorted(CONFIG_DIR.rglob("*.yaml"))
-TABLE5_D4RL = {"hopper-random": (5, 50, 5), "halfcheetah-random": (2, 10, 2.5), "walker2d-random": (2, 50, 2.5),
-               "hopper-medium": (5, 10, 1), "halfcheetah-medium": (2, 5, 2.5), "walker2d-medium": (5, 10, 5),
-               "hopper-medium-replay": (5, 5, 0.1), "halfcheetah-medium-replay": (2, 5, 2.5),
-               "walker2d-medium-replay": (5, 5, 0.1), "hopper-medium-expert": (2, 20, 20),
-               "halfcheetah-medium-expert": (2, 50, 10), "walker2d-medium-expert": (3, 2, 6)}
-TABLE5_NEORL = {"hopper-low": (5, 20, 5), "halfcheetah-low": (2, 20, 10), "walker2d-low": (5, 10, 2.5),
-                "hopper-medium": (5, 20, 50), "halfcheetah-medium": (2, 5, 20), "walker2d-medium": (5, 10, 5),
-                "hopper-high": (5, 20, 50), "halfcheetah-high": (2, 10, 50), "walker2d-high": (5, 10, 2.5)}
+TABLE5_D4RL = {
+    "hopper-random": (5, 50, 5),
+    "halfcheetah-random": (2, 10, 2.5),
+    "walker2d-random": (2, 50, 2.5),
+    "hopper-medium": (5, 10, 1),
+    "halfcheetah-medium": (2, 5, 2.5),
+    "walker2d-medium": (5, 10, 5),
+    "hopper-medium-replay": (5, 5, 0.1),
+    "halfcheetah-medium-replay": (2, 5, 2.5),
+    "walker2d-medium-replay": (5, 5, 0.1),
+    "hopper-medium-expert": (2, 20, 20),
+    "halfcheetah-medium-expert": (2, 50, 10),
+    "walker2d-medium-expert": (3, 2, 6),
+}
+TABLE5_NEORL = {
+    "hopper-low": (5, 20, 5),
+    "halfcheetah-low": (2, 20, 10),
+    "walker2d-low": (5, 10, 2.5),
+    "hopper-medium": (5, 20, 50),
+    "halfcheetah-medium": (2, 5, 20),
+    "walker2d-medium": (5, 10, 5),
+    "hopper-high": (5, 20, 50),
+    "halfcheetah-high": (2, 10, 50),
+    "walker2d-high": (5, 10, 2.5),
+}
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
@@ -30,29 +53,35 @@ def test_every_shipped_config_loads(path):
 def test_table5_tasks_have_configs_with_its_values(folder, table):
     for task, (m, horizon, beta) in table.items():
         config = resolve("admpo-off", CONFIG_DIR / "admpo_off" / folder / f"{task}.yaml")
-        assert (config.dynamics.max_backtrack, config.rollout.rollout_length, config.rollout.penalty_coef) == \
-            (m, horizon, beta), task
+        assert (config.dynamics.max_backtrack, config.rollout.rollout_length, config.rollout.penalty_coef) == (
+            m,
+            horizon,
+            beta,
+        ), task
         assert config.rollout.penalty == "adm_std" and not config.sac.auto_alpha
 
 
 def test_official_real_ratio_and_alpha():
     def load(task):
         return resolve("admpo-off", CONFIG_DIR / "admpo_off" / "d4rl" / f"{task}.yaml")
+
     assert load("hopper-medium-replay").real_ratio == 0.5 and load("hopper-medium").real_ratio == 0.05
     assert load("walker2d-medium-expert").sac.alpha == 0.011
     hc = load("halfcheetah-medium-replay")
     assert hc.sac.actor_lr == pytest.approx(7e-5) and not hc.sac.lr_schedule
 
 
-@pytest.mark.parametrize("override, key", [("rollout.zz=1", "rollout.zz"), ("bogus=1", "bogus"),
-                                           ("sac.nope.deeper=1", "sac.nope")])
+@pytest.mark.parametrize(
+    "override, key", [("rollout.zz=1", "rollout.zz"), ("bogus=1", "bogus"), ("sac.nope.deeper=1", "sac.nope")]
+)
 def test_unknown_key_is_named(override, key):
     with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
         resolve("admpo-off", overrides=[override])
 
 
-@pytest.mark.parametrize("override, key", [("sac.alpha=abc", "sac.alpha"), ("epochs=1.5", "epochs"),
-                                           ("sac.auto_alpha=3", "sac.auto_alpha")])
+@pytest.mark.parametrize(
+    "override, key", [("sac.alpha=abc", "sac.alpha"), ("epochs=1.5", "epochs"), ("sac.auto_alpha=3", "sac.auto_alpha")]
+)
 def test_wrong_type_is_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         resolve("admpo-off", overrides=[override])
@@ -113,8 +142,9 @@ def test_default_config_of_every_hosted_mujoco_id(algo):
             assert found == folder / "mujoco" / f"{env}-{kind}.yaml"
             comment = " ".join(line[2:] for line in found.read_text().splitlines() if line.startswith("# "))
             assert f"D4RL {env}-{d4rl_kind} settings" in comment
-            assert to_dict(resolve(algo, found)) == to_dict(resolve(algo, CONFIG_DIR / algo.replace("-", "_") / "d4rl"
-                                                                   / f"{env}-{d4rl_kind}.yaml"))
+            assert to_dict(resolve(algo, found)) == to_dict(
+                resolve(algo, CONFIG_DIR / algo.replace("-", "_") / "d4rl" / f"{env}-{d4rl_kind}.yaml")
+            )
     # the collected namespace keeps its configs; a namespace without a folder falls back to them; no config for Ant
     assert default_config_file(algo, None, "minari:offline_mbrl/hopper/medium-v0") == folder / "hopper-medium.yaml"
     assert default_config_file(algo, None, "minari:test/hopper/medium-v0") == folder / "hopper-medium.yaml"

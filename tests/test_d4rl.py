@@ -22,11 +22,18 @@ V2_EXTRAS = {
 }
 
 
-def _write_layout(path: Path, dataset: TransitionDataset, *, next_obs=True, timeouts=True, dtype=np.float32,
-                  column=False, extras=True) -> Path:
+def _write_layout(
+    path: Path, dataset: TransitionDataset, *, next_obs=True, timeouts=True, dtype=np.float32, column=False, extras=True
+) -> Path:
     """A file as D4RL publishes it: v2 keys, optional next_observations/timeouts, (N, 1) columns."""
-    arrays = {"observations": dataset.obs, "actions": dataset.actions, "rewards": dataset.rewards,
-              "terminals": dataset.terminals, "infos/qpos": dataset.qpos, "infos/qvel": dataset.qvel}
+    arrays = {
+        "observations": dataset.obs,
+        "actions": dataset.actions,
+        "rewards": dataset.rewards,
+        "terminals": dataset.terminals,
+        "infos/qpos": dataset.qpos,
+        "infos/qvel": dataset.qvel,
+    }
     if next_obs:
         arrays["next_observations"] = dataset.next_obs
     if timeouts:
@@ -35,7 +42,7 @@ def _write_layout(path: Path, dataset: TransitionDataset, *, next_obs=True, time
         for key, value in arrays.items():
             value = value.astype(dtype) if value.dtype.kind == "f" else value
             file.create_dataset(key, data=value[:, None] if column and value.ndim == 1 else value)
-        for key, make in (V2_EXTRAS.items() if extras else ()):
+        for key, make in V2_EXTRAS.items() if extras else ():
             file.create_dataset(key, data=make(len(dataset)))
     return path
 
@@ -58,8 +65,11 @@ def _successor_reference(dataset: TransitionDataset) -> dict[str, np.ndarray]:
 def test_v2_layout_reads_every_field(tmp_path, hopper_dataset, assert_same, name):
     path = _write_layout(tmp_path / name, hopper_dataset)
     dataset = read_d4rl(path)
-    assert_same(dataset, hopper_dataset, fields=("obs", "actions", "rewards", "next_obs", "terminals", "timeouts",
-                                                 "qpos", "qvel"))
+    assert_same(
+        dataset,
+        hopper_dataset,
+        fields=("obs", "actions", "rewards", "next_obs", "terminals", "timeouts", "qpos", "qvel"),
+    )
     assert dataset.collection_step is None
     assert dataset.source == str(path)
     assert dataset.metadata["notes"] == []
@@ -69,15 +79,24 @@ def test_v2_layout_reads_every_field(tmp_path, hopper_dataset, assert_same, name
         assert dataset.metadata["env_id"] == "Hopper-v5" and dataset.metadata["task"] == "hopper-medium-v2"
 
 
-@pytest.mark.parametrize("stem, task, env_id", [
-    ("halfcheetah_medium_replay-v2", "halfcheetah-medium-replay-v2", "HalfCheetah-v5"),
-    ("walker2d-medium-expert-v2", "walker2d-medium-expert-v2", "Walker2d-v5"),
-    ("hopper_full_replay-v1", "hopper-full-replay-v1", "Hopper-v5"),
-])
+@pytest.mark.parametrize(
+    "stem, task, env_id",
+    [
+        ("halfcheetah_medium_replay-v2", "halfcheetah-medium-replay-v2", "HalfCheetah-v5"),
+        ("walker2d-medium-expert-v2", "walker2d-medium-expert-v2", "Walker2d-v5"),
+        ("hopper_full_replay-v1", "hopper-full-replay-v1", "Hopper-v5"),
+    ],
+)
 def test_task_and_env_id_are_guessed_from_d4rl_names(tmp_path, stem, task, env_id):
     n, obs_dim = 4, 11 if stem.startswith("hopper") else 17
-    dataset = TransitionDataset(obs=np.zeros((n, obs_dim)), actions=np.zeros((n, 3)), rewards=np.zeros(n),
-                                next_obs=np.zeros((n, obs_dim)), terminals=np.zeros(n), timeouts=np.zeros(n))
+    dataset = TransitionDataset(
+        obs=np.zeros((n, obs_dim)),
+        actions=np.zeros((n, 3)),
+        rewards=np.zeros(n),
+        next_obs=np.zeros((n, obs_dim)),
+        terminals=np.zeros(n),
+        timeouts=np.zeros(n),
+    )
     loaded = read_d4rl(write_d4rl(dataset, tmp_path / f"{stem}.hdf5"))
     assert loaded.metadata["task"] == task and loaded.metadata["env_id"] == env_id
 
@@ -132,11 +151,23 @@ settings_small = settings(max_examples=50, deadline=None)
 def test_successor_rule_matches_plain_loop(flags):
     n = len(flags)
     rng = np.random.default_rng(n)
-    source = TransitionDataset(obs=rng.normal(size=(n, 2)), actions=rng.normal(size=(n, 1)), rewards=rng.normal(size=n),
-                               next_obs=np.zeros((n, 2)), terminals=np.array([f == "t" for f in flags]),
-                               timeouts=np.array([f == "o" for f in flags]), qpos=rng.normal(size=(n, 3)))
-    arrays = {"observations": source.obs, "actions": source.actions, "rewards": source.rewards,
-              "terminals": source.terminals, "timeouts": source.timeouts, "infos/qpos": source.qpos}
+    source = TransitionDataset(
+        obs=rng.normal(size=(n, 2)),
+        actions=rng.normal(size=(n, 1)),
+        rewards=rng.normal(size=n),
+        next_obs=np.zeros((n, 2)),
+        terminals=np.array([f == "t" for f in flags]),
+        timeouts=np.array([f == "o" for f in flags]),
+        qpos=rng.normal(size=(n, 3)),
+    )
+    arrays = {
+        "observations": source.obs,
+        "actions": source.actions,
+        "rewards": source.rewards,
+        "terminals": source.terminals,
+        "timeouts": source.timeouts,
+        "infos/qpos": source.qpos,
+    }
     expected = _successor_reference(source)
     if len(expected["obs"]) == 0:
         with pytest.raises(DatasetError, match="dataset is empty"):
@@ -151,15 +182,22 @@ def test_write_read_round_trip_is_lossless(tmp_path, hopper_dataset, assert_same
     path = write_d4rl(hopper_dataset, tmp_path / "collected.hdf5")
     with h5py.File(path) as file:
         assert {"next_observations", "timeouts", "infos/qpos", "infos/qvel", "infos/collection_step"} <= set(
-            _all_keys(file))
+            _all_keys(file)
+        )
     assert_same(read_d4rl(path), hopper_dataset)
     assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_round_trip_keeps_unfinished_last_episode_and_absent_fields(tmp_path, hopper_dataset, assert_same):
     part = hopper_dataset.subset(slice(0, 45))
-    bare = TransitionDataset(obs=part.obs, actions=part.actions, rewards=part.rewards, next_obs=part.next_obs,
-                             terminals=part.terminals, timeouts=part.timeouts)
+    bare = TransitionDataset(
+        obs=part.obs,
+        actions=part.actions,
+        rewards=part.rewards,
+        next_obs=part.next_obs,
+        terminals=part.terminals,
+        timeouts=part.timeouts,
+    )
     loaded = load_dataset(str(write_d4rl(bare, tmp_path / "bare.HDF5")))
     assert_same(loaded, bare)
     assert not (loaded.terminals[-1] or loaded.timeouts[-1])
@@ -202,16 +240,25 @@ def test_missing_key_is_named_and_present_keys_listed(tmp_path, hopper_dataset):
     assert "metadata/policy" not in message
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("rewards", lambda d: d.rewards[:-3], "length mismatch: field 'rewards' has"),
-    ("infos/qvel", lambda d: d.qvel[:-1], "length mismatch: field 'infos/qvel' has"),
-    ("observations", lambda d: d.obs[:, 0], "field 'observations' must have rank 2"),
-    ("rewards", lambda d: np.where(np.arange(len(d)) % 40 == 3, np.nan, d.rewards),
-     "field 'rewards' holds {} NaN/inf value(s)"),
-    ("next_observations", lambda d: np.where(np.arange(len(d))[:, None] == 3, np.inf, d.next_obs),
-     "field 'next_obs' holds 11 NaN/inf value(s)"),
-    ("terminals", lambda d: np.full(len(d), 3), "field 'terminals' must hold only 0/1"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("rewards", lambda d: d.rewards[:-3], "length mismatch: field 'rewards' has"),
+        ("infos/qvel", lambda d: d.qvel[:-1], "length mismatch: field 'infos/qvel' has"),
+        ("observations", lambda d: d.obs[:, 0], "field 'observations' must have rank 2"),
+        (
+            "rewards",
+            lambda d: np.where(np.arange(len(d)) % 40 == 3, np.nan, d.rewards),
+            "field 'rewards' holds {} NaN/inf value(s)",
+        ),
+        (
+            "next_observations",
+            lambda d: np.where(np.arange(len(d))[:, None] == 3, np.inf, d.next_obs),
+            "field 'next_obs' holds 11 NaN/inf value(s)",
+        ),
+        ("terminals", lambda d: np.full(len(d), 3), "field 'terminals' must hold only 0/1"),
+    ],
+)
 def test_bad_arrays_raise_with_file_and_field(tmp_path, hopper_dataset, key, value, message):
     message = message.format((len(hopper_dataset) + 36) // 40)  # NaN rows 3, 43, 83, ...
     path = _write_layout(tmp_path / "bad.hdf5", hopper_dataset)
@@ -234,8 +281,11 @@ def test_empty_file(tmp_path):
 
 def test_obs_dim_unlike_the_named_task(tmp_path, hopper_x_dataset):
     path = _write_layout(tmp_path / "hopper_medium-v2.hdf5", hopper_x_dataset)
-    with pytest.raises(DatasetError, match=r"hopper_medium-v2\.hdf5: file name says task 'hopper-medium-v2' "
-                                           r"\(obs dim 11\), but field 'obs' has dim 12"):
+    with pytest.raises(
+        DatasetError,
+        match=r"hopper_medium-v2\.hdf5: file name says task 'hopper-medium-v2' "
+        r"\(obs dim 11\), but field 'obs' has dim 12",
+    ):
         read_d4rl(path)
 
 

@@ -9,7 +9,11 @@ from hypothesis import strategies as st
 
 from offline_mbrl.data import TransitionDataset
 from offline_mbrl.data.dataset import (
-    as_flags, check_shapes, require_file, require_keys, squeeze_column,
+    as_flags,
+    check_shapes,
+    require_file,
+    require_keys,
+    squeeze_column,
 )
 from offline_mbrl.errors import DatasetError, DatasetNotFoundError
 
@@ -17,8 +21,12 @@ from offline_mbrl.errors import DatasetError, DatasetNotFoundError
 def _synthetic(terminals, timeouts, obs_dim=3, action_dim=2, seed=0, **kwargs) -> TransitionDataset:
     n = len(terminals)
     rng = np.random.default_rng(seed)
-    fields = dict(obs=rng.normal(size=(n, obs_dim)), actions=rng.uniform(-1, 1, (n, action_dim)),
-                  rewards=rng.normal(size=n), next_obs=rng.normal(size=(n, obs_dim)))
+    fields = dict(
+        obs=rng.normal(size=(n, obs_dim)),
+        actions=rng.uniform(-1, 1, (n, action_dim)),
+        rewards=rng.normal(size=n),
+        next_obs=rng.normal(size=(n, obs_dim)),
+    )
     return TransitionDataset(**{**fields, **kwargs}, terminals=np.asarray(terminals), timeouts=np.asarray(timeouts))
 
 
@@ -68,16 +76,25 @@ def test_float_fields_become_float32_and_flags_bool():
     assert dataset.terminals.dtype == bool and dataset.terminals.tolist() == [False, True]
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(rewards=np.zeros((4, 2))), "field 'rewards' must have rank 1, got shape (4, 2)"),
-    (dict(actions=np.zeros((3, 2))), "length mismatch: field 'actions' has 3 rows, field 'obs' has 4"),
-    (dict(next_obs=np.zeros((4, 5))), "field 'next_obs' has dim 5, field 'obs' has dim 3"),
-    (dict(qpos=np.zeros(4)), "field 'qpos' must have rank 2"),
-    (dict(terminals=np.array([0, 2, 0, 0])), "field 'terminals' must hold only 0/1"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(rewards=np.zeros((4, 2))), "field 'rewards' must have rank 1, got shape (4, 2)"),
+        (dict(actions=np.zeros((3, 2))), "length mismatch: field 'actions' has 3 rows, field 'obs' has 4"),
+        (dict(next_obs=np.zeros((4, 5))), "field 'next_obs' has dim 5, field 'obs' has dim 3"),
+        (dict(qpos=np.zeros(4)), "field 'qpos' must have rank 2"),
+        (dict(terminals=np.array([0, 2, 0, 0])), "field 'terminals' must hold only 0/1"),
+    ],
+)
 def test_validation_messages_name_source_and_field(change, message):
-    base = dict(obs=np.zeros((4, 3)), actions=np.zeros((4, 2)), rewards=np.zeros(4), next_obs=np.zeros((4, 3)),
-                terminals=np.zeros(4), timeouts=np.zeros(4))
+    base = dict(
+        obs=np.zeros((4, 3)),
+        actions=np.zeros((4, 2)),
+        rewards=np.zeros(4),
+        next_obs=np.zeros((4, 3)),
+        terminals=np.zeros(4),
+        timeouts=np.zeros(4),
+    )
     with pytest.raises(DatasetError) as info:
         TransitionDataset(**{**base, **change}, source="file.hdf5")
     assert str(info.value).startswith("file.hdf5: ") and message in str(info.value)
@@ -86,14 +103,28 @@ def test_validation_messages_name_source_and_field(change, message):
 def test_nan_and_inf_are_counted_per_field():
     rewards = np.array([0.0, np.nan, np.inf, 1.0])
     with pytest.raises(DatasetError, match=r"x\.npz: field 'rewards' holds 2 NaN/inf value\(s\)"):
-        TransitionDataset(obs=np.zeros((4, 3)), actions=np.zeros((4, 2)), rewards=rewards, next_obs=np.zeros((4, 3)),
-                          terminals=np.zeros(4), timeouts=np.zeros(4), source="x.npz")
+        TransitionDataset(
+            obs=np.zeros((4, 3)),
+            actions=np.zeros((4, 2)),
+            rewards=rewards,
+            next_obs=np.zeros((4, 3)),
+            terminals=np.zeros(4),
+            timeouts=np.zeros(4),
+            source="x.npz",
+        )
 
 
 def test_empty_dataset_is_rejected():
     with pytest.raises(DatasetError, match=r"e\.hdf5: dataset is empty \(field 'obs' has 0 rows\)"):
-        TransitionDataset(obs=np.zeros((0, 3)), actions=np.zeros((0, 2)), rewards=np.zeros(0),
-                          next_obs=np.zeros((0, 3)), terminals=np.zeros(0), timeouts=np.zeros(0), source="e.hdf5")
+        TransitionDataset(
+            obs=np.zeros((0, 3)),
+            actions=np.zeros((0, 2)),
+            rewards=np.zeros(0),
+            next_obs=np.zeros((0, 3)),
+            terminals=np.zeros(0),
+            timeouts=np.zeros(0),
+            source="e.hdf5",
+        )
 
 
 def test_normalization_stats_match_numpy(hopper_dataset):

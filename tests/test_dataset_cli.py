@@ -8,8 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from offline_mbrl.cli import build_parser, main
-from offline_mbrl.cli import dataset_cmd
+from offline_mbrl.cli import build_parser, dataset_cmd, main
 from offline_mbrl.data import write_d4rl, write_minari
 
 
@@ -39,11 +38,21 @@ def test_info_on_d4rl_file(tmp_path, capsys, hopper_dataset):
 def test_info_on_neorl_file(tmp_path, capsys, hopper_x_dataset):
     path = tmp_path / "Hopper-v3-medium-100-val-noise.npz"
     ends = np.flatnonzero(hopper_x_dataset.episode_ends) + 1
-    np.savez(path, obs=hopper_x_dataset.obs, next_obs=hopper_x_dataset.next_obs, action=hopper_x_dataset.actions,
-             reward=hopper_x_dataset.rewards, done=hopper_x_dataset.terminals, index=ends)
+    np.savez(
+        path,
+        obs=hopper_x_dataset.obs,
+        next_obs=hopper_x_dataset.next_obs,
+        action=hopper_x_dataset.actions,
+        reward=hopper_x_dataset.rewards,
+        done=hopper_x_dataset.terminals,
+        index=ends,
+    )
     rows = _info(capsys, str(path))
     assert rows["task"] == "neorl-hopper-medium" and rows["obs dim / action dim"] == "12 / 3"
-    assert rows["sim state (qpos/qvel)"] == "no" and rows["reference returns"] == "task neorl-hopper-medium: random 5.0, expert 3294.0"
+    assert (
+        rows["sim state (qpos/qvel)"] == "no"
+        and rows["reference returns"] == "task neorl-hopper-medium: random 5.0, expert 3294.0"
+    )
 
 
 def test_info_on_minari_dataset(capsys, hopper_dataset):
@@ -66,11 +75,14 @@ def test_info_prints_notes_and_unknown_reference(tmp_path, capsys, hopper_datase
     assert "notes:\n  - no 'timeouts' key (old D4RL file)" in out
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("data.csv", "data.csv: unknown dataset spec; accepted forms: minari:<dataset_id>"),
-    ("absent.hdf5", "absent.hdf5: dataset file not found"),
-    ("minari:none/here-v0", "minari:none/here-v0: no local Minari dataset"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("data.csv", "data.csv: unknown dataset spec; accepted forms: minari:<dataset_id>"),
+        ("absent.hdf5", "absent.hdf5: dataset file not found"),
+        ("minari:none/here-v0", "minari:none/here-v0: no local Minari dataset"),
+    ],
+)
 def test_errors_are_clean_messages(capsys, spec, message):
     assert main(["dataset", "info", spec]) == 2
     err = capsys.readouterr().err

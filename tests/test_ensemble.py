@@ -6,8 +6,11 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError
 from offline_mbrl.models.ensemble import EnsembleConfig
 from offline_mbrl.models.fit import FitConfig, _keep_snapshot, evaluate_errors, fit, split_holdout
-from tests.models_helpers import ds  # noqa: F401 (fixture)
-from tests.models_helpers import assert_checkpoint_roundtrip, fit_stats, tiny_ensemble
+from tests.models_helpers import (
+    assert_checkpoint_roundtrip,
+    fit_stats,
+    tiny_ensemble,
+)
 
 E = 4
 
@@ -23,7 +26,7 @@ def member_forward(model, e, obs, actions):
     for i, layer in enumerate(model.layers):
         x = x @ layer.weight[e] + layer.bias[e, 0]
         if i < len(model.layers) - 1:
-            x = x * torch.sigmoid(x)                                 # Swish
+            x = x * torch.sigmoid(x)  # Swish
     mean, raw = x.chunk(2, dim=-1)
     hi, lo = model.logvar_bounds.max_logvar, model.logvar_bounds.min_logvar
     raw = hi - torch.nn.functional.softplus(hi - raw)
@@ -44,15 +47,19 @@ def test_batched_members_equal_separate_members(ds, model):
 
 
 def test_loss_matches_numpy_reference(ds, model):
-    rows = torch.arange(4 * E)                                         # member e trains rows 4e … 4e+3
+    rows = torch.arange(4 * E)  # member e trains rows 4e … 4e+3
     with torch.no_grad():
         loss, metrics = model.loss(Windows(ds, 1).gather(rows))
-        mean, logvar = model(torch.from_numpy(ds.obs[:16]).view(E, 4, -1), torch.from_numpy(ds.actions[:16]).view(E, 4, -1))
+        mean, logvar = model(
+            torch.from_numpy(ds.obs[:16]).view(E, 4, -1), torch.from_numpy(ds.actions[:16]).view(E, 4, -1)
+        )
     mean, logvar = mean.double().numpy(), logvar.double().numpy()
     target = np.concatenate([ds.next_obs[:16] - ds.obs[:16], ds.rewards[:16, None]], axis=1).reshape(E, 4, -1)
     nll = sum(np.mean((mean[e] - target[e]) ** 2 * np.exp(-logvar[e])) + np.mean(logvar[e]) for e in range(E))
-    decay = sum(wd * 0.5 * (layer.weight.double() ** 2).sum().item()
-                for wd, layer in zip(model.config.weight_decays, model.layers))
+    decay = sum(
+        wd * 0.5 * (layer.weight.double() ** 2).sum().item()
+        for wd, layer in zip(model.config.weight_decays, model.layers)
+    )
     bounds = 0.01 * (model.logvar_bounds.max_logvar.sum() - model.logvar_bounds.min_logvar.sum()).item()
     np.testing.assert_allclose(loss.item(), nll + decay + bounds, rtol=1e-5)
     np.testing.assert_allclose(metrics["dynamics/decay"], decay, rtol=1e-5)

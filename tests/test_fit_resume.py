@@ -17,8 +17,9 @@ def _fresh(kind, dataset):
 
 @pytest.mark.parametrize("kind", ["adm", "ensemble"])
 def test_stopped_fit_resumes_bit_exactly(kind, hopper_dataset, tmp_path):
-    config = lambda epochs: FitConfig.for_model(_fresh(kind, hopper_dataset), max_epochs=epochs, seed=3,
-                                                batch_size=64)
+    def config(epochs):
+        return FitConfig.for_model(_fresh(kind, hopper_dataset), max_epochs=epochs, seed=3, batch_size=64)
+
     whole = _fresh(kind, hopper_dataset)
     expected = fit(whole, hopper_dataset, config(4))
     partial = tmp_path / "fit.partial"
@@ -35,8 +36,16 @@ def test_stopped_fit_resumes_bit_exactly(kind, hopper_dataset, tmp_path):
 
 def test_a_checkpoint_of_another_fit_is_refused(hopper_dataset, tmp_path):
     partial = tmp_path / "fit.partial"
-    fit(_fresh("ensemble", hopper_dataset), hopper_dataset, FitConfig(max_epochs=1, seed=0, batch_size=64),
-        checkpoint=partial)
+    fit(
+        _fresh("ensemble", hopper_dataset),
+        hopper_dataset,
+        FitConfig(max_epochs=1, seed=0, batch_size=64),
+        checkpoint=partial,
+    )
     with pytest.raises(CheckpointError, match=r"fit.partial: a fit checkpoint of another fit than this fit's"):
-        fit(_fresh("ensemble", hopper_dataset), hopper_dataset, FitConfig(max_epochs=2, seed=1, batch_size=64),
-            checkpoint=partial)
+        fit(
+            _fresh("ensemble", hopper_dataset),
+            hopper_dataset,
+            FitConfig(max_epochs=2, seed=1, batch_size=64),
+            checkpoint=partial,
+        )

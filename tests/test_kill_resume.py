@@ -19,7 +19,6 @@ from offline_mbrl.errors import CheckpointError, DivergenceError
 from offline_mbrl.models import build_model
 from offline_mbrl.models.checkpoint import save_model
 from offline_mbrl.runs import LOCK_NAME
-
 from test_offline import DETERMINISTIC_COLUMNS, _config
 
 KILL_CONFIG = dict(algo="admpo-off", epochs=4, extra=["checkpoint_every=2", "rollout.model_retain_epochs=1"])
@@ -31,8 +30,10 @@ class _Killed(BaseException):
 
 @pytest.fixture(scope="module")
 def data(hopper_dataset):
-    return replace(hopper_dataset, metadata={**hopper_dataset.metadata, "env_id": "Hopper-v5",
-                                             "ref_min_score": -20.0, "ref_max_score": 3000.0})
+    return replace(
+        hopper_dataset,
+        metadata={**hopper_dataset.metadata, "env_id": "Hopper-v5", "ref_min_score": -20.0, "ref_max_score": 3000.0},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +122,9 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(data, full_
 
 
 def _broken_ensemble(path, fill=None):
-    model = build_model("ensemble", 11, 3, ensemble_size=3, num_elites=2, hidden_dims=(16, 16),
-                        weight_decays=(1e-5,) * 3)
+    model = build_model(
+        "ensemble", 11, 3, ensemble_size=3, num_elites=2, hidden_dims=(16, 16), weight_decays=(1e-5,) * 3
+    )
     if fill is not None:
         with torch.no_grad():
             for p in model.parameters():
@@ -131,10 +133,17 @@ def _broken_ensemble(path, fill=None):
     return path
 
 
-@pytest.mark.parametrize("fill, extra, words", [
-    (float("nan"), [], "no finite step"),
-    (None, ["rollout.penalty_coef=1e300"], "non-finite penalized rewards"),  # finite outputs, -inf after the penalty
-])
+@pytest.mark.parametrize(
+    "fill, extra, words",
+    [
+        (float("nan"), [], "no finite step"),
+        (
+            None,
+            ["rollout.penalty_coef=1e300"],
+            "non-finite penalized rewards",
+        ),  # finite outputs, -inf after the penalty
+    ],
+)
 def test_a_model_without_one_finite_step_is_a_named_error(fill, extra, words, data, tmp_path):
     path = _broken_ensemble(tmp_path / "ensemble.pt", fill)
     with pytest.raises(DivergenceError, match=words):

@@ -25,10 +25,14 @@ from tests.test_dataset_cli import _info
 from tests.test_offline import TINY
 
 HOPPER_D4RL = (-20.272305, 3234.3)
-HOSTED_METADATA = dict(algorithm_name="SB3/SAC", author="Farama Foundation", author_email="contact@farama.org",
-                       code_permalink="https://github.com/Farama-Foundation/minari-dataset-generation-scripts",
-                       description="Hopper-v5 steps of an SB3 SAC policy (test copy in the hosted layout)",
-                       requirements=["mujoco>=3"])
+HOSTED_METADATA = dict(
+    algorithm_name="SB3/SAC",
+    author="Farama Foundation",
+    author_email="contact@farama.org",
+    code_permalink="https://github.com/Farama-Foundation/minari-dataset-generation-scripts",
+    description="Hopper-v5 steps of an SB3 SAC policy (test copy in the hosted layout)",
+    requirements=["mujoco>=3"],
+)
 
 
 def write_hosted_layout(dataset: TransitionDataset, dataset_id: str, env_id: str = "Hopper-v5") -> None:
@@ -39,15 +43,24 @@ def write_hosted_layout(dataset: TransitionDataset, dataset_id: str, env_id: str
     stops = np.flatnonzero(dataset.episode_ends) + 1
     buffers = []
     for i, (a, b) in enumerate(zip(np.concatenate([[0], stops[:-1]]), stops)):
-        observations = np.concatenate([dataset.obs[a:b], dataset.next_obs[b - 1:b]]).astype(np.float64)  # (T+1, D)
-        buffers.append(EpisodeBuffer(id=i, seed=i, observations=observations,
-                                     actions=dataset.actions[a:b].astype(np.float32),
-                                     rewards=dataset.rewards[a:b].astype(np.float64),
-                                     terminations=dataset.terminals[a:b], truncations=dataset.timeouts[a:b], infos={}))
+        observations = np.concatenate([dataset.obs[a:b], dataset.next_obs[b - 1 : b]]).astype(np.float64)  # (T+1, D)
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                seed=i,
+                observations=observations,
+                actions=dataset.actions[a:b].astype(np.float32),
+                rewards=dataset.rewards[a:b].astype(np.float64),
+                terminations=dataset.terminals[a:b],
+                truncations=dataset.timeouts[a:b],
+                infos={},
+            )
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        minari.create_dataset_from_buffers(dataset_id, buffers, env=gym.spec(env_id), eval_env=gym.spec(env_id),
-                                           **HOSTED_METADATA)
+        minari.create_dataset_from_buffers(
+            dataset_id, buffers, env=gym.spec(env_id), eval_env=gym.spec(env_id), **HOSTED_METADATA
+        )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +113,12 @@ def _train(spec: str, algo: str, runs, capsys) -> tuple[dict, pd.DataFrame, dict
     args = ["train", "--algo", algo, "--dataset", spec, "--runs", str(runs), "--no-progress", "--epochs", "1"]
     assert main(args + [x for o in TINY for x in ("--set", o)]) == 0
     run_dir = next(runs.rglob("summary.json")).parent
-    return (json.loads((run_dir / "summary.json").read_text()), pd.read_csv(run_dir / "metrics.csv"),
-            yaml.safe_load((run_dir / "config.yaml").read_text()), capsys.readouterr().out)
+    return (
+        json.loads((run_dir / "summary.json").read_text()),
+        pd.read_csv(run_dir / "metrics.csv"),
+        yaml.safe_load((run_dir / "config.yaml").read_text()),
+        capsys.readouterr().out,
+    )
 
 
 @pytest.mark.parametrize("algo, kind", [("admpo-off", "medium"), ("mopo", "simple")])

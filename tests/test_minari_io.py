@@ -30,17 +30,26 @@ def _write_raw(episodes: list[dict]) -> str:
     env = gym.make("Hopper-v5")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        minari.create_dataset_from_buffers(dataset_id, [EpisodeBuffer(**ep) for ep in episodes],
-                                           observation_space=env.observation_space, action_space=env.action_space)
+        minari.create_dataset_from_buffers(
+            dataset_id,
+            [EpisodeBuffer(**ep) for ep in episodes],
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+        )
     return dataset_id
 
 
 def _raw_episode(dataset: TransitionDataset, episode: int, **changes) -> dict:
     rows = dataset.episode_ids == episode
     stop = np.flatnonzero(rows)[-1]
-    fields = dict(observations=np.concatenate([dataset.obs[rows], dataset.next_obs[stop:stop + 1]]).astype(np.float64),
-                  actions=dataset.actions[rows], rewards=dataset.rewards[rows].astype(np.float64),
-                  terminations=dataset.terminals[rows], truncations=dataset.timeouts[rows], infos={})
+    fields = dict(
+        observations=np.concatenate([dataset.obs[rows], dataset.next_obs[stop : stop + 1]]).astype(np.float64),
+        actions=dataset.actions[rows],
+        rewards=dataset.rewards[rows].astype(np.float64),
+        terminations=dataset.terminals[rows],
+        truncations=dataset.timeouts[rows],
+        infos={},
+    )
     return {**fields, **changes}
 
 
@@ -59,8 +68,14 @@ def test_round_trip_is_lossless(hopper_dataset, assert_same):
 
 def test_round_trip_of_unfinished_last_episode_and_no_sim_state(hopper_dataset, assert_same):
     part = hopper_dataset.subset(slice(0, 50))
-    bare = TransitionDataset(obs=part.obs, actions=part.actions, rewards=part.rewards, next_obs=part.next_obs,
-                             terminals=part.terminals, timeouts=part.timeouts)
+    bare = TransitionDataset(
+        obs=part.obs,
+        actions=part.actions,
+        rewards=part.rewards,
+        next_obs=part.next_obs,
+        terminals=part.terminals,
+        timeouts=part.timeouts,
+    )
     loaded = load_dataset(f"minari:{_write(bare, ref_min_score=None, ref_max_score=None)}")
     assert_same(loaded, bare)
     assert not (loaded.terminals[-1] or loaded.timeouts[-1])
@@ -79,6 +94,7 @@ def test_reading_never_builds_the_environment(hopper_dataset, monkeypatch):
 
     def no_make(*args, **kwargs):
         raise AssertionError("gym.make called while loading")
+
     monkeypatch.setattr(gym, "make", no_make)
     assert len(read_minari(dataset_id)) == len(hopper_dataset)
 
@@ -86,6 +102,7 @@ def test_reading_never_builds_the_environment(hopper_dataset, monkeypatch):
 def test_unknown_id_says_how_to_create_it_and_never_downloads(monkeypatch, minari_root):
     def no_download(*args, **kwargs):
         raise AssertionError("network download attempted")
+
     monkeypatch.setattr(minari.storage.hosting, "download_dataset", no_download)
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("minari:mujoco/hopper/nothing-v0")
@@ -104,10 +121,13 @@ def test_existing_dataset_needs_overwrite(hopper_dataset, assert_same):
     assert_same(read_minari(dataset_id), part)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(env_id="Hopper-v5", ref_min_score=0.0, ref_max_score=None), "give both ref_min_score and ref_max_score"),
-    (dict(env_id="NoSuchEnv-v0", **HOPPER_REFS), "env_id 'NoSuchEnv-v0' is not a registered gymnasium id"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(env_id="Hopper-v5", ref_min_score=0.0, ref_max_score=None), "give both ref_min_score and ref_max_score"),
+        (dict(env_id="NoSuchEnv-v0", **HOPPER_REFS), "env_id 'NoSuchEnv-v0' is not a registered gymnasium id"),
+    ],
+)
 def test_writer_argument_errors(hopper_dataset, minari_root, kwargs, message):
     with pytest.raises(DatasetError, match=message):
         write_minari(hopper_dataset, "test/hopper/bad-v0", **kwargs)
@@ -117,8 +137,14 @@ def test_writer_argument_errors(hopper_dataset, minari_root, kwargs, message):
 def test_writer_refuses_next_obs_unlike_following_obs(hopper_dataset):
     next_obs = hopper_dataset.next_obs.copy()
     next_obs[4] += 1.0
-    broken = TransitionDataset(obs=hopper_dataset.obs, actions=hopper_dataset.actions, rewards=hopper_dataset.rewards,
-                               next_obs=next_obs, terminals=hopper_dataset.terminals, timeouts=hopper_dataset.timeouts)
+    broken = TransitionDataset(
+        obs=hopper_dataset.obs,
+        actions=hopper_dataset.actions,
+        rewards=hopper_dataset.rewards,
+        next_obs=next_obs,
+        terminals=hopper_dataset.terminals,
+        timeouts=hopper_dataset.timeouts,
+    )
     with pytest.raises(DatasetError, match="field 'next_obs' row 4 differs from 'obs' row 5 inside one episode"):
         write_minari(broken, "test/hopper/broken-v0", env_id="Hopper-v5", **HOPPER_REFS)
 
@@ -130,8 +156,10 @@ def test_float64_episodes_and_datacollector_infos(hopper_dataset, assert_same):
         raw = _raw_episode(hopper_dataset, k)
         rows = hopper_dataset.episode_ids == k
         final_state = np.zeros((1, hopper_dataset.qpos.shape[1]))
-        raw["infos"] = {"qpos": np.concatenate([hopper_dataset.qpos[rows], final_state]),  # T + 1 rows
-                        "x_position": np.zeros(rows.sum() + 1)}
+        raw["infos"] = {
+            "qpos": np.concatenate([hopper_dataset.qpos[rows], final_state]),  # T + 1 rows
+            "x_position": np.zeros(rows.sum() + 1),
+        }
         episodes.append(raw)
     loaded = read_minari(_write_raw(episodes))
     expected = hopper_dataset.subset(hopper_dataset.episode_ids < 3)
@@ -144,8 +172,11 @@ def test_episode_with_wrong_observation_count(hopper_dataset):
     bad = _raw_episode(hopper_dataset, 1)
     bad["observations"] = bad["observations"][:-1]
     dataset_id = _write_raw([_raw_episode(hopper_dataset, 0), bad])
-    with pytest.raises(DatasetError, match=rf"minari:{dataset_id}: episode 1: field 'observations' has \d+ rows, "
-                                           r"expected \d+ \(one more than the \d+ actions\)"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"minari:{dataset_id}: episode 1: field 'observations' has \d+ rows, "
+        r"expected \d+ \(one more than the \d+ actions\)",
+    ):
         read_minari(dataset_id)
 
 
@@ -157,8 +188,10 @@ def test_unflagged_middle_episode_becomes_timeout_with_note(hopper_dataset):
     length = len(first["actions"])
     assert loaded.timeouts[length - 1] and not loaded.terminals[length - 1]
     assert loaded.num_episodes == 2
-    assert loaded.metadata["notes"] == ["1 episode(s) end with neither termination nor truncation before the "
-                                        "dataset's last episode; their last step is marked as a timeout"]
+    assert loaded.metadata["notes"] == [
+        "1 episode(s) end with neither termination nor truncation before the "
+        "dataset's last episode; their last step is marked as a timeout"
+    ]
 
 
 def test_flag_before_the_last_step_is_rejected(hopper_dataset):
@@ -197,12 +230,18 @@ def test_unreadable_dataset(hopper_dataset, minari_root):
         read_minari(dataset_id)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(rewards=lambda r: np.where(np.arange(len(r)) == 2, np.nan, r)), "field 'rewards' holds 1 NaN/inf value(s)"),
-    (dict(actions=lambda a: a[:, 0]), "field 'actions' must have rank 2, got shape"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            dict(rewards=lambda r: np.where(np.arange(len(r)) == 2, np.nan, r)),
+            "field 'rewards' holds 1 NaN/inf value(s)",
+        ),
+        (dict(actions=lambda a: a[:, 0]), "field 'actions' must have rank 2, got shape"),
+    ],
+)
 def test_bad_arrays_name_the_dataset_and_field(hopper_dataset, change, message):
-    (name, edit), = change.items()
+    ((name, edit),) = change.items()
     first = _raw_episode(hopper_dataset, 0)
     dataset_id = _write_raw([_raw_episode(hopper_dataset, 0, **{name: edit(first[name])})])
     with pytest.raises(DatasetError) as info:

@@ -18,12 +18,31 @@ def fake_loader(monkeypatch):
     return specs
 
 
-@pytest.mark.parametrize("model, kind, rows", [("adm", "ADM", ["k", "1", "2"]), ("boot-rnn", "BootRNN", ["history", "1", "2"]),
-                                               ("ensemble", "ProbabilisticEnsemble", ["member", "0", "6"])])
+@pytest.mark.parametrize(
+    "model, kind, rows",
+    [
+        ("adm", "ADM", ["k", "1", "2"]),
+        ("boot-rnn", "BootRNN", ["history", "1", "2"]),
+        ("ensemble", "ProbabilisticEnsemble", ["member", "0", "6"]),
+    ],
+)
 def test_fit_saves_a_loadable_model_and_prints_the_table(tmp_path, capsys, fake_loader, model, kind, rows):
     out = tmp_path / "m.pt"
-    args = ["model", "fit", "--model", model, "--dataset", "hopper.hdf5", "--epochs", "1", "--out", str(out),
-            "--seed", "3", "--no-progress"]
+    args = [
+        "model",
+        "fit",
+        "--model",
+        model,
+        "--dataset",
+        "hopper.hdf5",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
     if model != "ensemble":
         args += ["--max-backtrack", "2"]
     assert main(args) == 0
@@ -43,13 +62,34 @@ def test_fit_saves_a_loadable_model_and_prints_the_table(tmp_path, capsys, fake_
 
 def test_default_output_path(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["model", "fit", "--model", "adm", "--dataset", "minari:mujoco/hopper/medium-v0", "--epochs", "1",
-                 "--max-backtrack", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "fit",
+                "--model",
+                "adm",
+                "--dataset",
+                "minari:mujoco/hopper/medium-v0",
+                "--epochs",
+                "1",
+                "--max-backtrack",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "runs/models/adm-mujoco_hopper_medium-v0-seed0.pt").exists()
 
 
-@pytest.mark.parametrize("extra, message", [(["--model", "ensemble", "--max-backtrack", "3"], "--max-backtrack applies"),
-                                            (["--model", "adm", "--device", "gpu7"], "--device")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "ensemble", "--max-backtrack", "3"], "--max-backtrack applies"),
+        (["--model", "adm", "--device", "gpu7"], "--device"),
+    ],
+)
 def test_errors_are_clean(capsys, extra, message):
     assert main(["model", "fit", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress", *extra]) == 2
     assert message in capsys.readouterr().err
@@ -90,8 +130,26 @@ def test_fit_with_pmac_weights(tmp_path, monkeypatch, capsys, fit_calls):
 
     dataset = _with_collection_steps(monkeypatch)
     monkeypatch.chdir(tmp_path)
-    assert main(["model", "fit", "--model", "adm", "--dataset", "replay.hdf5", "--epochs", "1", "--max-backtrack", "2",
-                 "--weights", "pmac-tom", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "fit",
+                "--model",
+                "adm",
+                "--dataset",
+                "replay.hdf5",
+                "--epochs",
+                "1",
+                "--max-backtrack",
+                "2",
+                "--weights",
+                "pmac-tom",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     expected = pmac_weights(dataset.collection_step, "pmac-tom")
     np.testing.assert_allclose(fit_calls[0], expected, rtol=1e-12)
     ess = 1.0 / np.square(expected).sum()
@@ -102,8 +160,24 @@ def test_fit_with_pmac_weights(tmp_path, monkeypatch, capsys, fit_calls):
 
 
 def test_fit_uniform_passes_no_weights(tmp_path, capsys, fit_calls):
-    assert main(["model", "fit", "--model", "ensemble", "--dataset", "x.hdf5", "--epochs", "1", "--out",
-                 str(tmp_path / "m.pt"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "fit",
+                "--model",
+                "ensemble",
+                "--dataset",
+                "x.hdf5",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "m.pt"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert fit_calls == [None] and "weights" not in capsys.readouterr().out
 
 
@@ -117,9 +191,31 @@ def test_fit_with_tom_weights(tmp_path, capsys, fit_calls):
     torch.manual_seed(0)
     actor = tmp_path / "expert.pt"
     save_atomic(TanhGaussianActor(11, 3, (8, 8)).file_state(), actor)
-    args = ["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--max-backtrack", "2",
-            "--weights", "tom", "--target-policy", str(actor), "--target-steps", "40", "--tom-q-steps", "3",
-            "--tom-disc-epochs", "1", "--out", str(tmp_path / "m.pt"), "--no-progress"]
+    args = [
+        "model",
+        "fit",
+        "--model",
+        "adm",
+        "--dataset",
+        "x.hdf5",
+        "--epochs",
+        "1",
+        "--max-backtrack",
+        "2",
+        "--weights",
+        "tom",
+        "--target-policy",
+        str(actor),
+        "--target-steps",
+        "40",
+        "--tom-q-steps",
+        "3",
+        "--tom-disc-epochs",
+        "1",
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--no-progress",
+    ]
     assert main(args) == 0
     weights = fit_calls[0]
     assert weights.shape == (400,) and weights.sum() == pytest.approx(1.0) and weights.std() > 0
@@ -128,16 +224,24 @@ def test_fit_with_tom_weights(tmp_path, capsys, fit_calls):
     np.testing.assert_array_equal(fit_calls[1], weights)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--weights", "pmac"], "Hopper-v5-random-400-seed0: weights 'pmac' need field 'collection_step' (the environment "
-                            "step of each row), which only replay-buffer datasets carry (e.g. medium-replay"),
-    (["--weights", "tom"], "TOM weights need --target-policy"),
-    (["--weights", "pmac", "--target-policy", "a.pt"], "--target-policy applies to --weights tom only"),
-    (["--weights", "tom", "--target-policy", "a.pt"], "a.pt: checkpoint file does not exist"),
-    (["--weights", "tom", "--target-policy", "a.pt", "--tom-q-steps", "0"], "TOMConfig.q_steps must be > 0"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--weights", "pmac"],
+            "Hopper-v5-random-400-seed0: weights 'pmac' need field 'collection_step' (the environment "
+            "step of each row), which only replay-buffer datasets carry (e.g. medium-replay",
+        ),
+        (["--weights", "tom"], "TOM weights need --target-policy"),
+        (["--weights", "pmac", "--target-policy", "a.pt"], "--target-policy applies to --weights tom only"),
+        (["--weights", "tom", "--target-policy", "a.pt"], "a.pt: checkpoint file does not exist"),
+        (["--weights", "tom", "--target-policy", "a.pt", "--tom-q-steps", "0"], "TOMConfig.q_steps must be > 0"),
+    ],
+)
 def test_weight_errors_are_clean(capsys, extra, message):
-    assert main(["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress", *extra]) == 2
+    assert (
+        main(["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress", *extra]) == 2
+    )
     assert message in capsys.readouterr().err
 
 
@@ -154,8 +258,19 @@ def test_fit_cli_resumes_a_stopped_fit_and_removes_its_checkpoint(tmp_path, monk
         raise KeyboardInterrupt  # stopped before the model is saved
 
     monkeypatch.setattr(fit_module, "fit", stopped_after_one_epoch)
-    args = ["model", "fit", "--model", "ensemble", "--dataset", "tiny", "--epochs", "2", "--out", str(out),
-            "--no-progress"]
+    args = [
+        "model",
+        "fit",
+        "--model",
+        "ensemble",
+        "--dataset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     with pytest.raises(KeyboardInterrupt):
         main(args)
     assert (tmp_path / "m.pt.partial").is_file() and not out.exists()

@@ -14,19 +14,38 @@ from offline_mbrl.cli.train_cmd import run_dir_for
 from offline_mbrl.config import resolve
 from offline_mbrl.errors import ConfigError
 
-TINY = ["steps_per_epoch=20", "eval_episodes=2", "rollout.rollout_batch_size=64", "rollout.rollout_freq=10",
-        "rollout.rollout_length=3", "dynamics.max_epochs=1", "dynamics.hidden_dim=16", "dynamics.gru_layers=1",
-        "dynamics.head_blocks=1", "dynamics.max_backtrack=3", "dynamics.ensemble_hidden_dims=[16,16]",
-        "dynamics.ensemble_weight_decays=[1e-5,1e-5,1e-5]", "dynamics.ensemble_size=3", "dynamics.num_elites=2",
-        "sac.hidden_dims=[16,16]", "sac.batch_size=32"]
-DETERMINISTIC_COLUMNS = lambda df: df[[c for c in df.columns if not c.startswith("time/")]]
+TINY = [
+    "steps_per_epoch=20",
+    "eval_episodes=2",
+    "rollout.rollout_batch_size=64",
+    "rollout.rollout_freq=10",
+    "rollout.rollout_length=3",
+    "dynamics.max_epochs=1",
+    "dynamics.hidden_dim=16",
+    "dynamics.gru_layers=1",
+    "dynamics.head_blocks=1",
+    "dynamics.max_backtrack=3",
+    "dynamics.ensemble_hidden_dims=[16,16]",
+    "dynamics.ensemble_weight_decays=[1e-5,1e-5,1e-5]",
+    "dynamics.ensemble_size=3",
+    "dynamics.num_elites=2",
+    "sac.hidden_dims=[16,16]",
+    "sac.batch_size=32",
+]
+
+
+def DETERMINISTIC_COLUMNS(df):
+    return df[[c for c in df.columns if not c.startswith("time/")]]
 
 
 @pytest.fixture
 def dataset(hopper_dataset):
     from dataclasses import replace
-    return replace(hopper_dataset, metadata={**hopper_dataset.metadata, "env_id": "Hopper-v5",
-                                             "ref_min_score": -20.0, "ref_max_score": 3000.0})
+
+    return replace(
+        hopper_dataset,
+        metadata={**hopper_dataset.metadata, "env_id": "Hopper-v5", "ref_min_score": -20.0, "ref_max_score": 3000.0},
+    )
 
 
 def _config(algo, epochs=2, extra=()):
@@ -43,7 +62,8 @@ def test_loop_runs_and_writes_the_run_folder(algo, dataset, tmp_path):
     assert metrics["eval/normalized_score"].notna().all()
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["algo"] == algo
     assert json.loads((tmp_path / "summary.json").read_text())["final_return"] == pytest.approx(
-        metrics["eval/return_mean"].iloc[-1])
+        metrics["eval/return_mean"].iloc[-1]
+    )
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "dynamics.pt").is_file()
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
     returns, scores = evaluate_run(tmp_path, episodes=2)
@@ -70,8 +90,9 @@ def test_killed_run_resumes_exactly(dataset, tmp_path):
     full = tmp_path / "full"
     OfflineTrainer(config, full, dataset, progress=False).train()
     killed = tmp_path / "killed"
-    shutil.copytree(full, killed, ignore=shutil.ignore_patterns("checkpoints", "metrics.csv", "summary.json",
-                                                                "events.*"))  # reuse the fitted dynamics.pt
+    shutil.copytree(
+        full, killed, ignore=shutil.ignore_patterns("checkpoints", "metrics.csv", "summary.json", "events.*")
+    )  # reuse the fitted dynamics.pt
     with pytest.raises(_Killed):
         _KilledAfter(config, killed, dataset, progress=False).train()
     assert list(pd.read_csv(killed / "metrics.csv")["epoch"]) == [1, 2]
@@ -99,16 +120,27 @@ def test_algo_and_model_must_match(dataset, tmp_path):
 
 
 def test_train_cli_two_step_path_and_resume(dataset, tmp_path, capsys):
+    from offline_mbrl.algos.offline import fit_dynamics
     from offline_mbrl.data.minari_io import write_minari
     from offline_mbrl.models.checkpoint import save_model
-    from offline_mbrl.algos.offline import fit_dynamics
 
     write_minari(dataset, "test/hopper/tiny-v0", env_id="Hopper-v5", ref_min_score=-20.0, ref_max_score=3000.0)
     config = _config("admpo-off")
     save_model(fit_dynamics(config, dataset, "cpu"), tmp_path / "adm.pt")
-    args = ["train", "--algo", "admpo-off", "--dataset", "minari:test/hopper/tiny-v0", "--runs", str(tmp_path / "runs"),
-            "--dynamics", str(tmp_path / "adm.pt"), "--no-progress", "--epochs", "1"] + \
-           [x for o in TINY for x in ("--set", o)]
+    args = [
+        "train",
+        "--algo",
+        "admpo-off",
+        "--dataset",
+        "minari:test/hopper/tiny-v0",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--dynamics",
+        str(tmp_path / "adm.pt"),
+        "--no-progress",
+        "--epochs",
+        "1",
+    ] + [x for o in TINY for x in ("--set", o)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "normalized score" in out
@@ -134,8 +166,9 @@ def test_killed_run_resumes_bit_exactly_after_the_model_buffer_wrapped(dataset, 
     full = tmp_path / "full"
     OfflineTrainer(config, full, dataset, progress=False).train()
     killed = tmp_path / "killed"
-    shutil.copytree(full, killed, ignore=shutil.ignore_patterns("checkpoints", "metrics.csv", "summary.json",
-                                                                "events.*"))
+    shutil.copytree(
+        full, killed, ignore=shutil.ignore_patterns("checkpoints", "metrics.csv", "summary.json", "events.*")
+    )
     _KilledAfter.kill_at = 3
     with pytest.raises(_Killed):
         _KilledAfter(config, killed, dataset, progress=False).train()
@@ -166,8 +199,9 @@ def test_actor_lr_follows_the_cosine_period(period, dataset, tmp_path):
 
 def test_break_even_is_logged_and_a_coef_past_it_warns(dataset, tmp_path):
     with pytest.warns(RuntimeWarning, match="penalized rewards average <= 0"):
-        OfflineTrainer(_config("mopo", epochs=1, extra=["rollout.penalty_coef=1e3"]), tmp_path / "a", dataset,
-                       progress=False).train()
+        OfflineTrainer(
+            _config("mopo", epochs=1, extra=["rollout.penalty_coef=1e3"]), tmp_path / "a", dataset, progress=False
+        ).train()
     metrics = pd.read_csv(tmp_path / "a" / "metrics.csv")
     ratio = metrics["rollout/mean_reward"] / metrics["rollout/mean_penalty"]
     assert metrics["rollout/break_even_coef"].to_numpy() == pytest.approx(ratio.to_numpy(), rel=1e-4)
@@ -175,5 +209,6 @@ def test_break_even_is_logged_and_a_coef_past_it_warns(dataset, tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        OfflineTrainer(_config("mopo", epochs=1, extra=["rollout.penalty_coef=0"]), tmp_path / "b", dataset,
-                       progress=False).train()
+        OfflineTrainer(
+            _config("mopo", epochs=1, extra=["rollout.penalty_coef=0"]), tmp_path / "b", dataset, progress=False
+        ).train()

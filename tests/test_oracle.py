@@ -24,8 +24,9 @@ def record(env_id: str, include_x: bool = False, seed: int = 0) -> dict[str, np.
         rows["qpos"].append(sim.data.qpos.copy())
         rows["qvel"].append(sim.data.qvel.copy())
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        for key, value in zip(("obs", "actions", "next_obs", "rewards", "terminals"),
-                              (obs, action, next_obs, reward, terminated)):
+        for key, value in zip(
+            ("obs", "actions", "next_obs", "rewards", "terminals"), (obs, action, next_obs, reward, terminated)
+        ):
             rows[key].append(value)
         obs = env.reset(seed=seed + t + 1)[0] if terminated or truncated else next_obs
     return {key: np.asarray(value) for key, value in rows.items()}
@@ -37,7 +38,7 @@ def recorded(request):
 
 
 def clipped_rows(obs: np.ndarray, nq: int) -> np.ndarray:
-    return (np.abs(obs[:, nq - 1:]) >= VELOCITY_CLIP).any(axis=1)
+    return (np.abs(obs[:, nq - 1 :]) >= VELOCITY_CLIP).any(axis=1)
 
 
 def test_from_obs_reproduces_unclipped_rows_and_flags_clipped(recorded):
@@ -91,8 +92,14 @@ def test_halfcheetah_and_neorl_layout_with_x():
 
 def test_step_transitions_prefers_stored_state():
     rec = record("Walker2d-v5")
-    common = dict(obs=rec["obs"], actions=rec["actions"], rewards=rec["rewards"], next_obs=rec["next_obs"],
-                  terminals=rec["terminals"], timeouts=np.zeros(NUM_STEPS, bool))
+    common = dict(
+        obs=rec["obs"],
+        actions=rec["actions"],
+        rewards=rec["rewards"],
+        next_obs=rec["next_obs"],
+        terminals=rec["terminals"],
+        timeouts=np.zeros(NUM_STEPS, bool),
+    )
     oracle = get_oracle("Walker2d-v5")
     with_state = oracle.step_transitions(TransitionDataset(qpos=rec["qpos"], qvel=rec["qvel"], **common))
     obs_only = oracle.step_transitions(TransitionDataset(**common))
@@ -134,8 +141,14 @@ def test_bad_input_raises_named_errors():
     obs[2, 5] = np.nan
     with pytest.raises(DatasetError, match=r"'obs' has NaN/inf in 1 rows \(first \[2\]\)"):
         oracle.step_from_obs(obs, np.zeros((4, 3)))
-    bad = TransitionDataset(obs=np.zeros((2, 17)), actions=np.zeros((2, 6)), rewards=np.zeros(2),
-                            next_obs=np.zeros((2, 17)), terminals=np.zeros(2), timeouts=np.zeros(2),
-                            source="walker.hdf5")
+    bad = TransitionDataset(
+        obs=np.zeros((2, 17)),
+        actions=np.zeros((2, 6)),
+        rewards=np.zeros(2),
+        next_obs=np.zeros((2, 17)),
+        terminals=np.zeros(2),
+        timeouts=np.zeros(2),
+        source="walker.hdf5",
+    )
     with pytest.raises(DatasetError, match="walker.hdf5"):
         oracle.step_transitions(bad)

@@ -103,11 +103,30 @@ def test_cli_writes_figure_tables_and_prints_break_even(hopper_dataset, tmp_path
 
     model = tiny("ensemble", hopper_dataset)
     save_model(model, tmp_path / "ens.pt")
-    dataset = hopper_dataset.__class__(**{**hopper_dataset.__dict__,
-                                          "metadata": {**hopper_dataset.metadata, "env_id": ENV}})
+    dataset = hopper_dataset.__class__(
+        **{**hopper_dataset.__dict__, "metadata": {**hopper_dataset.metadata, "env_id": ENV}}
+    )
     monkeypatch.setattr(load_module, "load_dataset", lambda spec: dataset)
-    code = main(["analyze", "penalty", "--dynamics", str(tmp_path / "ens.pt"), "--dataset", "tiny", "--starts", "30",
-                 "--horizon", "3", "--bc-steps", "20", "--penalty", "max_aleatoric", "--out-dir", str(tmp_path / "out")])
+    code = main(
+        [
+            "analyze",
+            "penalty",
+            "--dynamics",
+            str(tmp_path / "ens.pt"),
+            "--dataset",
+            "tiny",
+            "--starts",
+            "30",
+            "--horizon",
+            "3",
+            "--bc-steps",
+            "20",
+            "--penalty",
+            "max_aleatoric",
+            "--out-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "max_aleatoric behaviour" in out and "β*" in out and "rule β = 0.5 · β*(behaviour)" in out

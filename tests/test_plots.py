@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_tables import HOPPER, WALKER, make_run
 
 from offline_mbrl.analysis.plots import curve_summary, draw_curves, plot_curves
 from offline_mbrl.analysis.runs_io import RunFolderError, evaluations, read_runs
 from offline_mbrl.cli import main
+from test_tables import HOPPER, WALKER, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SCORES = np.array([[10.0, 20.0, 30.0, 40.0], [12.0, 26.0, 30.0, 50.0], [14.0, 20.0, 36.0, 60.0]])  # (seeds, epochs)

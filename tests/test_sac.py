@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from offline_mbrl.agents.sac import (SAC, BatchedCritic, SACConfig, TanhGaussianActor, actor_loss, alpha_loss,
-                                     critic_loss, load_actor)
+from offline_mbrl.agents.sac import (
+    SAC,
+    BatchedCritic,
+    SACConfig,
+    TanhGaussianActor,
+    actor_loss,
+    alpha_loss,
+    critic_loss,
+    load_actor,
+)
 from offline_mbrl.errors import CheckpointError
 from offline_mbrl.runs import save_atomic
 
@@ -16,9 +24,13 @@ D, A = 11, 3
 
 def _batch(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"obs": torch.randn(n, D, generator=g), "actions": torch.rand(n, A, generator=g) * 2 - 1,
-            "rewards": torch.randn(n, generator=g), "next_obs": torch.randn(n, D, generator=g),
-            "terminals": (torch.rand(n, generator=g) < 0.2)}
+    return {
+        "obs": torch.randn(n, D, generator=g),
+        "actions": torch.rand(n, A, generator=g) * 2 - 1,
+        "rewards": torch.randn(n, generator=g),
+        "next_obs": torch.randn(n, D, generator=g),
+        "terminals": (torch.rand(n, generator=g) < 0.2),
+    }
 
 
 def test_critic_loss_matches_numpy():
@@ -28,7 +40,10 @@ def test_critic_loss_matches_numpy():
     alpha, gamma = 0.3, 0.99
     target = r + gamma * (1 - d) * (next_q.min(0) - alpha * logp)
     expected = ((q_pred - target) ** 2).mean(1).sum()
-    t = lambda x: torch.as_tensor(x, dtype=torch.float64)
+
+    def t(x):
+        return torch.as_tensor(x, dtype=torch.float64)
+
     loss, _ = critic_loss(t(q_pred), t(r), t(d).bool(), t(next_q), t(logp), t(alpha), gamma)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
 
@@ -69,7 +84,7 @@ def test_actor_log_prob_matches_change_of_variables():
     std = log_std.clamp(-5, 2).exp()
     y = (action - actor.action_bias) / actor.action_scale
     u = torch.atanh(y)
-    expected = (torch.distributions.Normal(mu, std).log_prob(u) - torch.log(actor.action_scale * (1 - y ** 2))).sum(-1)
+    expected = (torch.distributions.Normal(mu, std).log_prob(u) - torch.log(actor.action_scale * (1 - y**2))).sum(-1)
     torch.testing.assert_close(logp, expected, rtol=1e-6, atol=1e-6)
 
 

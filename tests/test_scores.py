@@ -33,8 +33,13 @@ def test_published_references(task, refs):
 def test_all_d4rl_kinds_versions_and_spellings_share_the_env_reference():
     kinds = ("random", "medium", "expert", "medium-replay", "full-replay", "medium-expert")
     for kind in kinds:
-        for name in (f"hopper-{kind}", f"hopper-{kind}-v0", f"hopper-{kind}-v1", f"hopper-{kind}-v2",
-                     f"Hopper_{kind.replace('-', '_')}-v2"):
+        for name in (
+            f"hopper-{kind}",
+            f"hopper-{kind}-v0",
+            f"hopper-{kind}-v1",
+            f"hopper-{kind}-v2",
+            f"Hopper_{kind.replace('-', '_')}-v2",
+        ):
             assert reference_scores(name) == (-20.272305, 3234.3), name
     assert len([t for t in known_tasks() if t.startswith("neorl-")]) == 9
     assert len(known_tasks()) == 3 * len(kinds) + 9
@@ -46,8 +51,10 @@ def test_known_hopper_figure():
     assert isinstance(normalized_score("hopper-medium-v2", 1000.0), float)
 
 
-@pytest.mark.parametrize("task", ["ant-medium-v2", "hopper-medium-v9", "neorl-hopper-expert", "neorl-hopper-low-v2",
-                                  "mujoco/hopper/medium-v0"])
+@pytest.mark.parametrize(
+    "task",
+    ["ant-medium-v2", "hopper-medium-v9", "neorl-hopper-expert", "neorl-hopper-low-v2", "mujoco/hopper/medium-v0"],
+)
 def test_unknown_task_lists_known_ones(task):
     with pytest.raises(ScoreError) as info:
         normalized_score(task, 1.0)
@@ -57,9 +64,16 @@ def test_unknown_task_lists_known_ones(task):
 
 
 def _dataset(**metadata) -> TransitionDataset:
-    return TransitionDataset(obs=np.zeros((2, 3)), actions=np.zeros((2, 1)), rewards=np.zeros(2),
-                             next_obs=np.zeros((2, 3)), terminals=np.zeros(2), timeouts=np.zeros(2),
-                             metadata=metadata, source="data.hdf5")
+    return TransitionDataset(
+        obs=np.zeros((2, 3)),
+        actions=np.zeros((2, 1)),
+        rewards=np.zeros(2),
+        next_obs=np.zeros((2, 3)),
+        terminals=np.zeros(2),
+        timeouts=np.zeros(2),
+        metadata=metadata,
+        source="data.hdf5",
+    )
 
 
 def test_dataset_references_prefer_its_own_ref_scores():
@@ -79,8 +93,9 @@ def test_bad_reference_pairs(pair):
 
 
 @settings(max_examples=60, deadline=None)
-@given(low=st.floats(-1e4, 1e4), span=st.floats(1e-2, 1e5),
-       returns=st.lists(st.floats(-1e5, 1e5), min_size=1, max_size=8))
+@given(
+    low=st.floats(-1e4, 1e4), span=st.floats(1e-2, 1e5), returns=st.lists(st.floats(-1e5, 1e5), min_size=1, max_size=8)
+)
 def test_affine_map_properties(low, span, returns):
     refs = (low, low + span)
     scores = normalized_score(refs, np.array(returns).reshape(-1, 1))
@@ -95,16 +110,22 @@ def test_std_is_scaled_never_shifted():
     np.testing.assert_allclose(normalize_std("hopper-medium-v2", std), std * 100.0 / (3234.3 + 20.272305))
     assert normalize_std("hopper-medium-v2", 0.0) == 0.0  # an offset would make this nonzero
     returns = np.array([500.0, 900.0, 1700.0])
-    np.testing.assert_allclose(normalize_std("neorl-hopper-low", returns.std()),
-                               normalized_score("neorl-hopper-low", returns).std())
+    np.testing.assert_allclose(
+        normalize_std("neorl-hopper-low", returns.std()), normalized_score("neorl-hopper-low", returns).std()
+    )
 
 
-@pytest.mark.parametrize("env_id, env", [("Hopper-v5", "hopper"), ("Walker2d-v5", "walker2d"),
-                                         ("HalfCheetah-v5", "halfcheetah"), ("hopper-v2", "hopper")])
+@pytest.mark.parametrize(
+    "env_id, env",
+    [("Hopper-v5", "hopper"), ("Walker2d-v5", "walker2d"), ("HalfCheetah-v5", "halfcheetah"), ("hopper-v2", "hopper")],
+)
 def test_dataset_without_references_falls_back_to_d4rl_of_its_env(env_id, env):
     reference = score_reference(_dataset(env_id=env_id))
-    assert (reference.low, reference.high) == PUBLISHED[{"hopper": "hopper-medium-v2", "walker2d": "walker2d-expert-v0",
-                                                         "halfcheetah": "halfcheetah-medium-replay-v2"}[env]]
+    assert (reference.low, reference.high) == PUBLISHED[
+        {"hopper": "hopper-medium-v2", "walker2d": "walker2d-expert-v0", "halfcheetah": "halfcheetah-medium-replay-v2"}[
+            env
+        ]
+    ]
     assert reference.source == f"d4rl:{env}"
     assert reference.describe().startswith(f"D4RL {env} (dataset has none; env {env_id}): random ")
 

@@ -21,23 +21,57 @@ WALKER = "/data/walker2d-medium-v2.hdf5"
 EPOCHS = 12
 
 
-def make_run(root: Path, algo: str, dataset: str, seed: int, scores: list[float], *, finished: bool | None = True,
-             epochs_total: int = EPOCHS, variant: str = "cfg0") -> Path:
+def make_run(
+    root: Path,
+    algo: str,
+    dataset: str,
+    seed: int,
+    scores: list[float],
+    *,
+    finished: bool | None = True,
+    epochs_total: int = EPOCHS,
+    variant: str = "cfg0",
+) -> Path:
     """Write a run folder as the training loop does; ``finished=None`` writes no summary.json."""
     path = root / algo / re.sub(r"[^A-Za-z0-9]+", "-", dataset) / variant / f"seed{seed}"
     path.mkdir(parents=True)
-    config = {"algo": algo, "dataset": dataset, "task": None, "seed": seed, "epochs": epochs_total,
-              "sac": {"batch_size": 256}}
+    config = {
+        "algo": algo,
+        "dataset": dataset,
+        "task": None,
+        "seed": seed,
+        "epochs": epochs_total,
+        "sac": {"batch_size": 256},
+    }
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     epochs = np.arange(1, len(scores) + 1)
-    pd.DataFrame({"epoch": epochs, "step": epochs * 1000, "eval/return_mean": np.asarray(scores) * 10.0,
-                  "eval/return_std": 1.0, "eval/normalized_score": scores, "eval/normalized_score_std": 2.0,
-                  "time/wall_s": epochs * 3.0, "train/critic_loss": 0.5}).to_csv(path / "metrics.csv", index=False)
+    pd.DataFrame(
+        {
+            "epoch": epochs,
+            "step": epochs * 1000,
+            "eval/return_mean": np.asarray(scores) * 10.0,
+            "eval/return_std": 1.0,
+            "eval/normalized_score": scores,
+            "eval/normalized_score_std": 2.0,
+            "time/wall_s": epochs * 3.0,
+            "train/critic_loss": 0.5,
+        }
+    ).to_csv(path / "metrics.csv", index=False)
     if finished is not None:
-        (path / "summary.json").write_text(json.dumps({
-            "algo": algo, "dataset": dataset, "seed": seed, "epochs_completed": len(scores),
-            "epochs_total": epochs_total, "finished": finished,
-            "final_normalized_score": scores[-1] if scores else None, "final_return": None}))
+        (path / "summary.json").write_text(
+            json.dumps(
+                {
+                    "algo": algo,
+                    "dataset": dataset,
+                    "seed": seed,
+                    "epochs_completed": len(scores),
+                    "epochs_total": epochs_total,
+                    "finished": finished,
+                    "final_normalized_score": scores[-1] if scores else None,
+                    "final_return": None,
+                }
+            )
+        )
     return path
 
 
@@ -78,7 +112,8 @@ Last-10: each seed's mean score over its last 10 evaluations (all, if fewer).
 | walker2d-medium-v2 | 80.0 ± 10.0 (5.8)† | 30.0 [n=1]† |
 | Average | 87.5 | 43.0 |
 
-Cells: n = 3 seeds unless marked [n=k]; — = no run. Average: mean over tasks of the cell means, only for algorithms with every task.
+Cells: n = 3 seeds unless marked [n=k]; — = no run. Average: mean over tasks of the cell means, \
+only for algorithms with every task.
 † unfinished runs (epochs completed/total):
 - admpo-off / {WALKER} seed 2: 5/12 ({root.resolve()}/admpo-off/-data-walker2d-medium-v2-hdf5/cfg0/seed2)
 - mopo / {WALKER} seed 0: 3/12 ({root.resolve()}/mopo/-data-walker2d-medium-v2-hdf5/cfg0/seed0)
@@ -91,19 +126,21 @@ def test_markdown_table_exact(runs_root):
 
 def test_latex_table_exact_with_escaping_and_column_order(runs_root):
     text = format_tables(read_runs([runs_root]), fmt="latex", kinds=("final",), algos=["mopo", "admpo-off"])
-    assert text.split("\n\n")[1] == "\n".join([
-        "% Final: each seed's score at its last evaluation.",
-        r"\begin{tabular}{lcc}",
-        r"\toprule",
-        r"Task & mopo & admpo-off \\",
-        r"\midrule",
-        r"offline\_mbrl/hopper/medium-v0 & 65.0 $\pm$ 7.1 (5.0) [n=2] & 104.0 $\pm$ 4.0 (2.3) \\",
-        r"walker2d-medium-v2 & 30.0 [n=1]$^\dagger$ & 80.0 $\pm$ 10.0 (5.8)$^\dagger$ \\",
-        r"\midrule",
-        r"Average & 47.5 & 92.0 \\",
-        r"\bottomrule",
-        r"\end{tabular}",
-    ])
+    assert text.split("\n\n")[1] == "\n".join(
+        [
+            "% Final: each seed's score at its last evaluation.",
+            r"\begin{tabular}{lcc}",
+            r"\toprule",
+            r"Task & mopo & admpo-off \\",
+            r"\midrule",
+            r"offline\_mbrl/hopper/medium-v0 & 65.0 $\pm$ 7.1 (5.0) [n=2] & 104.0 $\pm$ 4.0 (2.3) \\",
+            r"walker2d-medium-v2 & 30.0 [n=1]$^\dagger$ & 80.0 $\pm$ 10.0 (5.8)$^\dagger$ \\",
+            r"\midrule",
+            r"Average & 47.5 & 92.0 \\",
+            r"\bottomrule",
+            r"\end{tabular}",
+        ]
+    )
     assert text.startswith("% Normalized score: mean $\\pm$ std")
     assert "% $^\\dagger$ unfinished runs" in text
 
@@ -160,8 +197,12 @@ def test_runs_without_summary_or_evaluations(tmp_path):
 
 def test_dataset_labels_fall_back_to_spec_on_collision():
     labels = dataset_labels(["/a/hopper-medium-v2.hdf5", "/b/hopper-medium-v2.hdf5", "minari:x/y-v0", "c.npz"])
-    assert labels == {"/a/hopper-medium-v2.hdf5": "/a/hopper-medium-v2.hdf5",
-                      "/b/hopper-medium-v2.hdf5": "/b/hopper-medium-v2.hdf5", "minari:x/y-v0": "x/y-v0", "c.npz": "c"}
+    assert labels == {
+        "/a/hopper-medium-v2.hdf5": "/a/hopper-medium-v2.hdf5",
+        "/b/hopper-medium-v2.hdf5": "/b/hopper-medium-v2.hdf5",
+        "minari:x/y-v0": "x/y-v0",
+        "c.npz": "c",
+    }
 
 
 def test_bad_run_folders_raise_named_errors(tmp_path):

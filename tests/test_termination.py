@@ -12,22 +12,25 @@ def apply(name, ds):
     return termination_fn(name)(obs, actions, next_obs).numpy()
 
 
-@pytest.mark.parametrize("name, env_id, kwargs", [
-    ("Hopper-v5", "Hopper-v5", {}),
-    ("walker2d-medium-v2", "Walker2d-v5", {}),
-    ("neorl-hopper", "Hopper-v5", {"exclude_current_positions_from_observation": False}),
-    ("neorl:Walker2d-v3-low", "Walker2d-v5", {"exclude_current_positions_from_observation": False}),
-])
+@pytest.mark.parametrize(
+    "name, env_id, kwargs",
+    [
+        ("Hopper-v5", "Hopper-v5", {}),
+        ("walker2d-medium-v2", "Walker2d-v5", {}),
+        ("neorl-hopper", "Hopper-v5", {"exclude_current_positions_from_observation": False}),
+        ("neorl:Walker2d-v3-low", "Walker2d-v5", {"exclude_current_positions_from_observation": False}),
+    ],
+)
 def test_matches_the_real_environment(name, env_id, kwargs):
     ds = env_dataset(env_id, 300, 1, 1000, **kwargs)
-    assert ds.terminals.sum() >= 5                                     # the test sees real falls
+    assert ds.terminals.sum() >= 5  # the test sees real falls
     np.testing.assert_array_equal(apply(name, ds), ds.terminals)
 
 
 @pytest.mark.parametrize("name, dim", [("HalfCheetah-v5", 17), ("neorl-halfcheetah", 18)])
 def test_halfcheetah_ends_only_on_blow_ups(name, dim):
     next_obs = torch.zeros(4, dim)
-    next_obs[1, 3] = 150.0                                               # model blow-up
+    next_obs[1, 3] = 150.0  # model blow-up
     next_obs[2, 0] = float("nan")
     done = termination_fn(name)(next_obs, torch.zeros(4, 6), next_obs)
     assert done.tolist() == [False, name == "HalfCheetah-v5", True, False]
@@ -35,17 +38,32 @@ def test_halfcheetah_ends_only_on_blow_ups(name, dim):
 
 def test_hopper_rules_at_the_bounds():
     healthy = torch.tensor([1.0, 0.0] + [0.0] * 9)
-    cases = {(0, 0.7): True, (0, 0.71): False, (1, 0.2): True, (1, -0.19): False,
-             (5, -100.0): True, (5, 99.0): False, (5, float("inf")): True}
+    cases = {
+        (0, 0.7): True,
+        (0, 0.71): False,
+        (1, 0.2): True,
+        (1, -0.19): False,
+        (5, -100.0): True,
+        (5, 99.0): False,
+        (5, float("inf")): True,
+    }
     for (dim, value), expected in cases.items():
         o = healthy.clone()
         o[dim] = value
         assert termination_fn("hopper")(o[None], torch.zeros(1, 3), o[None]).item() is expected, (dim, value)
 
 
-@pytest.mark.parametrize("name, key", [("Hopper-v5", "hopper"), ("hopper-medium-replay-v2", "hopper"),
-                                       ("mujoco/walker2d/expert-v0", "walker2d"), ("half_cheetah", "halfcheetah"),
-                                       ("neorl-hopper", "neorl-hopper"), ("NeoRL:HalfCheetah-v3-high", "neorl-halfcheetah")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("Hopper-v5", "hopper"),
+        ("hopper-medium-replay-v2", "hopper"),
+        ("mujoco/walker2d/expert-v0", "walker2d"),
+        ("half_cheetah", "halfcheetah"),
+        ("neorl-hopper", "neorl-hopper"),
+        ("NeoRL:HalfCheetah-v3-high", "neorl-halfcheetah"),
+    ],
+)
 def test_names(name, key):
     assert task_name(name) == key
 

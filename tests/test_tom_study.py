@@ -1,4 +1,5 @@
-"""Tests for the TOM weight-progression study and the weighted-model error table (offline_mbrl/analysis/tom_weights.py)."""
+"""Tests for the TOM weight-progression study and the weighted-model error table
+(offline_mbrl/analysis/tom_weights.py)."""
 
 from dataclasses import replace
 
@@ -9,7 +10,7 @@ import torch
 
 from offline_mbrl.agents.sac import TanhGaussianActor
 from offline_mbrl.algos.collect import save_replay_file
-from offline_mbrl.algos.weighting import TOMConfig, pmac_weights
+from offline_mbrl.algos.weighting import pmac_weights
 from offline_mbrl.analysis import tom_weights as study
 from offline_mbrl.cli import main
 from offline_mbrl.cli.model_cmd import WEIGHT_METHODS
@@ -54,8 +55,9 @@ def test_combined_dataset_keeps_order_and_marks_the_random_part(combined, random
     for name in ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts"):
         np.testing.assert_array_equal(getattr(data, name)[:num_random], getattr(random_part, name), err_msg=name)
         np.testing.assert_array_equal(getattr(data, name)[num_random:], getattr(hopper_dataset, name), err_msg=name)
-    np.testing.assert_array_equal(data.collection_step,
-                                  np.r_[np.arange(num_random), num_random + hopper_dataset.collection_step])
+    np.testing.assert_array_equal(
+        data.collection_step, np.r_[np.arange(num_random), num_random + hopper_dataset.collection_step]
+    )
     # episodes of the two parts stay apart: the random part's last row ends an episode
     assert data.episode_starts[random_part.num_episodes] == num_random
 
@@ -142,7 +144,9 @@ def test_transition_weights_methods(combined, hopper_dataset):
     pmac, _ = study.transition_weights("pmac-tom", combined.dataset)
     np.testing.assert_allclose(pmac, pmac_weights(combined.dataset.collection_step, "pmac-tom"), rtol=1e-12)
     no_steps = replace(hopper_dataset, collection_step=None, source="hopper-medium.hdf5")
-    with pytest.raises(DatasetError, match=r"hopper-medium.hdf5: weights 'pmac' need field 'collection_step'.*medium-replay"):
+    with pytest.raises(
+        DatasetError, match=r"hopper-medium.hdf5: weights 'pmac' need field 'collection_step'.*medium-replay"
+    ):
         study.transition_weights("pmac", no_steps)
     with pytest.raises(ConfigError, match="weights 'tom' need a target policy"):
         study.transition_weights("tom", combined.dataset)
@@ -180,9 +184,10 @@ def test_errors_of_a_frozen_model_match_numpy(hopper_dataset):
     model, horizon = _frozen_adm(), 4
     obs, next_obs = hopper_dataset.obs.astype(np.float64), hopper_dataset.next_obs.astype(np.float64)
     assert study.one_step_mse(model, hopper_dataset, batch_size=50) == pytest.approx(
-        np.mean((obs - next_obs) ** 2), rel=1e-5)
+        np.mean((obs - next_obs) ** 2), rel=1e-5
+    )
     ends = hopper_dataset.episode_ends
-    starts = [t for t in range(len(obs) - horizon + 1) if not ends[t:t + horizon - 1].any()]
+    starts = [t for t in range(len(obs) - horizon + 1) if not ends[t : t + horizon - 1].any()]
     expected = [np.mean([np.mean((obs[t] - next_obs[t + h]) ** 2) for t in starts]) for h in range(horizon)]
     errors, counts = study.open_loop_mse(model, hopper_dataset, horizon)
     np.testing.assert_allclose(errors, expected, rtol=1e-5)
@@ -194,13 +199,20 @@ def test_errors_of_a_frozen_model_match_numpy(hopper_dataset):
 def test_model_error_study_reports_a_failed_fit(hopper_dataset):
     fit_config = FitConfig(max_epochs=1, seed=0, holdout_split="last")
     weights = {"uniform": np.ones(len(hopper_dataset)), "zero": np.zeros(len(hopper_dataset))}
-    table = study.model_error_study(hopper_dataset, weights, hopper_dataset, horizon=3, fit_config=fit_config,
-                                    model_fields={"max_backtrack": 2, **TINY_ADM})
+    table = study.model_error_study(
+        hopper_dataset,
+        weights,
+        hopper_dataset,
+        horizon=3,
+        fit_config=fit_config,
+        model_fields={"max_backtrack": 2, **TINY_ADM},
+    )
     assert table["method"].tolist() == ["uniform", "zero"]
     uniform, failed = table.iloc[0], table.iloc[1]
     assert uniform["note"] == "" and uniform["epochs"] == 1 and np.isfinite(uniform["one_step_mse"])
-    assert uniform["open_loop_mse_mean"] == pytest.approx(uniform[["open_loop_mse_h1", "open_loop_mse_h2",
-                                                                   "open_loop_mse_h3"]].mean())
+    assert uniform["open_loop_mse_mean"] == pytest.approx(
+        uniform[["open_loop_mse_h1", "open_loop_mse_h2", "open_loop_mse_h3"]].mean()
+    )
     assert failed["note"] == "fit failed: hopper-fixture: field 'sample_weights' sums to 0; no row could be sampled"
     assert np.isnan(failed["one_step_mse"]) and np.isnan(failed["epochs"])
 
@@ -212,10 +224,42 @@ def test_cli_writes_figure_csv_and_model_error_table(tmp_path, hopper_dataset, a
     replay = tmp_path / "hopper_replay.npz"
     save_replay_file(hopper_dataset, "Hopper-v5", replay)
     out = tmp_path / "study"
-    args = ["analyze", "tom-weights", "--random", "60", "--replay", str(replay), "--target-policy", str(actor_file),
-            "--target-steps", "50", "--tom-q-steps", "5", "--tom-disc-epochs", "2", "--bin-size", "40",
-            "--out-dir", str(out), "--model-error", "--test-steps", "60", "--horizon", "3", "--fit-epochs", "1",
-            "--max-backtrack", "2", "--hidden-dim", "16", "--gru-layers", "1", "--head-blocks", "1", "--no-progress"]
+    args = [
+        "analyze",
+        "tom-weights",
+        "--random",
+        "60",
+        "--replay",
+        str(replay),
+        "--target-policy",
+        str(actor_file),
+        "--target-steps",
+        "50",
+        "--tom-q-steps",
+        "5",
+        "--tom-disc-epochs",
+        "2",
+        "--bin-size",
+        "40",
+        "--out-dir",
+        str(out),
+        "--model-error",
+        "--test-steps",
+        "60",
+        "--horizon",
+        "3",
+        "--fit-epochs",
+        "1",
+        "--max-backtrack",
+        "2",
+        "--hidden-dim",
+        "16",
+        "--gru-layers",
+        "1",
+        "--head-blocks",
+        "1",
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     num_rows = 60 + len(hopper_dataset)
@@ -231,7 +275,8 @@ def test_cli_writes_figure_csv_and_model_error_table(tmp_path, hopper_dataset, a
         pd.testing.assert_frame_equal(frame.drop(columns="method"), expected, check_dtype=False)
         assert saved[method].sum() == pytest.approx(1.0)
     assert bins[bins["method"] == "tom"]["part"].tolist() == ["random", "random", "replay"] + ["replay"] * (
-        -(-len(hopper_dataset) // 40) - 1)
+        -(-len(hopper_dataset) // 40) - 1
+    )
     table = pd.read_csv(out / "model_error.csv", keep_default_na=False)
     assert table["method"].tolist() == ["uniform", "tom", "pmac", "pmac-tom"]
     assert (table["note"] == "").all() and (table["open_loop_starts"] > 0).all()
@@ -241,10 +286,13 @@ def test_cli_writes_figure_csv_and_model_error_table(tmp_path, hopper_dataset, a
     assert "ADM (m = 2, hidden_dim 16, gru_layers 1, head_blocks 1, at most 1 epochs" in markdown
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "TOM weights need --target-policy"),
-    (["--random", "random.xyz", "--target-policy", "a.pt"], "random.xyz: unknown dataset spec"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "TOM weights need --target-policy"),
+        (["--random", "random.xyz", "--target-policy", "a.pt"], "random.xyz: unknown dataset spec"),
+    ],
+)
 def test_cli_errors_are_clean(tmp_path, hopper_dataset, capsys, extra, message):
     replay = tmp_path / "hopper_replay.npz"
     save_replay_file(hopper_dataset, "Hopper-v5", replay)

@@ -38,8 +38,11 @@ def test_pmac_hand_computed_three_versions():
     np.testing.assert_allclose(pmac_version_weights(np.array([0, 0, 1, 1, 2, 2]), 0.9), expected, rtol=1e-12)
     # Same from collection steps, 2 steps per version, rows in any order.
     steps = np.array([5, 0, 3, 1, 4, 2])
-    np.testing.assert_allclose(pmac_weights(steps, pmac_config("pmac", steps_per_version=2)),
-                               [0.05, 0.405, 0.045, 0.405, 0.05, 0.045], rtol=1e-12)
+    np.testing.assert_allclose(
+        pmac_weights(steps, pmac_config("pmac", steps_per_version=2)),
+        [0.05, 0.405, 0.045, 0.405, 0.05, 0.045],
+        rtol=1e-12,
+    )
 
 
 def test_pmac_warmup_block_is_version_zero():
@@ -99,12 +102,15 @@ def test_pmac_preset_values_and_errors():
         policy_versions(np.arange(3), 0)
 
 
-@pytest.mark.parametrize("steps, problem", [
-    (np.array([0, -1, 2]), "negative value -1"),
-    (np.array([0.0, 1.0]), "must hold integers"),
-    (np.zeros((2, 2), dtype=int), "non-empty 1-D"),
-    (np.array([], dtype=int), "non-empty 1-D"),
-])
+@pytest.mark.parametrize(
+    "steps, problem",
+    [
+        (np.array([0, -1, 2]), "negative value -1"),
+        (np.array([0.0, 1.0]), "must hold integers"),
+        (np.zeros((2, 2), dtype=int), "non-empty 1-D"),
+        (np.array([], dtype=int), "non-empty 1-D"),
+    ],
+)
 def test_pmac_bad_collection_step(steps, problem):
     with pytest.raises(DatasetError, match=f"'collection_step'.*{problem}"):
         pmac_weights(steps, "pmac")
@@ -146,8 +152,9 @@ def test_discriminator_loss_matches_numpy(buffer_label):
     w = rng.normal(size=5)
     target, buffer = rng.normal(size=(8, 5)), rng.normal(size=(8, 5))
     w_t = torch.tensor(w)
-    loss, metrics = discriminator_loss(lambda x: x @ w_t, torch.tensor(target), torch.tensor(buffer),
-                                       buffer_label=buffer_label, grad_penalty_coef=10.0)
+    loss, metrics = discriminator_loss(
+        lambda x: x @ w_t, torch.tensor(target), torch.tensor(buffer), buffer_label=buffer_label, grad_penalty_coef=10.0
+    )
     bce = _np_bce(target @ w, 1.0) + _np_bce(buffer @ w, buffer_label)
     penalty = 10.0 * (np.linalg.norm(w) - 1.0) ** 2  # ∇_x (x·w) = w for every mixed row
     assert float(metrics["disc/bce"]) == pytest.approx(bce, rel=1e-10)
@@ -197,9 +204,14 @@ def _toy_dataset(rng, n_episodes, center, length=10):
     timeouts = np.zeros((n_episodes, length), dtype=bool)
     timeouts[:, -1] = True
     flat = lambda a: a.reshape(n_episodes * length, *a.shape[2:])  # noqa: E731
-    return TransitionDataset(obs=flat(obs), actions=flat(actions), rewards=np.zeros(n_episodes * length),
-                             next_obs=flat(next_obs), terminals=np.zeros(n_episodes * length, dtype=bool),
-                             timeouts=flat(timeouts))
+    return TransitionDataset(
+        obs=flat(obs),
+        actions=flat(actions),
+        rewards=np.zeros(n_episodes * length),
+        next_obs=flat(next_obs),
+        terminals=np.zeros(n_episodes * length, dtype=bool),
+        timeouts=flat(timeouts),
+    )
 
 
 TOY_CONFIG = TOMConfig(disc_epochs=25, q_steps=150, q_batch_size=128, q_hidden=(64, 64), eval_batch_size=300)
@@ -212,8 +224,12 @@ def toy():
     is_target_like = np.arange(len(dataset)) < 400
     target = _toy_dataset(rng, 30, +1.0)
     device = torch.device("cpu")
-    inputs = (TransitionTensors.from_dataset(dataset, device), TransitionTensors.from_dataset(target, device),
-              initial_obs(dataset, device), _toward(1.0))
+    inputs = (
+        TransitionTensors.from_dataset(dataset, device),
+        TransitionTensors.from_dataset(target, device),
+        initial_obs(dataset, device),
+        _toward(1.0),
+    )
     return inputs, is_target_like
 
 
@@ -298,8 +314,9 @@ def test_tensors_and_initial_obs_from_hopper_dataset():
             if terminated:
                 break
     obs, actions, rewards, next_obs, terminals, timeouts = map(np.array, zip(*rows))
-    dataset = TransitionDataset(obs=obs, actions=actions, rewards=rewards, next_obs=next_obs,
-                                terminals=terminals, timeouts=timeouts)
+    dataset = TransitionDataset(
+        obs=obs, actions=actions, rewards=rewards, next_obs=next_obs, terminals=terminals, timeouts=timeouts
+    )
     tensors = TransitionTensors.from_dataset(dataset, "cpu")
     assert tensors.sas().shape == (len(dataset), 11 + 3 + 11) and tensors.terminals.dtype == torch.float32
     torch.testing.assert_close(initial_obs(dataset, "cpu"), torch.tensor(np.array(resets), dtype=torch.float32))

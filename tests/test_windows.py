@@ -14,8 +14,14 @@ def numbered_dataset(terminals, timeouts) -> TransitionDataset:
     """Row i has obs [i, -i], action [i], reward i, next_obs [i + 0.5, 0]."""
     n = len(terminals)
     i = np.arange(n, dtype=np.float32)
-    return TransitionDataset(obs=np.stack([i, -i], 1), actions=i[:, None], rewards=i,
-                             next_obs=np.stack([i + 0.5, 0 * i], 1), terminals=terminals, timeouts=timeouts)
+    return TransitionDataset(
+        obs=np.stack([i, -i], 1),
+        actions=i[:, None],
+        rewards=i,
+        next_obs=np.stack([i + 0.5, 0 * i], 1),
+        terminals=terminals,
+        timeouts=timeouts,
+    )
 
 
 flags = st.lists(st.sampled_from(["", "terminal", "timeout"]), min_size=1, max_size=40)
@@ -28,11 +34,11 @@ def test_windows_never_cross_an_episode_end(flags, m):
     batch = Windows(ds, m).gather(torch.arange(len(ds)))
     mask = batch.mask.numpy()
     np.testing.assert_array_equal(mask, reference_mask(ds, m))
-    rows_used = batch.actions[..., 0].numpy().astype(int)          # action value = row index
+    rows_used = batch.actions[..., 0].numpy().astype(int)  # action value = row index
     ids = ds.episode_ids
-    assert (ids[rows_used] == ids[:, None]).all()                  # even padding stays in the episode
+    assert (ids[rows_used] == ids[:, None]).all()  # even padding stays in the episode
     t = np.arange(len(ds))[:, None] + np.arange(m)[None]
-    np.testing.assert_array_equal(rows_used[mask], t[mask])         # valid steps are consecutive rows
+    np.testing.assert_array_equal(rows_used[mask], t[mask])  # valid steps are consecutive rows
     np.testing.assert_array_equal(batch.rewards.numpy()[mask], t[mask])
     np.testing.assert_array_equal(batch.next_obs[..., 0].numpy()[mask], t[mask] + 0.5)
 
@@ -40,12 +46,14 @@ def test_windows_never_cross_an_episode_end(flags, m):
 def test_mask_at_terminal_and_timeout():
     ds = numbered_dataset(np.array([0, 0, 1, 0, 0, 0, 0], bool), np.array([0, 0, 0, 0, 1, 0, 0], bool))
     mask = Windows(ds, 3).gather(torch.tensor([0, 1, 2, 3, 5, 6])).mask
-    expected = [[1, 1, 1],   # terminal at step 2 ends the window after k = 3
-                [1, 1, 0],   # terminal at step 1: k > 2 invalid
-                [1, 0, 0],   # the terminal row itself trains only k = 1
-                [1, 1, 0],   # timeout at step 1
-                [1, 1, 0],   # data end
-                [1, 0, 0]]
+    expected = [
+        [1, 1, 1],  # terminal at step 2 ends the window after k = 3
+        [1, 1, 0],  # terminal at step 1: k > 2 invalid
+        [1, 0, 0],  # the terminal row itself trains only k = 1
+        [1, 1, 0],  # timeout at step 1
+        [1, 1, 0],  # data end
+        [1, 0, 0],
+    ]
     np.testing.assert_array_equal(mask.numpy(), np.array(expected, bool))
 
 
@@ -60,8 +68,9 @@ def test_real_hopper_windows_match_a_loop():
             np.testing.assert_array_equal(batch.actions[t, j].numpy(), ds.actions[t + j])
             np.testing.assert_array_equal(batch.next_obs[t, j].numpy(), ds.next_obs[t + j])
             assert batch.terminals[t, j].item() == ds.terminals[t + j]
-    np.testing.assert_array_equal(batch.states[:, 1:][batch.mask[:, :-1]].numpy(),
-                                  batch.next_obs[:, :-1][batch.mask[:, :-1]].numpy())
+    np.testing.assert_array_equal(
+        batch.states[:, 1:][batch.mask[:, :-1]].numpy(), batch.next_obs[:, :-1][batch.mask[:, :-1]].numpy()
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -74,8 +83,8 @@ def test_history_is_right_aligned_inside_the_episode(flags, m):
     np.testing.assert_array_equal(hist.lengths.numpy(), expected_len)
     for i in range(len(ds)):
         length = expected_len[i]
-        np.testing.assert_array_equal(hist.obs[i, m - length:, 0].numpy(), np.arange(i - length + 1, i + 1))
-        np.testing.assert_array_equal(hist.actions[i, m - length:, 0].numpy(), np.arange(i - length + 1, i))
+        np.testing.assert_array_equal(hist.obs[i, m - length :, 0].numpy(), np.arange(i - length + 1, i + 1))
+        np.testing.assert_array_equal(hist.actions[i, m - length :, 0].numpy(), np.arange(i - length + 1, i))
         assert (hist.obs[i, : m - length] == 0).all() and (hist.actions[i, : m - length] == 0).all()
 
 
@@ -94,8 +103,10 @@ def test_sampling_is_seeded_and_follows_weights():
     assert set(hist.rows.tolist()) <= {7, 11}
 
 
-@pytest.mark.parametrize("weights, problem", [(np.ones(3), "shape"), (-np.ones(400), "negative"),
-                                              (np.zeros(400), "sums to 0"), (np.full(400, np.nan), "NaN")])
+@pytest.mark.parametrize(
+    "weights, problem",
+    [(np.ones(3), "shape"), (-np.ones(400), "negative"), (np.zeros(400), "sums to 0"), (np.full(400, np.nan), "NaN")],
+)
 def test_bad_sample_weights_are_named(weights, problem):
     with pytest.raises(DatasetError, match=problem):
         Windows(hopper_dataset(), 2, sample_weights=weights)

@@ -87,8 +87,14 @@ class TanhGaussianActor(nn.Module):
     (OfflineRL-Kit ``TanhDiagGaussian``). ``low``/``high`` are the action-space bounds ``(A,)``.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: tuple[int, ...],
-                 low: Tensor | None = None, high: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dims: tuple[int, ...],
+        low: Tensor | None = None,
+        high: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.obs_dim, self.action_dim, self.hidden_dims = obs_dim, action_dim, tuple(hidden_dims)
         layers: list[nn.Module] = []
@@ -103,7 +109,9 @@ class TanhGaussianActor(nn.Module):
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_bias", (high + low) / 2)
 
-    def forward(self, obs: Tensor, deterministic: bool = False, with_log_prob: bool = True) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, obs: Tensor, deterministic: bool = False, with_log_prob: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """Return ``(action (B, A), log_prob (B,) or None)``; log-prob includes the tanh correction."""
         mu, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
         if deterministic:
@@ -121,13 +129,24 @@ class TanhGaussianActor(nn.Module):
 
     def file_state(self) -> dict:
         """A standalone actor file (weights, sizes, action bounds), loadable with ``weights_only=True``."""
-        return {"actor": self.state_dict(), "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-                "hidden_dims": list(self.hidden_dims)}
+        return {
+            "actor": self.state_dict(),
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "hidden_dims": list(self.hidden_dims),
+        }
 
 
 # ---------------------------------------------------------------------------------------- losses
-def critic_loss(q_pred: Tensor, rewards: Tensor, terminals: Tensor, next_q: Tensor, next_log_prob: Tensor,
-                alpha: Tensor, gamma: float) -> tuple[Tensor, dict[str, Tensor]]:
+def critic_loss(
+    q_pred: Tensor,
+    rewards: Tensor,
+    terminals: Tensor,
+    next_q: Tensor,
+    next_log_prob: Tensor,
+    alpha: Tensor,
+    gamma: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Soft Bellman loss for all critics at once.
 
     ``q_pred (E, B)`` current Q of every critic; ``next_q (E, B)`` target critics at ``(s', a')``,
@@ -167,9 +186,15 @@ class SAC(nn.Module):
     continues training exactly (the caller checkpoints RNG states and counters).
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, config: SACConfig = SACConfig(),
-                 action_low: Tensor | None = None, action_high: Tensor | None = None,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        config: SACConfig = SACConfig(),
+        action_low: Tensor | None = None,
+        action_high: Tensor | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         super().__init__()
         self.config = config
         self.obs_dim, self.action_dim = obs_dim, action_dim
@@ -183,7 +208,9 @@ class SAC(nn.Module):
         self.to(device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, **_ADAM_KW)
         self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, **_ADAM_KW)
-        self.alpha_optim = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, **_ADAM_KW) if config.auto_alpha else None
+        self.alpha_optim = (
+            torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, **_ADAM_KW) if config.auto_alpha else None
+        )
         self._target_params = list(self.critic_target.parameters())
         self._online_params = list(self.critic.parameters())
 
@@ -208,8 +235,15 @@ class SAC(nn.Module):
         with torch.no_grad():
             next_actions, next_log_prob = self.actor(batch["next_obs"])
             next_q = self.critic_target(batch["next_obs"], next_actions)
-        loss_c, metrics = critic_loss(self.critic(obs, actions), batch["rewards"], batch["terminals"],
-                                      next_q, next_log_prob, alpha, self.config.gamma)
+        loss_c, metrics = critic_loss(
+            self.critic(obs, actions),
+            batch["rewards"],
+            batch["terminals"],
+            next_q,
+            next_log_prob,
+            alpha,
+            self.config.gamma,
+        )
         self.critic_optim.zero_grad(set_to_none=True)
         loss_c.backward()
         self.critic_optim.step()
@@ -239,9 +273,14 @@ class SAC(nn.Module):
 
     def full_state(self) -> dict:
         """Everything needed to continue training: networks, target, optimizers, alpha, config."""
-        state = {"model": self.state_dict(), "actor_optim": self.actor_optim.state_dict(),
-                 "critic_optim": self.critic_optim.state_dict(), "config": asdict(self.config),
-                 "obs_dim": self.obs_dim, "action_dim": self.action_dim}
+        state = {
+            "model": self.state_dict(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "config": asdict(self.config),
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+        }
         if self.alpha_optim is not None:
             state["alpha_optim"] = self.alpha_optim.state_dict()
         return state

@@ -84,8 +84,10 @@ def medium_snapshot(run_dir: str | Path, target_return: float) -> tuple[int, Pat
     metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
     hits = metrics[metrics["eval/return_mean"] >= target_return]
     if hits.empty:
-        raise DatasetError(f"{run_dir}/metrics.csv: no evaluation reached the medium target return "
-                           f"{target_return:.1f} (best {metrics['eval/return_mean'].max():.1f})")
+        raise DatasetError(
+            f"{run_dir}/metrics.csv: no evaluation reached the medium target return "
+            f"{target_return:.1f} (best {metrics['eval/return_mean'].max():.1f})"
+        )
     step = int(hits["step"].iloc[0])
     return step, Path(run_dir) / "snapshots" / f"actor_{step:08d}.pt"
 
@@ -100,10 +102,19 @@ def replay_dataset(rows: dict[str, np.ndarray], env_id: str, upto_step: int | No
     data = {k: np.asarray(v)[keep] for k, v in rows.items()}
     timeouts = data["timeouts"].copy()
     timeouts[-1] |= not data["terminals"][-1]
-    return TransitionDataset(obs=data["obs"], actions=data["actions"], rewards=data["rewards"],
-                             next_obs=data["next_obs"], terminals=data["terminals"], timeouts=timeouts,
-                             qpos=data["qpos"], qvel=data["qvel"], collection_step=data["collection_step"],
-                             metadata={"env_id": env_id}, source=f"<{env_id} SAC replay buffer>")
+    return TransitionDataset(
+        obs=data["obs"],
+        actions=data["actions"],
+        rewards=data["rewards"],
+        next_obs=data["next_obs"],
+        terminals=data["terminals"],
+        timeouts=timeouts,
+        qpos=data["qpos"],
+        qvel=data["qvel"],
+        collection_step=data["collection_step"],
+        metadata={"env_id": env_id},
+        source=f"<{env_id} SAC replay buffer>",
+    )
 
 
 # ------------------------------------------------------------------------------ compact replay file
@@ -128,9 +139,18 @@ def save_replay_file(dataset: TransitionDataset, env_id: str, path: str | Path) 
     ends = dataset.episode_ends
     if not np.array_equal(obs_from_state(env_id, dataset.qpos, dataset.qvel), dataset.obs):
         raise DatasetError(f"{path}: observations cannot be rebuilt exactly from qpos/qvel for {env_id}")
-    np.savez_compressed(path, env_id=env_id, qpos=dataset.qpos, qvel=dataset.qvel, actions=dataset.actions,
-                        rewards=dataset.rewards, terminals=dataset.terminals, timeouts=dataset.timeouts,
-                        collection_step=dataset.collection_step, end_next_obs=dataset.next_obs[ends])
+    np.savez_compressed(
+        path,
+        env_id=env_id,
+        qpos=dataset.qpos,
+        qvel=dataset.qvel,
+        actions=dataset.actions,
+        rewards=dataset.rewards,
+        terminals=dataset.terminals,
+        timeouts=dataset.timeouts,
+        collection_step=dataset.collection_step,
+        end_next_obs=dataset.next_obs[ends],
+    )
 
 
 def load_replay_file(path: str | Path, upto_step: int | None = None) -> TransitionDataset:
@@ -149,8 +169,14 @@ def load_replay_file(path: str | Path, upto_step: int | None = None) -> Transiti
 
 
 # ------------------------------------------------------------------------------ kinds from policies
-def collect_kind(kind: str, env_id: str, num_steps: int, seed: int, medium: TanhGaussianActor | None = None,
-                 expert: TanhGaussianActor | None = None) -> TransitionDataset:
+def collect_kind(
+    kind: str,
+    env_id: str,
+    num_steps: int,
+    seed: int,
+    medium: TanhGaussianActor | None = None,
+    expert: TanhGaussianActor | None = None,
+) -> TransitionDataset:
     """Collect ``random``, ``medium``, ``expert`` or ``medium-expert`` (half medium, half expert rows)."""
     if kind == "random":
         return collect_transitions(None, env_id, num_steps, seed)
@@ -161,8 +187,10 @@ def collect_kind(kind: str, env_id: str, num_steps: int, seed: int, medium: Tanh
         return collect_transitions(stochastic(actor), env_id, num_steps, seed)
     if kind == "medium-expert":
         half = num_steps // 2
-        parts = [collect_kind("medium", env_id, half, seed, medium, expert),
-                 collect_kind("expert", env_id, num_steps - half, seed + 1, medium, expert)]
+        parts = [
+            collect_kind("medium", env_id, half, seed, medium, expert),
+            collect_kind("expert", env_id, num_steps - half, seed + 1, medium, expert),
+        ]
         return TransitionDataset.concatenate(parts, source=f"<collected {env_id} medium-expert>")
     raise DatasetError(f"collect: unknown dataset kind '{kind}' (known: {', '.join(KINDS)})")
 
@@ -179,30 +207,54 @@ def expert_from_checkpoint(run_dir: str | Path) -> TanhGaussianActor:
 
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     sac = state["sac"]
-    weights = {k[len("actor."):]: v for k, v in sac["model"].items() if k.startswith("actor.")}
+    weights = {k[len("actor.") :]: v for k, v in sac["model"].items() if k.startswith("actor.")}
     actor = TanhGaussianActor(int(sac["obs_dim"]), int(sac["action_dim"]), tuple(sac["config"]["hidden_dims"]))
     actor.load_state_dict(weights)
     return actor.eval()
 
 
-def write_dataset(dataset: TransitionDataset, ds_id: str, env_id: str, kind: str, refs: ReferenceReturns,
-                  hdf5_dir: str | Path | None = None, overwrite: bool = False) -> str:
+def write_dataset(
+    dataset: TransitionDataset,
+    ds_id: str,
+    env_id: str,
+    kind: str,
+    refs: ReferenceReturns,
+    hdf5_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> str:
     """Write ``dataset`` as the Minari dataset ``ds_id`` (and optionally a D4RL hdf5); returns ``ds_id``."""
     from ..data.d4rl import write_d4rl
     from ..data.minari_io import write_minari
 
-    write_minari(dataset, ds_id, env_id=env_id, ref_min_score=refs.random, ref_max_score=refs.expert,
-                 description=f"D4RL-style '{kind}' data collected by offline_mbrl on {env_id}",
-                 algorithm_name="SAC (offline_mbrl)", overwrite=overwrite)
+    write_minari(
+        dataset,
+        ds_id,
+        env_id=env_id,
+        ref_min_score=refs.random,
+        ref_max_score=refs.expert,
+        description=f"D4RL-style '{kind}' data collected by offline_mbrl on {env_id}",
+        algorithm_name="SAC (offline_mbrl)",
+        overwrite=overwrite,
+    )
     if hdf5_dir is not None:
         Path(hdf5_dir).mkdir(parents=True, exist_ok=True)
         write_d4rl(dataset, Path(hdf5_dir) / f"{env_short_name(env_id)}_{kind.replace('-', '_')}-v0.hdf5")
     return ds_id
 
 
-def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tuple[str, ...] = KINDS,
-                num_steps: int = 100_000, seed: int = 0, medium_fraction: float = 1 / 3, ref_episodes: int = 10,
-                hdf5: bool = False, overwrite: bool = False, end_step: int | None = None) -> dict:
+def collect_all(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    env_id: str,
+    kinds: tuple[str, ...] = KINDS,
+    num_steps: int = 100_000,
+    seed: int = 0,
+    medium_fraction: float = 1 / 3,
+    ref_episodes: int = 10,
+    hdf5: bool = False,
+    overwrite: bool = False,
+    end_step: int | None = None,
+) -> dict:
     """Produce the D4RL kinds from a finished online SAC run and ship its artefacts to ``out_dir``.
 
     ``end_step`` (an evaluation step of the run) is taken as the end of training: its snapshot is the expert
@@ -220,8 +272,11 @@ def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tu
     collected = int(buffer_rows["collection_step"][-1]) + 1
     if end_step is not None and end_step > collected:
         raise DatasetError(f"{run_dir}/checkpoint.pt: holds {collected} steps, fewer than end_step {end_step}")
-    expert = (expert_from_checkpoint(run_dir) if end_step is None
-              else load_actor(Path(run_dir) / "snapshots" / f"actor_{end_step:08d}.pt"))
+    expert = (
+        expert_from_checkpoint(run_dir)
+        if end_step is None
+        else load_actor(Path(run_dir) / "snapshots" / f"actor_{end_step:08d}.pt")
+    )
     refs = reference_returns(env_id, expert, ref_episodes, seed)
     medium_step, medium_path = medium_snapshot(run_dir, medium_fraction * refs.expert)
     medium = load_actor(medium_path)
@@ -233,20 +288,33 @@ def collect_all(run_dir: str | Path, out_dir: str | Path, env_id: str, kinds: tu
     recipes, hdf5_dir = {}, (out_dir / "hdf5" if hdf5 else None)
     medium_return = float(evaluate_policy(deterministic(medium), env_id, ref_episodes, seed=seed).mean())
     for kind in kinds:
-        data = (replay_dataset(buffer_rows, env_id, medium_step) if kind == "medium-replay"
-                else collect_kind(kind, env_id, num_steps, seed, medium, expert))
+        data = (
+            replay_dataset(buffer_rows, env_id, medium_step)
+            if kind == "medium-replay"
+            else collect_kind(kind, env_id, num_steps, seed, medium, expert)
+        )
         write_dataset(data, dataset_id(env_id, kind), env_id, kind, refs, hdf5_dir, overwrite)
         mean_return = float(data.episode_returns().mean())
         recipes[f"{short}-{kind}"] = {
-            "env_id": env_id, "kind": kind, "dataset_id": dataset_id(env_id, kind), "seed": seed,
-            "num_steps": len(data), "ref_min_score": refs.random, "ref_max_score": refs.expert,
+            "env_id": env_id,
+            "kind": kind,
+            "dataset_id": dataset_id(env_id, kind),
+            "seed": seed,
+            "num_steps": len(data),
+            "ref_min_score": refs.random,
+            "ref_max_score": refs.expert,
             "dataset_return_mean": mean_return,
             "d4rl_normalized_return": float(normalized_score(f"{short}-{kind}", mean_return)),
             **_recipe_sources(kind, short, medium_step),
         }
-    recipes[f"_{short}"] = {"env_id": env_id, "random_return": refs.random, "expert_return": refs.expert,
-                            "medium_return": medium_return, "medium_step": medium_step,
-                            "expert_step": collected if end_step is None else end_step}
+    recipes[f"_{short}"] = {
+        "env_id": env_id,
+        "random_return": refs.random,
+        "expert_return": refs.expert,
+        "medium_return": medium_return,
+        "medium_step": medium_step,
+        "expert_step": collected if end_step is None else end_step,
+    }
     return recipes
 
 
@@ -287,12 +355,18 @@ def check_recipe(recipe: dict, recipes_dir: Path, overwrite: bool = False) -> No
     if absent:
         raise DatasetError(f"{where}: file(s) {absent} not found under {recipes_dir}")
     if path.exists() and not overwrite:
-        raise DatasetError(f"minari:{recipe['dataset_id']}: a Minari dataset already exists at {path}; pass "
-                           f"--overwrite to replace it")
+        raise DatasetError(
+            f"minari:{recipe['dataset_id']}: a Minari dataset already exists at {path}; pass --overwrite to replace it"
+        )
 
 
-def make_from_recipe(recipe: dict, recipes_dir: str | Path, num_steps: int | None = None, seed: int | None = None,
-                     overwrite: bool = False) -> tuple[str, TransitionDataset]:
+def make_from_recipe(
+    recipe: dict,
+    recipes_dir: str | Path,
+    num_steps: int | None = None,
+    seed: int | None = None,
+    overwrite: bool = False,
+) -> tuple[str, TransitionDataset]:
     """Regenerate a dataset from a recipe of ``datasets/recipes.yaml`` (shipped policies or replay file)
     and write it as its Minari dataset. Returns ``(dataset_id, dataset)``.
 
@@ -307,8 +381,14 @@ def make_from_recipe(recipe: dict, recipes_dir: str | Path, num_steps: int | Non
         data = load_replay_file(recipes_dir / recipe["replay"], upto_step=int(recipe["upto_step"]))
     else:
         actors = {name: load_actor(recipes_dir / path) for name, path in recipe.get("policies", {}).items()}
-        data = collect_kind(kind, env_id, num_steps or int(recipe["num_steps"]),
-                            int(recipe["seed"] if seed is None else seed), actors.get("medium"), actors.get("expert"))
+        data = collect_kind(
+            kind,
+            env_id,
+            num_steps or int(recipe["num_steps"]),
+            int(recipe["seed"] if seed is None else seed),
+            actors.get("medium"),
+            actors.get("expert"),
+        )
     refs = ReferenceReturns(float(recipe["ref_min_score"]), float(recipe["ref_max_score"]))
     return write_dataset(data, recipe["dataset_id"], env_id, kind, refs, overwrite=overwrite), data
 

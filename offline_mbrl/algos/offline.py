@@ -48,8 +48,16 @@ from ..models import build_model
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
 from ..rollout import bounded, rollout_adm, rollout_ensemble
-from ..runs import (MetricsLogger, load_checkpoint, parse_device, rng_state, run_lock, save_atomic, set_rng_state,
-                    write_text_atomic)
+from ..runs import (
+    MetricsLogger,
+    load_checkpoint,
+    parse_device,
+    rng_state,
+    run_lock,
+    save_atomic,
+    set_rng_state,
+    write_text_atomic,
+)
 from ..uncertainty import break_even_coef
 
 MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
@@ -59,23 +67,47 @@ def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> torch.
     """A fresh ADM or probabilistic ensemble sized by ``config.dynamics`` (``models.build_model``)."""
     d = config.dynamics
     if d.model == "adm":
-        return build_model("adm", obs_dim, action_dim, max_backtrack=d.max_backtrack, hidden_dim=d.hidden_dim,
-                           gru_layers=d.gru_layers, head_blocks=d.head_blocks, dropout=d.dropout,
-                           rollout_dropout=d.rollout_dropout)
+        return build_model(
+            "adm",
+            obs_dim,
+            action_dim,
+            max_backtrack=d.max_backtrack,
+            hidden_dim=d.hidden_dim,
+            gru_layers=d.gru_layers,
+            head_blocks=d.head_blocks,
+            dropout=d.dropout,
+            rollout_dropout=d.rollout_dropout,
+        )
     if d.model == "ensemble":
-        return build_model("ensemble", obs_dim, action_dim, ensemble_size=d.ensemble_size, num_elites=d.num_elites,
-                           hidden_dims=d.ensemble_hidden_dims, weight_decays=d.ensemble_weight_decays)
+        return build_model(
+            "ensemble",
+            obs_dim,
+            action_dim,
+            ensemble_size=d.ensemble_size,
+            num_elites=d.num_elites,
+            hidden_dims=d.ensemble_hidden_dims,
+            weight_decays=d.ensemble_weight_decays,
+        )
     raise ConfigError(f"config: key 'dynamics.model' must be 'adm' or 'ensemble', got {d.model!r}")
 
 
-def fit_dynamics(config: TrainConfig, dataset: TransitionDataset, device: torch.device,
-                 progress: bool = False, checkpoint: Path | None = None) -> torch.nn.Module:
+def fit_dynamics(
+    config: TrainConfig,
+    dataset: TransitionDataset,
+    device: torch.device,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+) -> torch.nn.Module:
     """Build and fit the dynamics model of ``config`` on ``dataset`` (Alg. 3 line 1); ``checkpoint``: a fit
     checkpoint file that makes a stopped fit resume (``models.fit.fit``)."""
     model = build_dynamics(config, dataset.obs_dim, dataset.action_dim).to(device)
     d = config.dynamics
-    overrides = {"max_epochs": d.max_epochs, "holdout_split": d.holdout_split, "batch_size": d.batch_size,
-                 "seed": config.seed}
+    overrides = {
+        "max_epochs": d.max_epochs,
+        "holdout_split": d.holdout_split,
+        "batch_size": d.batch_size,
+        "seed": config.seed,
+    }
     if d.learning_rate is not None:
         overrides["learning_rate"] = d.learning_rate
     fit(model, dataset, FitConfig.for_model(model, **overrides), progress=progress, checkpoint=checkpoint)
@@ -111,13 +143,22 @@ class OfflineTrainer:
         DatasetError: the dataset cannot be loaded.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, dataset: TransitionDataset | None = None,
-                 dynamics: str | Path | None = None, device: str | torch.device = "cpu", progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        dataset: TransitionDataset | None = None,
+        dynamics: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+    ) -> None:
         from ..data.load import load_dataset
 
         if config.dynamics.model != MODEL_FOR_ALGO[config.algo]:
-            raise ConfigError(f"config: algo '{config.algo}' needs dynamics.model '{MODEL_FOR_ALGO[config.algo]}', "
-                              f"got '{config.dynamics.model}'")
+            raise ConfigError(
+                f"config: algo '{config.algo}' needs dynamics.model '{MODEL_FOR_ALGO[config.algo]}', "
+                f"got '{config.dynamics.model}'"
+            )
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
         self.device = parse_device(str(device))
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
@@ -140,11 +181,15 @@ class OfflineTrainer:
     def _check_env(self):
         """The env's action space, after checking that its obs/action dims are the dataset's."""
         obs_space, action_space = env_spaces(self.env_id, self.env_kwargs)
-        for name, space, dim in (("obs", obs_space, self.dataset.obs_dim), ("action", action_space,
-                                                                              self.dataset.action_dim)):
+        for name, space, dim in (
+            ("obs", obs_space, self.dataset.obs_dim),
+            ("action", action_space, self.dataset.action_dim),
+        ):
             if space.shape[0] != dim:
-                raise ConfigError(f"env '{self.env_id}': {name} dim {space.shape[0]} differs from the dataset's "
-                                  f"({self.dataset.source}: {dim}); pass the env the data came from (--env)")
+                raise ConfigError(
+                    f"env '{self.env_id}': {name} dim {space.shape[0]} differs from the dataset's "
+                    f"({self.dataset.source}: {dim}); pass the env the data came from (--env)"
+                )
         return action_space
 
     def _load_dynamics(self) -> torch.nn.Module:
@@ -155,12 +200,16 @@ class OfflineTrainer:
             raise ConfigError(f"{where}: holds a '{model.kind}' model, the config needs '{d.model}'")
         for name in ("obs_dim", "action_dim"):
             if getattr(model.config, name) != getattr(self.dataset, name):
-                raise ConfigError(f"{where}: model {name} {getattr(model.config, name)} differs from the dataset's "
-                                  f"({self.dataset.source}: {getattr(self.dataset, name)})")
+                raise ConfigError(
+                    f"{where}: model {name} {getattr(model.config, name)} differs from the dataset's "
+                    f"({self.dataset.source}: {getattr(self.dataset, name)})"
+                )
         if model.kind == "adm" and model.config.max_backtrack != d.max_backtrack:
-            raise ConfigError(f"{where}: model max_backtrack {model.config.max_backtrack} differs from the config's "
-                              f"dynamics.max_backtrack {d.max_backtrack}; pass --set dynamics.max_backtrack="
-                              f"{model.config.max_backtrack} or fit with --max-backtrack {d.max_backtrack}")
+            raise ConfigError(
+                f"{where}: model max_backtrack {model.config.max_backtrack} differs from the config's "
+                f"dynamics.max_backtrack {d.max_backtrack}; pass --set dynamics.max_backtrack="
+                f"{model.config.max_backtrack} or fit with --max-backtrack {d.max_backtrack}"
+            )
         return model
 
     def _score_reference(self) -> tuple[ScoreReference | None, str]:
@@ -188,12 +237,16 @@ class OfflineTrainer:
             raise CheckpointError(str(exc)) from exc
         conflicts = resume_conflicts(recorded, self.config)
         if state.get("dynamics") != self.dynamics_given:
-            conflicts.append(f"dynamics: {state.get('dynamics') or 'fitted in the run folder'} -> "
-                             f"{self.dynamics_given or 'fitted in the run folder'}")
+            conflicts.append(
+                f"dynamics: {state.get('dynamics') or 'fitted in the run folder'} -> "
+                f"{self.dynamics_given or 'fitted in the run folder'}"
+            )
         if conflicts:
-            raise CheckpointError(f"{self.checkpoint_path}: was written with another config than this run's "
-                                  f"({'; '.join(conflicts)}); restore {self.run_dir / 'config.yaml'} or start a new "
-                                  f"run")
+            raise CheckpointError(
+                f"{self.checkpoint_path}: was written with another config than this run's "
+                f"({'; '.join(conflicts)}); restore {self.run_dir / 'config.yaml'} or start a new "
+                f"run"
+            )
         self.epochs_extended_from = [int(e) for e in state.get("epochs_extended_from", [])]
         if recorded.epochs != self.config.epochs:
             self.epochs_extended_from.append(recorded.epochs)
@@ -208,23 +261,48 @@ class OfflineTrainer:
             save_model(self.model, self.dynamics_path)
             partial.unlink()
         self.model.eval()
-        torch.manual_seed(self.config.seed + 1)  # the policy phase starts the same whether the model was fitted or loaded
+        torch.manual_seed(
+            self.config.seed + 1
+        )  # the policy phase starts the same whether the model was fitted or loaded
         m = self.model.config.max_backtrack if self.model.kind == "adm" else 1
         self.windows = Windows(self.dataset, m, self.device)
         cfg, space = self.config, self.action_space
-        self.sac = SAC(self.dataset.obs_dim, self.dataset.action_dim,
-                       SACConfig(cfg.sac.hidden_dims, cfg.sac.actor_lr, cfg.sac.critic_lr, cfg.sac.alpha_lr,
-                                 cfg.sac.gamma, cfg.sac.tau, cfg.sac.alpha, cfg.sac.auto_alpha),
-                       torch.as_tensor(space.low), torch.as_tensor(space.high), self.device)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.sac.actor_optim,
-                                                                     cfg.sac.lr_schedule_epochs or cfg.epochs)
-                          if cfg.sac.lr_schedule else None)
+        self.sac = SAC(
+            self.dataset.obs_dim,
+            self.dataset.action_dim,
+            SACConfig(
+                cfg.sac.hidden_dims,
+                cfg.sac.actor_lr,
+                cfg.sac.critic_lr,
+                cfg.sac.alpha_lr,
+                cfg.sac.gamma,
+                cfg.sac.tau,
+                cfg.sac.alpha,
+                cfg.sac.auto_alpha,
+            ),
+            torch.as_tensor(space.low),
+            torch.as_tensor(space.high),
+            self.device,
+        )
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.sac.actor_optim, cfg.sac.lr_schedule_epochs or cfg.epochs)
+            if cfg.sac.lr_schedule
+            else None
+        )
         r = cfg.rollout
         capacity = r.rollout_batch_size * r.rollout_length * r.model_retain_epochs
         f32, D, A = torch.float32, self.dataset.obs_dim, self.dataset.action_dim
-        self.model_buffer = TensorBuffer(capacity, {"obs": ((D,), f32), "actions": ((A,), f32), "rewards": ((), f32),
-                                                    "next_obs": ((D,), f32), "terminals": ((), torch.bool)},
-                                         self.device)
+        self.model_buffer = TensorBuffer(
+            capacity,
+            {
+                "obs": ((D,), f32),
+                "actions": ((A,), f32),
+                "rewards": ((), f32),
+                "next_obs": ((D,), f32),
+                "terminals": ((), torch.bool),
+            },
+            self.device,
+        )
         self.epoch, self.step = 0, 0
         if state is not None:
             self._load(state)
@@ -234,9 +312,16 @@ class OfflineTrainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def _save(self) -> None:
-        state = {"sac": self.sac.full_state(), "model_buffer": self.model_buffer.state_dict(),
-                 "epoch": self.epoch, "step": self.step, "rng": rng_state(self.device), "config": to_dict(self.config),
-                 "dynamics": self.dynamics_given, "epochs_extended_from": self.epochs_extended_from}
+        state = {
+            "sac": self.sac.full_state(),
+            "model_buffer": self.model_buffer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "rng": rng_state(self.device),
+            "config": to_dict(self.config),
+            "dynamics": self.dynamics_given,
+            "epochs_extended_from": self.epochs_extended_from,
+        }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         save_atomic(state, self.checkpoint_path)
@@ -271,24 +356,42 @@ class OfflineTrainer:
         r = self.config.rollout
         rows = self.windows.sample_rows(r.rollout_batch_size)
         if self.model.kind == "adm":
-            result = rollout_adm(self.model, self.policy, self.windows.history(rows), r.rollout_length, r.penalty,
-                                 self.termination, backtrack_sampling=r.backtrack_sampling)
+            result = rollout_adm(
+                self.model,
+                self.policy,
+                self.windows.history(rows),
+                r.rollout_length,
+                r.penalty,
+                self.termination,
+                backtrack_sampling=r.backtrack_sampling,
+            )
         else:
-            result = rollout_ensemble(self.model, self.policy, self.windows.obs[rows], r.rollout_length, r.penalty,
-                                      self.termination)
-        rewards = result.penalized_rewards(r.penalty_coef)                                  # (N,)
-        keep = bounded(rewards)                                               # (N,) checked after the penalty
+            result = rollout_ensemble(
+                self.model, self.policy, self.windows.obs[rows], r.rollout_length, r.penalty, self.termination
+            )
+        rewards = result.penalized_rewards(r.penalty_coef)  # (N,)
+        keep = bounded(rewards)  # (N,) checked after the penalty
         if not keep.any():
             self._check_diverged({})  # a diverged policy (NaN actions) is the more likely culprit
-            raise DivergenceError(f"{self.dynamics_path}: the dynamics model gave no finite step in a roll-out from "
-                                  f"{r.rollout_batch_size} starts ({int(result.stats['rollout/num_nonfinite'])} "
-                                  f"non-finite predictions, {len(rewards) - int(keep.sum())} non-finite penalized "
-                                  f"rewards); refit it or lower rollout.penalty_coef")
-        self.model_buffer.add(obs=result.obs[keep], actions=result.actions[keep], rewards=rewards[keep],
-                              next_obs=result.next_obs[keep], terminals=result.terminals[keep])
+            raise DivergenceError(
+                f"{self.dynamics_path}: the dynamics model gave no finite step in a roll-out from "
+                f"{r.rollout_batch_size} starts ({int(result.stats['rollout/num_nonfinite'])} "
+                f"non-finite predictions, {len(rewards) - int(keep.sum())} non-finite penalized "
+                f"rewards); refit it or lower rollout.penalty_coef"
+            )
+        self.model_buffer.add(
+            obs=result.obs[keep],
+            actions=result.actions[keep],
+            rewards=rewards[keep],
+            next_obs=result.next_obs[keep],
+            terminals=result.terminals[keep],
+        )
         dropped = len(rewards) - int(keep.sum())
-        stats = {**result.stats, "rollout/num_transitions": result.stats["rollout/num_transitions"] - dropped,
-                 "rollout/num_nonfinite": result.stats["rollout/num_nonfinite"] + dropped}
+        stats = {
+            **result.stats,
+            "rollout/num_transitions": result.stats["rollout/num_transitions"] - dropped,
+            "rollout/num_nonfinite": result.stats["rollout/num_nonfinite"] + dropped,
+        }
         stats["rollout/mean_reward"] = result.rewards[keep].mean().item()
         stats["rollout/break_even_coef"] = break_even_coef(result.rewards[keep], result.penalties[keep])
         if self.step == 0:
@@ -299,13 +402,19 @@ class OfflineTrainer:
         """Warn when β is at or past the break-even β* of the first roll-out (``analysis.penalty``)."""
         r, beta = self.config.rollout, stats["rollout/break_even_coef"]
         if 0 < r.penalty_coef and beta <= r.penalty_coef:
-            where = (f"at or past the break-even {beta:.3g}" if beta > 0
-                     else "applied to a non-positive mean predicted reward")
-            warnings.warn(f"rollout.penalty_coef = {r.penalty_coef:g} is {where} of the first roll-out (mean predicted "
-                          f"reward {stats['rollout/mean_reward']:.3g}, mean {r.penalty} "
-                          f"{stats['rollout/mean_penalty']:.3g}): penalized rewards average <= 0, so ending roll-outs "
-                          f"early (falling) pays as well as staying up. See `offline-mbrl analyze penalty`.",
-                          RuntimeWarning, stacklevel=2)
+            where = (
+                f"at or past the break-even {beta:.3g}"
+                if beta > 0
+                else "applied to a non-positive mean predicted reward"
+            )
+            warnings.warn(
+                f"rollout.penalty_coef = {r.penalty_coef:g} is {where} of the first roll-out (mean predicted "
+                f"reward {stats['rollout/mean_reward']:.3g}, mean {r.penalty} "
+                f"{stats['rollout/mean_penalty']:.3g}): penalized rewards average <= 0, so ending roll-outs "
+                f"early (falling) pays as well as staying up. See `offline-mbrl analyze penalty`.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def sac_batch(self) -> dict[str, torch.Tensor]:
         """``real_ratio`` x batch dataset rows followed by model-buffer rows."""
@@ -313,8 +422,13 @@ class OfflineTrainer:
         num_real = int(batch_size * self.config.real_ratio)
         w = self.windows
         rows = torch.randint(len(w), (num_real,), device=self.device)
-        real = {"obs": w.obs[rows], "actions": w.actions[rows], "rewards": w.rewards[rows],
-                "next_obs": w.next_obs[rows], "terminals": w.terminals[rows]}
+        real = {
+            "obs": w.obs[rows],
+            "actions": w.actions[rows],
+            "rewards": w.rewards[rows],
+            "next_obs": w.next_obs[rows],
+            "terminals": w.terminals[rows],
+        }
         fake = self.model_buffer.sample(batch_size - num_real)
         return {k: torch.cat([real[k], fake[k]]) for k in real}
 
@@ -322,11 +436,19 @@ class OfflineTrainer:
         """``eval_episodes`` deterministic episodes in the real environment: return and normalized score
         (normalized per episode, then mean and std over episodes), and the reference's source
         (``eval/score_reference_source``: a :class:`ScoreReference` source, or ``none``)."""
-        returns = evaluate_policy(lambda o: self.sac.act(o, deterministic=True), self.env_id,
-                                  self.config.eval_episodes, seed=1_000_000 + 1000 * self.epoch,
-                                  device=self.device, env_kwargs=self.env_kwargs)
-        out = {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
-               "eval/score_reference_source": self.score_ref.source if self.score_ref is not None else "none"}
+        returns = evaluate_policy(
+            lambda o: self.sac.act(o, deterministic=True),
+            self.env_id,
+            self.config.eval_episodes,
+            seed=1_000_000 + 1000 * self.epoch,
+            device=self.device,
+            env_kwargs=self.env_kwargs,
+        )
+        out = {
+            "eval/return_mean": float(returns.mean()),
+            "eval/return_std": float(returns.std()),
+            "eval/score_reference_source": self.score_ref.source if self.score_ref is not None else "none",
+        }
         if self.score_ref is not None:
             scores = normalized_score(self.score_ref, returns)
             out |= {"eval/normalized_score": float(scores.mean()), "eval/normalized_score_std": float(scores.std())}
@@ -375,12 +497,19 @@ class OfflineTrainer:
             t = time.perf_counter()
             last = self.evaluate()
             times.evaluation = time.perf_counter() - t
-            row = {"epoch": self.epoch, "step": self.step, **last,
-                   **{k: float(v) / cfg.steps_per_epoch for k, v in sums.items()}, **rollout_stats,
-                   "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
-                   "model_buffer/size": len(self.model_buffer),
-                   "time/rollout_s": times.rollout, "time/sac_s": times.sac, "time/eval_s": times.evaluation,
-                   "time/epoch_s": time.perf_counter() - start}
+            row = {
+                "epoch": self.epoch,
+                "step": self.step,
+                **last,
+                **{k: float(v) / cfg.steps_per_epoch for k, v in sums.items()},
+                **rollout_stats,
+                "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
+                "model_buffer/size": len(self.model_buffer),
+                "time/rollout_s": times.rollout,
+                "time/sac_s": times.sac,
+                "time/eval_s": times.evaluation,
+                "time/epoch_s": time.perf_counter() - start,
+            }
             logger.log(row, self.step)
             if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
                 self._save()
@@ -400,11 +529,16 @@ class OfflineTrainer:
         bad = [k for k, v in sums.items() if not math.isfinite(float(v))]
         bad += [f"weights {name}" for name, p in self.sac.named_parameters() if not torch.isfinite(p).all()]
         if bad:
-            kept = (f"the last good checkpoint {self.checkpoint_path} (epoch {self.saved_epoch}) is kept"
-                    if self.saved_epoch is not None else "no checkpoint was written yet")
-            raise DivergenceError(f"{self.run_dir}: SAC diverged in epoch {self.epoch + 1} (non-finite "
-                                  f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); {kept}; lower the learning "
-                                  f"rates or rollout.penalty_coef")
+            kept = (
+                f"the last good checkpoint {self.checkpoint_path} (epoch {self.saved_epoch}) is kept"
+                if self.saved_epoch is not None
+                else "no checkpoint was written yet"
+            )
+            raise DivergenceError(
+                f"{self.run_dir}: SAC diverged in epoch {self.epoch + 1} (non-finite "
+                f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); {kept}; lower the learning "
+                f"rates or rollout.penalty_coef"
+            )
 
     def write_summary(self) -> dict:
         """``summary.json`` from ``metrics.csv`` (final = last evaluation), with the reference returns of the
@@ -414,16 +548,25 @@ class OfflineTrainer:
 
         metrics = pd.read_csv(self.run_dir / "metrics.csv")
         final = metrics.iloc[-1]
-        summary = {"algo": self.config.algo, "dataset": self.config.dataset, "seed": self.config.seed,
-                   "env_id": self.env_id, "epochs_completed": int(final["epoch"]), "epochs_total": self.config.epochs,
-                   "finished": int(final["epoch"]) >= self.config.epochs,
-                   "final_return": float(final["eval/return_mean"]),
-                   "final_normalized_score": (float(final["eval/normalized_score"])
-                                              if "eval/normalized_score" in metrics else None),
-                   "sac_steps": int(final["step"]), "env_kwargs": self.env_kwargs, "dynamics": self.dynamics_given,
-                   "score_reference": [self.score_ref.low, self.score_ref.high] if self.score_ref is not None else None,
-                   "score_reference_source": self.score_ref.source if self.score_ref is not None else None,
-                   "score_reference_note": self.score_ref_note}
+        summary = {
+            "algo": self.config.algo,
+            "dataset": self.config.dataset,
+            "seed": self.config.seed,
+            "env_id": self.env_id,
+            "epochs_completed": int(final["epoch"]),
+            "epochs_total": self.config.epochs,
+            "finished": int(final["epoch"]) >= self.config.epochs,
+            "final_return": float(final["eval/return_mean"]),
+            "final_normalized_score": (
+                float(final["eval/normalized_score"]) if "eval/normalized_score" in metrics else None
+            ),
+            "sac_steps": int(final["step"]),
+            "env_kwargs": self.env_kwargs,
+            "dynamics": self.dynamics_given,
+            "score_reference": [self.score_ref.low, self.score_ref.high] if self.score_ref is not None else None,
+            "score_reference_source": self.score_ref.source if self.score_ref is not None else None,
+            "score_reference_note": self.score_ref_note,
+        }
         if self.epochs_extended_from:
             summary["epochs_extended_from"] = self.epochs_extended_from
         write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -448,8 +591,9 @@ def read_summary(run_dir: str | Path) -> dict:
     return summary
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0,
-                 device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+def evaluate_run(
+    run_dir: str | Path, episodes: int = 10, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Re-evaluate the policy of ``run_dir/checkpoints/last.pt`` over ``episodes`` deterministic episodes,
     in the environment and with the score reference recorded in ``summary.json`` (no dataset needed).
 
@@ -471,13 +615,15 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0,
         raise CheckpointError(f"{path}: not an offline-run checkpoint (missing {exc})") from exc
     env_kwargs = summary.get("env_kwargs") or {}
     _, space = env_spaces(summary["env_id"], env_kwargs)
-    sac = SAC(state["obs_dim"], state["action_dim"], config, torch.as_tensor(space.low), torch.as_tensor(space.high),
-              device)
+    sac = SAC(
+        state["obs_dim"], state["action_dim"], config, torch.as_tensor(space.low), torch.as_tensor(space.high), device
+    )
     try:
         sac.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: SAC weights do not match ({exc})") from exc
-    returns = evaluate_policy(lambda o: sac.act(o, deterministic=True), summary["env_id"], episodes, seed,
-                              device, env_kwargs)
+    returns = evaluate_policy(
+        lambda o: sac.act(o, deterministic=True), summary["env_id"], episodes, seed, device, env_kwargs
+    )
     reference = summary.get("score_reference")
     return returns, (normalized_score(tuple(reference), returns) if reference else None)

@@ -39,13 +39,26 @@ class OnlineSACConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 20_000
     seed: int = 0
-    sac: SACConfig = field(default_factory=lambda: SACConfig(hidden_dims=(128, 128), actor_lr=3e-4,
-                                                             alpha_lr=3e-4, alpha=1.0, auto_alpha=True))
+    sac: SACConfig = field(
+        default_factory=lambda: SACConfig(
+            hidden_dims=(128, 128), actor_lr=3e-4, alpha_lr=3e-4, alpha=1.0, auto_alpha=True
+        )
+    )
 
     def __post_init__(self) -> None:
-        check_section(self, "", at_least={"total_steps": 1, "warmup_steps": 0, "batch_size": 1,
-                                                   "eval_every": 1, "eval_episodes": 1, "checkpoint_every": 1,
-                                                   "seed": 0})
+        check_section(
+            self,
+            "",
+            at_least={
+                "total_steps": 1,
+                "warmup_steps": 0,
+                "batch_size": 1,
+                "eval_every": 1,
+                "eval_episodes": 1,
+                "checkpoint_every": 1,
+                "seed": 0,
+            },
+        )
         if not self.sac.hidden_dims or min(self.sac.hidden_dims) < 1:
             raise ConfigError(f"collect: --hidden must be widths >= 1, got {list(self.sac.hidden_dims)}")
 
@@ -53,9 +66,17 @@ class OnlineSACConfig:
 def buffer_fields(obs_dim: int, action_dim: int, nq: int, nv: int) -> dict:
     """Replay-buffer fields of one collected transition (D4RL layout + simulator state + step)."""
     f32, b = torch.float32, torch.bool
-    return {"obs": ((obs_dim,), f32), "actions": ((action_dim,), f32), "rewards": ((), f32),
-            "next_obs": ((obs_dim,), f32), "terminals": ((), b), "timeouts": ((), b),
-            "qpos": ((nq,), f32), "qvel": ((nv,), f32), "collection_step": ((), torch.int64)}
+    return {
+        "obs": ((obs_dim,), f32),
+        "actions": ((action_dim,), f32),
+        "rewards": ((), f32),
+        "next_obs": ((obs_dim,), f32),
+        "terminals": ((), b),
+        "timeouts": ((), b),
+        "qpos": ((nq,), f32),
+        "qvel": ((nv,), f32),
+        "collection_step": ((), torch.int64),
+    }
 
 
 class OnlineSACTrainer:
@@ -66,17 +87,25 @@ class OnlineSACTrainer:
     ``checkpoint.pt`` when ``resume`` and it exists).
     """
 
-    def __init__(self, config: OnlineSACConfig, run_dir: str | Path, device: str = "cpu",
-                 progress: bool = True) -> None:
+    def __init__(
+        self, config: OnlineSACConfig, run_dir: str | Path, device: str = "cpu", progress: bool = True
+    ) -> None:
         self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), torch.device(device), progress
         self.env = gym.make(config.env_id)
         obs_dim = self.env.observation_space.shape[0]
         space = self.env.action_space
         model = self.env.unwrapped.model
-        self.sac = SAC(obs_dim, space.shape[0], config.sac, torch.as_tensor(space.low), torch.as_tensor(space.high),
-                       device=self.device)
-        self.buffer = TensorBuffer(config.total_steps, buffer_fields(obs_dim, space.shape[0], model.nq, model.nv),
-                                   self.device)
+        self.sac = SAC(
+            obs_dim,
+            space.shape[0],
+            config.sac,
+            torch.as_tensor(space.low),
+            torch.as_tensor(space.high),
+            device=self.device,
+        )
+        self.buffer = TensorBuffer(
+            config.total_steps, buffer_fields(obs_dim, space.shape[0], model.nq, model.nv), self.device
+        )
         self.step = 0
         self.episodes = 0
         self.rng = np.random.default_rng(config.seed)
@@ -87,9 +116,17 @@ class OnlineSACTrainer:
         return self.run_dir / "checkpoint.pt"
 
     def save(self) -> None:
-        save_atomic({"sac": self.sac.full_state(), "buffer": self.buffer.state_dict(), "step": self.step,
-                     "episodes": self.episodes, "rng": rng_state(), "config": asdict(self.config)},
-                    self.checkpoint_path)
+        save_atomic(
+            {
+                "sac": self.sac.full_state(),
+                "buffer": self.buffer.state_dict(),
+                "step": self.step,
+                "episodes": self.episodes,
+                "rng": rng_state(),
+                "config": asdict(self.config),
+            },
+            self.checkpoint_path,
+        )
 
     def load(self) -> None:
         state = load_checkpoint(self.checkpoint_path, self.device)
@@ -117,12 +154,24 @@ class OnlineSACTrainer:
         return self.sac.act(obs_t)[0].cpu().numpy()
 
     def _evaluate(self, logger: MetricsLogger, last_metrics: dict) -> float:
-        returns = evaluate_policy(lambda o: self.sac.act(o, deterministic=True), self.config.env_id,
-                                  self.config.eval_episodes, seed=10_000 + self.step, device=self.device)
+        returns = evaluate_policy(
+            lambda o: self.sac.act(o, deterministic=True),
+            self.config.env_id,
+            self.config.eval_episodes,
+            seed=10_000 + self.step,
+            device=self.device,
+        )
         save_atomic(self.sac.actor.file_state(), self.run_dir / "snapshots" / f"actor_{self.step:08d}.pt")
-        logger.log({"step": self.step, "eval/return_mean": float(returns.mean()),
-                    "eval/return_std": float(returns.std()), "time/episodes": self.episodes,
-                    **{k: float(v) for k, v in last_metrics.items()}}, self.step)
+        logger.log(
+            {
+                "step": self.step,
+                "eval/return_mean": float(returns.mean()),
+                "eval/return_std": float(returns.std()),
+                "time/episodes": self.episodes,
+                **{k: float(v) for k, v in last_metrics.items()},
+            },
+            self.step,
+        )
         return float(returns.mean())
 
     def train(self, resume: bool = True) -> None:
@@ -141,8 +190,7 @@ class OnlineSACTrainer:
             self.load()
         else:
             torch.manual_seed(cfg.seed)
-        logger = MetricsLogger(self.run_dir, tensorboard=False, resume_after=self.step if resumed else None,
-                               key="step")
+        logger = MetricsLogger(self.run_dir, tensorboard=False, resume_after=self.step if resumed else None, key="step")
         obs = self.env.reset(seed=cfg.seed + self.episodes)[0]
         next_checkpoint = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         metrics: dict = {}
@@ -152,9 +200,22 @@ class OnlineSACTrainer:
             action = self._action(obs)
             qpos, qvel = unwrapped.data.qpos.copy(), unwrapped.data.qvel.copy()
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            self.buffer.add(**{k: torch.as_tensor(np.asarray(v))[None] for k, v in dict(
-                obs=obs, actions=action, rewards=np.float32(reward), next_obs=next_obs, terminals=terminated,
-                timeouts=truncated and not terminated, qpos=qpos, qvel=qvel, collection_step=self.step).items()})
+            self.buffer.add(
+                **{
+                    k: torch.as_tensor(np.asarray(v))[None]
+                    for k, v in dict(
+                        obs=obs,
+                        actions=action,
+                        rewards=np.float32(reward),
+                        next_obs=next_obs,
+                        terminals=terminated,
+                        timeouts=truncated and not terminated,
+                        qpos=qpos,
+                        qvel=qvel,
+                        collection_step=self.step,
+                    ).items()
+                }
+            )
             self.step += 1
             if self.step > cfg.warmup_steps:
                 metrics = self.sac.update(self.buffer.sample(cfg.batch_size))

@@ -212,20 +212,26 @@ class TransitionTensors:
         for name, rank in (("obs", 2), ("actions", 2), ("next_obs", 2), ("terminals", 1)):
             value = getattr(self, name)
             if value.ndim != rank or len(value) != n or n == 0:
-                raise DatasetError(f"TransitionTensors: field '{name}' has shape {tuple(value.shape)}; "
-                                   f"expected rank {rank} and {n} (> 0) rows like 'obs'")
+                raise DatasetError(
+                    f"TransitionTensors: field '{name}' has shape {tuple(value.shape)}; "
+                    f"expected rank {rank} and {n} (> 0) rows like 'obs'"
+                )
             if value.device != self.obs.device:
-                raise DatasetError(f"TransitionTensors: field '{name}' is on {value.device}, "
-                                   f"'obs' on {self.obs.device}")
+                raise DatasetError(
+                    f"TransitionTensors: field '{name}' is on {value.device}, 'obs' on {self.obs.device}"
+                )
         if self.next_obs.shape[1] != self.obs.shape[1]:
-            raise DatasetError(f"TransitionTensors: field 'next_obs' has dim {self.next_obs.shape[1]}, "
-                               f"'obs' has {self.obs.shape[1]}")
+            raise DatasetError(
+                f"TransitionTensors: field 'next_obs' has dim {self.next_obs.shape[1]}, 'obs' has {self.obs.shape[1]}"
+            )
 
     @classmethod
     def from_dataset(cls, dataset: TransitionDataset, device: torch.device | str) -> TransitionTensors:
         """The dataset's ``(obs, actions, next_obs, terminals)`` as float32 tensors on ``device``."""
+
         def put(arr: np.ndarray) -> Tensor:
             return torch.as_tensor(arr, dtype=torch.float32, device=device)
+
         return cls(put(dataset.obs), put(dataset.actions), put(dataset.next_obs), put(dataset.terminals))
 
     def __len__(self) -> int:
@@ -344,8 +350,9 @@ def discriminator_loss(
         (scalar loss, metrics ``disc/bce``, ``disc/grad_penalty``, detached).
     """
     target_logits, buffer_logits = disc(target_sas), disc(buffer_sas)  # (B,), (B,)
-    bce = (F.binary_cross_entropy_with_logits(target_logits, torch.ones_like(target_logits))
-           + F.binary_cross_entropy_with_logits(buffer_logits, torch.full_like(buffer_logits, buffer_label)))
+    bce = F.binary_cross_entropy_with_logits(
+        target_logits, torch.ones_like(target_logits)
+    ) + F.binary_cross_entropy_with_logits(buffer_logits, torch.full_like(buffer_logits, buffer_label))
     mix_coef = torch.rand(len(target_sas), 1, device=target_sas.device)
     mix = (mix_coef * target_sas + (1.0 - mix_coef) * buffer_sas).requires_grad_(True)  # (B, 2D + A)
     (grad,) = torch.autograd.grad(disc(mix).sum(), mix, create_graph=True)
@@ -416,8 +423,17 @@ class TOMConfig:
     eval_batch_size: int = 65536
 
     def __post_init__(self) -> None:
-        positive = ("disc_epochs", "disc_batch_size", "disc_lr", "disc_trunk_width", "disc_hidden",
-                    "q_steps", "q_batch_size", "q_lr", "eval_batch_size")
+        positive = (
+            "disc_epochs",
+            "disc_batch_size",
+            "disc_lr",
+            "disc_trunk_width",
+            "disc_hidden",
+            "q_steps",
+            "q_batch_size",
+            "q_lr",
+            "eval_batch_size",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TOMConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -439,9 +455,11 @@ def _policy_actions(policy: Policy, obs: Tensor, action_dim: int) -> Tensor:
     with torch.no_grad():
         actions = policy(obs)
     if tuple(actions.shape) != (len(obs), action_dim) or actions.device != obs.device:
-        raise DatasetError(f"TOM: policy returned actions of shape {tuple(actions.shape)} on {actions.device} "
-                           f"for obs {tuple(obs.shape)} on {obs.device}; expected ({len(obs)}, {action_dim}) "
-                           "like the dataset's 'actions'")
+        raise DatasetError(
+            f"TOM: policy returned actions of shape {tuple(actions.shape)} on {actions.device} "
+            f"for obs {tuple(obs.shape)} on {obs.device}; expected ({len(obs)}, {action_dim}) "
+            "like the dataset's 'actions'"
+        )
     return actions
 
 
@@ -479,8 +497,9 @@ def train_discriminator(
         target_index = torch.randperm(len(target), device=device)[:n_pairs]
         buffer_index = torch.randperm(len(buffer), device=device)[:n_pairs]
         for t_idx, b_idx in zip(target_index.split(config.disc_batch_size), buffer_index.split(config.disc_batch_size)):
-            loss, _ = discriminator_loss(disc, target.sas(t_idx), buffer.sas(b_idx), config.buffer_label,
-                                         config.grad_penalty_coef)
+            loss, _ = discriminator_loss(
+                disc, target.sas(t_idx), buffer.sas(b_idx), config.buffer_label, config.grad_penalty_coef
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -564,8 +583,9 @@ def _check_tom_inputs(buffer: TransitionTensors, target: TransitionTensors, init
             raise DatasetError(f"TOM: {name} is on {tensor.device}, buffer.obs on {buffer.obs.device}")
 
 
-def _discriminator_scores(disc: TransitionDiscriminator, target: TransitionTensors, log_ratio: Tensor,
-                          chunk: int) -> tuple[float, float]:
+def _discriminator_scores(
+    disc: TransitionDiscriminator, target: TransitionTensors, log_ratio: Tensor, chunk: int
+) -> tuple[float, float]:
     """(balanced accuracy at logit 0, AUROC) of target (label 1) vs buffer (label 0) logits."""
     target_logits = _chunked(lambda rows: disc(target.sas(rows)), len(target), chunk)  # (T,)
     logits = torch.cat([target_logits, log_ratio]).cpu().numpy()
@@ -615,15 +635,24 @@ def tom_weights(
         disc, disc_history = train_discriminator(target, buffer, config)
         log_ratio = _chunked(lambda rows: disc(buffer.sas(rows)), len(buffer), chunk)  # (N,)
         q_net, q_history = train_dual_q(buffer, log_ratio, init_obs, policy, config)
-        residual = _chunked(lambda rows: _residual(q_net, policy, buffer.take(rows), log_ratio[rows], config.gamma),
-                            len(buffer), chunk)  # (N,)
+        residual = _chunked(
+            lambda rows: _residual(q_net, policy, buffer.take(rows), log_ratio[rows], config.gamma), len(buffer), chunk
+        )  # (N,)
         xi = chi2_conjugate_grad(residual)
     clipped = xi if config.max_weight is None else xi.clamp(max=config.max_weight)
     total = clipped.sum()
     if not total > 0:
-        raise OfflineMBRLError(f"TOM: all {len(xi)} importance weights xi = relu(e + 1) are 0; "
-                               "nothing to normalize (check the discriminator and dual Q losses)")
+        raise OfflineMBRLError(
+            f"TOM: all {len(xi)} importance weights xi = relu(e + 1) are 0; "
+            "nothing to normalize (check the discriminator and dual Q losses)"
+        )
     accuracy, auroc = _discriminator_scores(disc, target, log_ratio, chunk)
-    return TOMResult(weights=clipped / total, xi=xi, log_ratio=log_ratio, disc_accuracy=accuracy,
-                     disc_auroc=auroc, disc_loss_history=disc_history.cpu().numpy(),
-                     q_loss_history=q_history.cpu().numpy())
+    return TOMResult(
+        weights=clipped / total,
+        xi=xi,
+        log_ratio=log_ratio,
+        disc_accuracy=accuracy,
+        disc_auroc=auroc,
+        disc_loss_history=disc_history.cpu().numpy(),
+        q_loss_history=q_history.cpu().numpy(),
+    )

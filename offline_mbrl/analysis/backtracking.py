@@ -33,8 +33,12 @@ from .runs_io import read_run
 from .tables import seed_scores
 
 _SCORE_COLUMNS = ["m", "run", "seed", "final", "last10", "unfinished"]
-HOLDOUT_CSV, COMPOUNDING_CSV, SCORES_CSV, PNG_NAME = ("backtracking_holdout.csv", "backtracking_compounding.csv",
-                                                     "backtracking_scores.csv", "backtracking.png")
+HOLDOUT_CSV, COMPOUNDING_CSV, SCORES_CSV, PNG_NAME = (
+    "backtracking_holdout.csv",
+    "backtracking_compounding.csv",
+    "backtracking_scores.csv",
+    "backtracking.png",
+)
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,14 @@ def check_max_backtracks(max_backtracks: list[int]) -> list[int]:
     return sorted(set(max_backtracks))
 
 
-def fit_per_m(dataset: TransitionDataset, max_backtracks: list[int], fit_config: FitConfig,
-              model_fields: dict | None = None, device: str | torch.device = "cpu",
-              progress: bool = False) -> tuple[dict[int, ADM], pd.DataFrame]:
+def fit_per_m(
+    dataset: TransitionDataset,
+    max_backtracks: list[int],
+    fit_config: FitConfig,
+    model_fields: dict | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[dict[int, ADM], pd.DataFrame]:
     """Fit one ADM per m with ``fit_config`` (same seed, so the same holdout for every m).
 
     Args:
@@ -102,10 +111,17 @@ def run_scores(runs: list[tuple[int, str | Path]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_SCORE_COLUMNS)
 
 
-def backtracking_ablation(dataset: TransitionDataset, max_backtracks: list[int], fit_config: FitConfig,
-                          model_fields: dict | None = None, horizon: int = 100, num_segments: int | None = None,
-                          runs: list[tuple[int, str | Path]] = (), device: str | torch.device = "cpu",
-                          progress: bool = False) -> BacktrackingResult:
+def backtracking_ablation(
+    dataset: TransitionDataset,
+    max_backtracks: list[int],
+    fit_config: FitConfig,
+    model_fields: dict | None = None,
+    horizon: int = 100,
+    num_segments: int | None = None,
+    runs: list[tuple[int, str | Path]] = (),
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> BacktrackingResult:
     """Fit ADM per m, measure holdout error per k and compounding error per m, read the runs' scores.
 
     Segments are drawn from the holdout of ``fit_config`` (seeded by ``fit_config.seed``).
@@ -115,8 +131,16 @@ def backtracking_ablation(dataset: TransitionDataset, max_backtracks: list[int],
     """
     scores = run_scores(list(runs))  # read first: a bad folder fails before hours of fitting
     models, holdout = fit_per_m(dataset, max_backtracks, fit_config, model_fields, device, progress)
-    segments = evaluation_segments(dataset, list(models.values()), horizon, "holdout", num_segments, fit_config.seed,
-                                   fit_config.holdout_split, fit_config.seed)
+    segments = evaluation_segments(
+        dataset,
+        list(models.values()),
+        horizon,
+        "holdout",
+        num_segments,
+        fit_config.seed,
+        fit_config.holdout_split,
+        fit_config.seed,
+    )
     labelled = {f"m={m}": model for m, model in models.items()}
     summary = compounding_error(labelled, dataset, segments, ("random",), fit_config.seed).summary
     summary.insert(1, "m", summary["model"].str.removeprefix("m=").astype(int))

@@ -54,13 +54,14 @@ class BCConfig:
 
 def action_distribution(actor: TanhGaussianActor, obs: Tensor) -> TransformedDistribution:
     """The actor's action distribution for obs (B, D): ``scale·tanh(N(μ, σ)) + bias`` over (B, A) actions."""
-    mu, log_std = actor.head(actor.trunk(obs)).chunk(2, dim=-1)                  # (B, A) each
+    mu, log_std = actor.head(actor.trunk(obs)).chunk(2, dim=-1)  # (B, A) each
     base = Independent(Normal(mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()), 1)
     return TransformedDistribution(base, [TanhTransform(), AffineTransform(actor.action_bias, actor.action_scale)])
 
 
-def bc_loss(actor: TanhGaussianActor, obs: Tensor, actions: Tensor, action_eps: float = 1e-6
-            ) -> tuple[Tensor, dict[str, float]]:
+def bc_loss(
+    actor: TanhGaussianActor, obs: Tensor, actions: Tensor, action_eps: float = 1e-6
+) -> tuple[Tensor, dict[str, float]]:
     """Mean negative log-likelihood of actions (B, A) given obs (B, D) (actions clamped to
     ``bias ± (1 − action_eps)·scale``). Returns ``(loss, {"bc/nll": …})``."""
     limit = actor.action_scale * (1.0 - action_eps)
@@ -69,8 +70,14 @@ def bc_loss(actor: TanhGaussianActor, obs: Tensor, actions: Tensor, action_eps: 
     return nll, {"bc/nll": nll.item()}
 
 
-def fit_bc(dataset: TransitionDataset, action_low: np.ndarray, action_high: np.ndarray, config: BCConfig = BCConfig(),
-           device: str | torch.device = "cpu", progress: bool = False) -> TanhGaussianActor:
+def fit_bc(
+    dataset: TransitionDataset,
+    action_low: np.ndarray,
+    action_high: np.ndarray,
+    config: BCConfig = BCConfig(),
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> TanhGaussianActor:
     """Fit a ``TanhGaussianActor`` with action bounds (A,) ``action_low``/``action_high`` (the environment's
     action box) to ``dataset`` (obs -> actions) by maximum likelihood.
 
@@ -79,13 +86,17 @@ def fit_bc(dataset: TransitionDataset, action_low: np.ndarray, action_high: np.n
     Raises:
         DatasetError: a dataset action lies outside the bounds (the message names the source and the count).
     """
-    low, high = (torch.as_tensor(np.asarray(bound, dtype=np.float32), device=device) for bound in (action_low, action_high))
-    obs = torch.as_tensor(dataset.obs, device=device)                              # (N, D)
-    actions = torch.as_tensor(dataset.actions, device=device)                      # (N, A)
+    low, high = (
+        torch.as_tensor(np.asarray(bound, dtype=np.float32), device=device) for bound in (action_low, action_high)
+    )
+    obs = torch.as_tensor(dataset.obs, device=device)  # (N, D)
+    actions = torch.as_tensor(dataset.actions, device=device)  # (N, A)
     outside = int(((actions < low) | (actions > high)).any(dim=1).sum())
     if outside:
-        raise DatasetError(f"{dataset.source}: {outside} rows of field 'actions' lie outside the action box "
-                           f"[{low.tolist()}, {high.tolist()}]")
+        raise DatasetError(
+            f"{dataset.source}: {outside} rows of field 'actions' lie outside the action box "
+            f"[{low.tolist()}, {high.tolist()}]"
+        )
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     actor = TanhGaussianActor(dataset.obs_dim, dataset.action_dim, config.hidden_dims, low, high).to(device)

@@ -46,8 +46,12 @@ from .compounding import model_rollout
 from .tables import markdown_rows
 
 QUANTIFIERS = {"adm": ("adm_var", "adm_std"), "ensemble": ("ensemble_std", "max_aleatoric")}
-POINTS_CSV, SUMMARY_CSV, SUMMARY_MD, PNG_NAME = ("calibration_points.csv", "calibration_summary.csv",
-                                                 "calibration_summary.md", "calibration.png")
+POINTS_CSV, SUMMARY_CSV, SUMMARY_MD, PNG_NAME = (
+    "calibration_points.csv",
+    "calibration_summary.csv",
+    "calibration_summary.md",
+    "calibration.png",
+)
 
 
 def quantifiers_for(model: nn.Module) -> tuple[str, ...]:
@@ -57,8 +61,9 @@ def quantifiers_for(model: nn.Module) -> tuple[str, ...]:
         ConfigError: the model kind has none (the bootstrapping RNN).
     """
     if model.kind not in QUANTIFIERS:
-        raise ConfigError(f"calibration: no uncertainty quantifier for a '{model.kind}' model; "
-                          f"use one of {sorted(QUANTIFIERS)}")
+        raise ConfigError(
+            f"calibration: no uncertainty quantifier for a '{model.kind}' model; use one of {sorted(QUANTIFIERS)}"
+        )
     return QUANTIFIERS[model.kind]
 
 
@@ -66,11 +71,12 @@ class _Recorder:
     """Wraps a roll-out stepper: at each step computes every quantifier from the step's predictions
     (C, b, D + 1) and stores U by (trajectory, step) in ``values`` (Q, B, H), NaN where no step was taken."""
 
-    def __init__(self, stepper, names: tuple[str, ...], num_starts: int, rollout_length: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, stepper, names: tuple[str, ...], num_starts: int, rollout_length: int, device: torch.device
+    ) -> None:
         self.stepper, self.quantifiers = stepper, [get_uncertainty(name) for name in names]
         self.values = torch.full((len(names), num_starts, rollout_length), float("nan"), device=device)
-        self.ids = torch.arange(num_starts, device=device)                          # (b,) live trajectories
+        self.ids = torch.arange(num_starts, device=device)  # (b,) live trajectories
         self.step = 0
 
     def predict(self, obs: Tensor, action: Tensor):
@@ -87,10 +93,15 @@ class _Recorder:
         self.stepper.advance(next_obs, keep)
 
 
-def rollout_uncertainties(model: nn.Module, policy: Policy, history: HistoryBatch, rollout_length: int,
-                          termination: TerminationFn | None = None, generator: torch.Generator | None = None,
-                          observe: Callable[[object], object] | None = None
-                          ) -> tuple[RolloutResult, dict[str, Tensor]]:
+def rollout_uncertainties(
+    model: nn.Module,
+    policy: Policy,
+    history: HistoryBatch,
+    rollout_length: int,
+    termination: TerminationFn | None = None,
+    generator: torch.Generator | None = None,
+    observe: Callable[[object], object] | None = None,
+) -> tuple[RolloutResult, dict[str, Tensor]]:
     """Roll ``model`` out (``compounding.model_rollout``) and return, per applicable quantifier, U (N,) of every
     returned transition, computed from the predictions that transition was sampled from. ``observe`` wraps the
     recording stepper once more (``stepper -> stepper``), e.g. to record per-dimension spreads too.
@@ -106,14 +117,16 @@ def rollout_uncertainties(model: nn.Module, policy: Policy, history: HistoryBatc
         recorders.append(_Recorder(stepper, names, len(history), rollout_length, device))
         return observe(recorders[-1]) if observe else recorders[-1]
 
-    result = model_rollout(model, policy, history, rollout_length, generator=generator, termination=termination,
-                           observe=record)
-    values = recorders[0].values[:, result.start_ids, result.steps]                 # (Q, N)
+    result = model_rollout(
+        model, policy, history, rollout_length, generator=generator, termination=termination, observe=record
+    )
+    values = recorders[0].values[:, result.start_ids, result.steps]  # (Q, N)
     return result, dict(zip(names, values))
 
 
-def true_errors(oracle: MujocoOracle, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def true_errors(
+    oracle: MujocoOracle, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model error ``‖next_obs − oracle(obs, actions)‖₂`` per row, the oracle started from the given (model) states.
 
     Args:
@@ -130,9 +143,16 @@ def true_errors(oracle: MujocoOracle, obs: np.ndarray, actions: np.ndarray, next
     return errors, clipped, ~clipped & ~np.isfinite(errors)
 
 
-def calibration_points(models: dict[str, nn.Module], dataset: TransitionDataset, policies: dict[str, Policy],
-                       oracle: MujocoOracle, num_starts: int, rollout_length: int,
-                       termination: TerminationFn | None = None, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def calibration_points(
+    models: dict[str, nn.Module],
+    dataset: TransitionDataset,
+    policies: dict[str, Policy],
+    oracle: MujocoOracle,
+    num_starts: int,
+    rollout_length: int,
+    termination: TerminationFn | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Roll every model out with every policy and record (error, U) of each transition (module docstring).
 
     Returns:
@@ -145,25 +165,44 @@ def calibration_points(models: dict[str, nn.Module], dataset: TransitionDataset,
     points, counts = [], []
     for label, model in models.items():
         if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
-            raise ConfigError(f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ "
-                              f"from model '{label}' ({model.config.obs_dim}, {model.config.action_dim})")
+            raise ConfigError(
+                f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ "
+                f"from model '{label}' ({model.config.obs_dim}, {model.config.action_dim})"
+            )
         device = next(model.parameters()).device
         windows = Windows(dataset, model.window_length, device)
         history = windows.history(windows.sample_rows(num_starts, torch.Generator().manual_seed(seed)))
         for name, policy in policies.items():
             torch.manual_seed(seed)  # the actor's samples and the dropout noise
-            result, values = rollout_uncertainties(model, policy, history, rollout_length, termination,
-                                                   torch.Generator(device=device).manual_seed(seed))
-            errors, clipped, sim_nonfinite = true_errors(oracle, *(t.cpu().double().numpy() for t in
-                                                                   (result.obs, result.actions, result.next_obs)))
+            result, values = rollout_uncertainties(
+                model, policy, history, rollout_length, termination, torch.Generator(device=device).manual_seed(seed)
+            )
+            errors, clipped, sim_nonfinite = true_errors(
+                oracle, *(t.cpu().double().numpy() for t in (result.obs, result.actions, result.next_obs))
+            )
             keep = ~clipped & ~sim_nonfinite
-            counts.append({"model": label, "policy": name, "transitions": len(errors),
-                           "excluded_clipped": int(clipped.sum()), "excluded_sim_nonfinite": int(sim_nonfinite.sum()),
-                           "used": int(keep.sum()), "rollout_nonfinite": int(result.stats["rollout/num_nonfinite"])})
-            base = {"model": label, "policy": name, "start": result.start_ids.cpu().numpy()[keep],
-                    "step": result.steps.cpu().numpy()[keep], "error": errors[keep]}
-            points += [pd.DataFrame({**base, "quantifier": q, "uncertainty": u.cpu().double().numpy()[keep]})
-                       for q, u in values.items()]
+            counts.append(
+                {
+                    "model": label,
+                    "policy": name,
+                    "transitions": len(errors),
+                    "excluded_clipped": int(clipped.sum()),
+                    "excluded_sim_nonfinite": int(sim_nonfinite.sum()),
+                    "used": int(keep.sum()),
+                    "rollout_nonfinite": int(result.stats["rollout/num_nonfinite"]),
+                }
+            )
+            base = {
+                "model": label,
+                "policy": name,
+                "start": result.start_ids.cpu().numpy()[keep],
+                "step": result.steps.cpu().numpy()[keep],
+                "error": errors[keep],
+            }
+            points += [
+                pd.DataFrame({**base, "quantifier": q, "uncertainty": u.cpu().double().numpy()[keep]})
+                for q, u in values.items()
+            ]
     return pd.concat(points, ignore_index=True), pd.DataFrame(counts)
 
 
@@ -183,21 +222,36 @@ def calibration_summary(points: pd.DataFrame, positive: str = "random", negative
         defined = len(group) >= 2 and group["error"].nunique() > 1 and group["uncertainty"].nunique() > 1
         pair = group[group["policy"].isin([positive, negative])]
         labels = pair["policy"] == positive
-        rows.append({"model": model, "quantifier": quantifier, "n": len(group),
-                     "pearson": stats.pearsonr(group["error"], group["uncertainty"])[0] if defined else np.nan,
-                     "spearman": stats.spearmanr(group["error"], group["uncertainty"])[0] if defined else np.nan,
-                     "auroc": roc_auc_score(labels, pair["uncertainty"]) if labels.nunique() == 2 else np.nan})
+        rows.append(
+            {
+                "model": model,
+                "quantifier": quantifier,
+                "n": len(group),
+                "pearson": stats.pearsonr(group["error"], group["uncertainty"])[0] if defined else np.nan,
+                "spearman": stats.spearmanr(group["error"], group["uncertainty"])[0] if defined else np.nan,
+                "auroc": roc_auc_score(labels, pair["uncertainty"]) if labels.nunique() == 2 else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _markdown(frame: pd.DataFrame, decimals: int = 3) -> str:
     """A DataFrame as a Markdown table, floats rounded to ``decimals``."""
-    cells = [[f"{v:.{decimals}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [
+        [f"{v:.{decimals}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)
+    ]
     return markdown_rows([list(frame.columns), *cells])
 
 
-def write_calibration(points: pd.DataFrame, counts: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path,
-                      title: str, positive: str = "random", negative: str = "behaviour") -> list[Path]:
+def write_calibration(
+    points: pd.DataFrame,
+    counts: pd.DataFrame,
+    summary: pd.DataFrame,
+    out_dir: str | Path,
+    title: str,
+    positive: str = "random",
+    negative: str = "behaviour",
+) -> list[Path]:
     """Write ``calibration.png`` (U vs error per model and quantifier, log-log, coloured by policy),
     ``calibration_points.csv`` (all points), ``calibration_summary.csv`` and ``calibration_summary.md``
     (scores and the per-policy counts of used and excluded transitions) into ``out_dir``."""
@@ -209,9 +263,21 @@ def write_calibration(points: pd.DataFrame, counts: pd.DataFrame, summary: pd.Da
     out_dir.mkdir(parents=True, exist_ok=True)
     panels = points.assign(panel=points["model"] + ": " + points["quantifier"])
     order = list(dict.fromkeys(panels["panel"]))
-    grid = sns.relplot(data=panels, x="error", y="uncertainty", hue="policy", col="panel", col_order=order,
-                       col_wrap=min(2, len(order)), kind="scatter", s=6, alpha=0.4, linewidth=0, height=3.2,
-                       facet_kws={"sharex": False, "sharey": False})
+    grid = sns.relplot(
+        data=panels,
+        x="error",
+        y="uncertainty",
+        hue="policy",
+        col="panel",
+        col_order=order,
+        col_wrap=min(2, len(order)),
+        kind="scatter",
+        s=6,
+        alpha=0.4,
+        linewidth=0,
+        height=3.2,
+        facet_kws={"sharex": False, "sharey": False},
+    )
     for row in summary.itertuples():
         ax = grid.axes_dict[f"{row.model}: {row.quantifier}"]
         ax.set(xscale="log", yscale="log", xlabel="model error ‖ŝ' − s'‖₂", ylabel="uncertainty U")
@@ -219,8 +285,10 @@ def write_calibration(points: pd.DataFrame, counts: pd.DataFrame, summary: pd.Da
             axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
             axis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{row.model}: {row.quantifier}\nr = {row.pearson:.2f}, ρ = {row.spearman:.2f}, "
-                     f"AUROC = {row.auroc:.2f}", fontsize="small")
+        ax.set_title(
+            f"{row.model}: {row.quantifier}\nr = {row.pearson:.2f}, ρ = {row.spearman:.2f}, AUROC = {row.auroc:.2f}",
+            fontsize="small",
+        )
     grid.tight_layout()
     grid.figure.suptitle(title, fontsize="medium", y=1.02)
     paths = [out_dir / name for name in (PNG_NAME, POINTS_CSV, SUMMARY_CSV, SUMMARY_MD)]
@@ -232,7 +300,8 @@ def write_calibration(points: pd.DataFrame, counts: pd.DataFrame, summary: pd.Da
         f"# Uncertainty vs model error: {title}\n\nPearson r and Spearman ρ of (model error, U) over the points of "
         f"all policies; AUROC of U for telling `{positive}` (positive) from `{negative}` roll-out samples.\n\n"
         f"{_markdown(summary)}\n\nTransitions per policy (clipped: a velocity at ±10, state not rebuilt; "
-        f"sim_nonfinite: simulator returned NaN/inf; both excluded):\n\n{_markdown(counts)}\n")
+        f"sim_nonfinite: simulator returned NaN/inf; both excluded):\n\n{_markdown(counts)}\n"
+    )
     return paths
 
 
@@ -253,8 +322,14 @@ def learned_actor(run_dir: str | Path, device: str | torch.device = "cpu") -> Ta
     return actor.to(device).eval()
 
 
-def make_policy(source: str, dataset: TransitionDataset, env_id: str, device: str | torch.device = "cpu",
-                seed: int = 0, bc_config: BCConfig = BCConfig()) -> Policy:
+def make_policy(
+    source: str,
+    dataset: TransitionDataset,
+    env_id: str,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    bc_config: BCConfig = BCConfig(),
+) -> Policy:
     """A roll-out policy ``(B, D) -> (B, A)`` from ``source``: ``random`` (uniform in the env's action box),
     ``bc`` (behaviour cloning on ``dataset``, ``analysis.bc``), a run folder (its learned actor) or an actor file
     (``TanhGaussianActor.file_state``, e.g. ``datasets/policies/hopper_medium.pt``). Actor policies sample.

@@ -49,10 +49,17 @@ CSV_NAME, PER_DIM_CSV_NAME, PNG_NAME = "compounding_error.csv", "compounding_err
 
 
 # ---------------------------------------------------------------------------------------------- roll-outs
-def model_rollout(model: nn.Module, policy: Policy, history: HistoryBatch, rollout_length: int, *,
-                  generator: torch.Generator | None = None, backtrack: str = "random",
-                  termination: TerminationFn | None = None,
-                  observe: Callable[[object], object] | None = None) -> RolloutResult:
+def model_rollout(
+    model: nn.Module,
+    policy: Policy,
+    history: HistoryBatch,
+    rollout_length: int,
+    *,
+    generator: torch.Generator | None = None,
+    backtrack: str = "random",
+    termination: TerminationFn | None = None,
+    observe: Callable[[object], object] | None = None,
+) -> RolloutResult:
     """Roll out any dynamics model (ADM, bootstrapping RNN, ensemble) with ``offline_mbrl.rollout``'s loop.
 
     Args:
@@ -75,11 +82,14 @@ def model_rollout(model: nn.Module, policy: Policy, history: HistoryBatch, rollo
     ``rollout_boot_rnn``, ``rollout_ensemble``); a public stepper hook there would make this wrapper unnecessary.
     """
     if backtrack not in ADM_BACKTRACKS or (backtrack == "longest" and not isinstance(model, ADM)):
-        raise ConfigError(f"rollout: 'backtrack' must be one of {ADM_BACKTRACKS} ('longest' for ADM only), "
-                          f"got {backtrack!r} for a {model.kind} model")
+        raise ConfigError(
+            f"rollout: 'backtrack' must be one of {ADM_BACKTRACKS} ('longest' for ADM only), "
+            f"got {backtrack!r} for a {model.kind} model"
+        )
     if history.max_backtrack != model.window_length:
-        raise ConfigError(f"rollout: history holds {history.max_backtrack} states, the {model.kind} model reads "
-                          f"{model.window_length}")
+        raise ConfigError(
+            f"rollout: history holds {history.max_backtrack} states, the {model.kind} model reads {model.window_length}"
+        )
     history = history.to(next(model.parameters()).device)
     if isinstance(model, ADM):
         stepper = _ADMCache(model, history, longest=backtrack == "longest")
@@ -89,8 +99,16 @@ def model_rollout(model: nn.Module, policy: Policy, history: HistoryBatch, rollo
         stepper = _EnsembleStep(model)
     dropout = isinstance(model, (ADM, BootRNN)) and model.config.rollout_dropout
     with _mode(model, dropout):
-        return _rollout(observe(stepper) if observe else stepper, policy, history.obs[:, -1], rollout_length,
-                        None, termination, generator, shared_choice=False)
+        return _rollout(
+            observe(stepper) if observe else stepper,
+            policy,
+            history.obs[:, -1],
+            rollout_length,
+            None,
+            termination,
+            generator,
+            shared_choice=False,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- segments
@@ -117,7 +135,7 @@ class Segments:
         return self.rows + self.history_length - 1
 
     def _steps(self) -> np.ndarray:
-        return self.start_rows[:, None] + np.arange(self.horizon)[None]          # (S, H)
+        return self.start_rows[:, None] + np.arange(self.horizon)[None]  # (S, H)
 
     def actions(self, dataset: TransitionDataset) -> np.ndarray:
         """(S, H, A) recorded actions a_{t0+M-1} … a_{t0+M-2+H} (the open-loop policy)."""
@@ -140,8 +158,14 @@ def holdout_mask(dataset: TransitionDataset, fit_seed: int = 0, holdout_split: s
     return mask
 
 
-def select_segments(dataset: TransitionDataset, horizon: int, history_length: int, allowed: np.ndarray | None = None,
-                    num_segments: int | None = None, seed: int = 0) -> Segments:
+def select_segments(
+    dataset: TransitionDataset,
+    horizon: int,
+    history_length: int,
+    allowed: np.ndarray | None = None,
+    num_segments: int | None = None,
+    seed: int = 0,
+) -> Segments:
     """Segments of ``history_length − 1 + horizon`` rows inside one episode, starting at rows where ``allowed``
     (N,) bool is True (None: everywhere) and staying in allowed rows.
 
@@ -157,23 +181,26 @@ def select_segments(dataset: TransitionDataset, horizon: int, history_length: in
     allowed = np.ones(len(dataset), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
     if allowed.shape != (len(dataset),):
         raise ConfigError(f"segments: 'allowed' must have shape ({len(dataset)},), got {allowed.shape}")
-    steps_to_end = Windows(dataset, 1).steps_to_end.numpy()                        # (N,)
+    steps_to_end = Windows(dataset, 1).steps_to_end.numpy()  # (N,)
     last = np.minimum(np.arange(len(dataset)) + length - 1, len(dataset) - 1)
     # every row of [t, t + length) allowed  <=>  no disallowed row in it (prefix counts)
     disallowed_before = np.concatenate([[0], np.cumsum(~allowed)])
     inside = disallowed_before[last + 1] == disallowed_before[:-1]
     eligible = np.flatnonzero((steps_to_end >= length) & inside)
     if len(eligible) == 0 or (num_segments is not None and len(eligible) < num_segments):
-        raise ConfigError(f"{dataset.source}: {len(eligible)} segments of {length} rows (history {history_length} "
-                          f"+ horizon {horizon} - 1) fit inside one allowed episode; need "
-                          f"{num_segments or 1}. Use a shorter horizon, fewer segments or segments_from='all'")
+        raise ConfigError(
+            f"{dataset.source}: {len(eligible)} segments of {length} rows (history {history_length} "
+            f"+ horizon {horizon} - 1) fit inside one allowed episode; need "
+            f"{num_segments or 1}. Use a shorter horizon, fewer segments or segments_from='all'"
+        )
     if num_segments is not None:
         eligible = np.sort(np.random.default_rng(seed).choice(eligible, size=num_segments, replace=False))
     return Segments(rows=eligible.astype(np.int64), history_length=history_length, horizon=horizon)
 
 
-def rollout_segments(model: nn.Module, dataset: TransitionDataset, segments: Segments, backtrack: str = "random",
-                     seed: int = 0) -> tuple[np.ndarray, int]:
+def rollout_segments(
+    model: nn.Module, dataset: TransitionDataset, segments: Segments, backtrack: str = "random", seed: int = 0
+) -> tuple[np.ndarray, int]:
     """Open-loop predictions of ``model`` on every segment.
 
     Returns:
@@ -185,13 +212,17 @@ def rollout_segments(model: nn.Module, dataset: TransitionDataset, segments: Seg
     """
     device = next(model.parameters()).device
     if model.window_length > segments.history_length:
-        raise ConfigError(f"compounding error: the {model.kind} model reads {model.window_length} states, the "
-                          f"segments hold {segments.history_length}")
+        raise ConfigError(
+            f"compounding error: the {model.kind} model reads {model.window_length} states, the "
+            f"segments hold {segments.history_length}"
+        )
     if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
-        raise ConfigError(f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
-                          f"the {model.kind} model's ({model.config.obs_dim}, {model.config.action_dim})")
+        raise ConfigError(
+            f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
+            f"the {model.kind} model's ({model.config.obs_dim}, {model.config.action_dim})"
+        )
     history = Windows(dataset, model.window_length, device).history(torch.as_tensor(segments.start_rows))
-    actions = torch.as_tensor(segments.actions(dataset), device=device)                 # (S, H, A)
+    actions = torch.as_tensor(segments.actions(dataset), device=device)  # (S, H, A)
     torch.manual_seed(seed)  # dropout noise
     generator = torch.Generator(device=device).manual_seed(seed)
     result = model_rollout(model, actions, history, segments.horizon, generator=generator, backtrack=backtrack)
@@ -212,8 +243,9 @@ def segment_errors(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.nda
         ConfigError: shapes differ.
     """
     if predictions.shape != targets.shape or predictions.ndim != 3:
-        raise ConfigError(f"compounding error: predictions {predictions.shape} and targets {targets.shape} must "
-                          "both be (S, H, D)")
+        raise ConfigError(
+            f"compounding error: predictions {predictions.shape} and targets {targets.shape} must both be (S, H, D)"
+        )
     with np.errstate(over="ignore", invalid="ignore"):
         squared = (np.asarray(predictions, np.float64) - targets) ** 2
         l2 = np.sqrt(squared.sum(axis=-1))
@@ -223,8 +255,9 @@ def segment_errors(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.nda
     return l2, squared, overflow
 
 
-def summarize_errors(l2: np.ndarray, overflow: np.ndarray, num_boot: int = 1000, level: float = 0.95,
-                     seed: int = 0) -> pd.DataFrame:
+def summarize_errors(
+    l2: np.ndarray, overflow: np.ndarray, num_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """Mean error per step over segments with a bootstrap percentile interval (resampling segments).
 
     Args:
@@ -237,11 +270,21 @@ def summarize_errors(l2: np.ndarray, overflow: np.ndarray, num_boot: int = 1000,
     num_segments = l2.shape[0]
     means = []
     for start in range(0, num_boot, 100):  # chunks keep the (boots, S) count matrix small
-        counts = rng.multinomial(num_segments, np.full(num_segments, 1.0 / num_segments), size=min(100, num_boot - start))
-        means.append(counts @ l2 / num_segments)                                     # (boots, H)
+        counts = rng.multinomial(
+            num_segments, np.full(num_segments, 1.0 / num_segments), size=min(100, num_boot - start)
+        )
+        means.append(counts @ l2 / num_segments)  # (boots, H)
     low, high = np.quantile(np.concatenate(means), [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return pd.DataFrame({"h": np.arange(1, l2.shape[1] + 1), "mean": l2.mean(axis=0), "ci_low": low, "ci_high": high,
-                         "n_segments": num_segments, "n_overflow": overflow.sum(axis=0)})
+    return pd.DataFrame(
+        {
+            "h": np.arange(1, l2.shape[1] + 1),
+            "mean": l2.mean(axis=0),
+            "ci_low": low,
+            "ci_high": high,
+            "n_segments": num_segments,
+            "n_overflow": overflow.sum(axis=0),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -262,8 +305,9 @@ class CompoundingResult:
     num_nonfinite: dict[str, int]
 
 
-def model_variants(models: dict[str, nn.Module], adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS
-                   ) -> list[tuple[str, nn.Module, str]]:
+def model_variants(
+    models: dict[str, nn.Module], adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS
+) -> list[tuple[str, nn.Module, str]]:
     """(label, model, backtrack) per curve: one per model, and one per backtrack mode for ADM (``NAME`` for
     random backtracking, ``NAME (k=m=5)`` for the longest; m = 1 has one mode only).
 
@@ -272,7 +316,9 @@ def model_variants(models: dict[str, nn.Module], adm_backtracks: tuple[str, ...]
     """
     unknown = set(adm_backtracks) - set(ADM_BACKTRACKS)
     if unknown or not adm_backtracks:
-        raise ConfigError(f"compounding error: ADM backtracking modes must be among {ADM_BACKTRACKS}, got {adm_backtracks}")
+        raise ConfigError(
+            f"compounding error: ADM backtracking modes must be among {ADM_BACKTRACKS}, got {adm_backtracks}"
+        )
     variants = []
     for name, model in models.items():
         if not isinstance(model, ADM):
@@ -284,14 +330,19 @@ def model_variants(models: dict[str, nn.Module], adm_backtracks: tuple[str, ...]
     return variants
 
 
-def compounding_error(models: dict[str, nn.Module], dataset: TransitionDataset, segments: Segments,
-                      adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS, seed: int = 0) -> CompoundingResult:
+def compounding_error(
+    models: dict[str, nn.Module],
+    dataset: TransitionDataset,
+    segments: Segments,
+    adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS,
+    seed: int = 0,
+) -> CompoundingResult:
     """Roll every model (variant, ``model_variants``) over ``segments`` and summarize its errors per step.
 
     Raises:
         ConfigError: as ``rollout_segments`` and ``model_variants``.
     """
-    targets = segments.targets(dataset)                                               # (S, H, D)
+    targets = segments.targets(dataset)  # (S, H, D)
     summaries, per_dims, nonfinite = [], [], {}
     for label, model, backtrack in model_variants(models, adm_backtracks):
         predictions, nonfinite[label] = rollout_segments(model, dataset, segments, backtrack, seed)
@@ -300,11 +351,12 @@ def compounding_error(models: dict[str, nn.Module], dataset: TransitionDataset, 
         summary.insert(0, "model", label)
         summary["mse"] = squared.mean(axis=(0, 2))
         summaries.append(summary)
-        mse = squared.mean(axis=0)                                                     # (H, D)
+        mse = squared.mean(axis=0)  # (H, D)
         h, dim = np.meshgrid(np.arange(1, mse.shape[0] + 1), np.arange(mse.shape[1]), indexing="ij")
         per_dims.append(pd.DataFrame({"model": label, "h": h.ravel(), "dim": dim.ravel(), "mse": mse.ravel()}))
-    return CompoundingResult(pd.concat(summaries, ignore_index=True), pd.concat(per_dims, ignore_index=True),
-                             segments, nonfinite)
+    return CompoundingResult(
+        pd.concat(summaries, ignore_index=True), pd.concat(per_dims, ignore_index=True), segments, nonfinite
+    )
 
 
 def plot_error_curves(summary: pd.DataFrame, ax, hue: str = "model", ylabel: str = "L2 error") -> None:
@@ -334,7 +386,9 @@ def write_compounding(result: CompoundingResult, out_dir: str | Path, title: str
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     plot_error_curves(result.summary, ax, ylabel="mean L2 error over segments")
-    ax.set_title(f"{title}\n{len(result.segments)} segments, history {result.segments.history_length}", fontsize="medium")
+    ax.set_title(
+        f"{title}\n{len(result.segments)} segments, history {result.segments.history_length}", fontsize="medium"
+    )
     fig.tight_layout()
     paths = [out_dir / PNG_NAME, out_dir / CSV_NAME, out_dir / PER_DIM_CSV_NAME]
     fig.savefig(paths[0], dpi=120)
@@ -344,9 +398,16 @@ def write_compounding(result: CompoundingResult, out_dir: str | Path, title: str
     return paths
 
 
-def evaluation_segments(dataset: TransitionDataset, models: list[nn.Module], horizon: int, segments_from: str = "holdout",
-                        num_segments: int | None = None, fit_seed: int = 0, holdout_split: str = "episodes",
-                        seed: int = 0) -> Segments:
+def evaluation_segments(
+    dataset: TransitionDataset,
+    models: list[nn.Module],
+    horizon: int,
+    segments_from: str = "holdout",
+    num_segments: int | None = None,
+    fit_seed: int = 0,
+    holdout_split: str = "episodes",
+    seed: int = 0,
+) -> Segments:
     """The segments of the module docstring for ``models`` (history M = their longest window).
 
     Raises:

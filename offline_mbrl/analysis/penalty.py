@@ -46,7 +46,12 @@ from .tables import markdown_rows
 SOURCES = ("dataset", "behaviour", "random")
 RULE_FRACTION = 0.5
 PNG_NAME, POINTS_CSV, SUMMARY_CSV, DIMENSIONS_CSV, SUMMARY_MD = (
-    "penalty.png", "penalty_points.csv", "penalty_summary.csv", "penalty_dimensions.csv", "penalty_summary.md")
+    "penalty.png",
+    "penalty_points.csv",
+    "penalty_summary.csv",
+    "penalty_dimensions.csv",
+    "penalty_summary.md",
+)
 
 
 def rule_penalty_coef(break_even: float, fraction: float = RULE_FRACTION) -> float:
@@ -87,7 +92,7 @@ class _DimensionRecorder:
 
     def predict(self, obs: Tensor, action: Tensor):
         mean, logvar, available = self.stepper.predict(obs, action)
-        epistemic, aleatoric = dimension_spread(mean, logvar, available)       # (b, D), (b, D + 1)
+        epistemic, aleatoric = dimension_spread(mean, logvar, available)  # (b, D), (b, D + 1)
         finite = torch.isfinite(epistemic).all(dim=1) & torch.isfinite(aleatoric).all(dim=1)
         self.epistemic = self.epistemic + epistemic[finite].double().sum(dim=0)
         self.aleatoric = self.aleatoric + aleatoric[finite].double().sum(dim=0)
@@ -101,9 +106,17 @@ class _DimensionRecorder:
         self.stepper.advance(next_obs, keep)
 
 
-def penalty_study(model: nn.Module, dataset: TransitionDataset, policies: dict[str, Policy], num_starts: int,
-                  rollout_length: int, termination: TerminationFn | None, penalty_coef: float | None = None,
-                  quantifiers: tuple[str, ...] | None = None, seed: int = 0) -> PenaltyStudy:
+def penalty_study(
+    model: nn.Module,
+    dataset: TransitionDataset,
+    policies: dict[str, Policy],
+    num_starts: int,
+    rollout_length: int,
+    termination: TerminationFn | None,
+    penalty_coef: float | None = None,
+    quantifiers: tuple[str, ...] | None = None,
+    seed: int = 0,
+) -> PenaltyStudy:
     """Measure r̂, U and r̂ − βU of ``model`` on dataset pairs and on roll-outs of ``policies`` (module docstring).
 
     Args:
@@ -132,15 +145,20 @@ def penalty_study(model: nn.Module, dataset: TransitionDataset, policies: dict[s
     if penalty_coef is None and "behaviour" not in policies:
         raise ConfigError("penalty: the rule β needs a 'behaviour' policy (or pass penalty_coef)")
     if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
-        raise ConfigError(f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
-                          f"the model's ({model.config.obs_dim}, {model.config.action_dim})")
+        raise ConfigError(
+            f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
+            f"the model's ({model.config.obs_dim}, {model.config.action_dim})"
+        )
     if num_starts < 1 or rollout_length < 1:
         raise ConfigError(f"penalty: starts and horizon must be >= 1, got {num_starts} and {rollout_length}")
     device = next(model.parameters()).device
     windows = Windows(dataset, model.window_length, device)
     rows = windows.sample_rows(num_starts, torch.Generator().manual_seed(seed))
     history = windows.history(rows)
-    runs = {"dataset": (windows.actions[rows][:, None], 1), **{name: (p, rollout_length) for name, p in policies.items()}}
+    runs = {
+        "dataset": (windows.actions[rows][:, None], 1),
+        **{name: (p, rollout_length) for name, p in policies.items()},
+    }
     points, dimensions = [], []
     for source, (policy, horizon) in runs.items():
         recorders: list[_DimensionRecorder] = []
@@ -150,12 +168,19 @@ def penalty_study(model: nn.Module, dataset: TransitionDataset, policies: dict[s
             return recorders[-1]
 
         with seeded(seed, device):
-            result, values = rollout_uncertainties(model, policy, history, horizon, termination,
-                                                   torch.Generator(device=device).manual_seed(seed), observe)
-        base = {"source": source, "start": result.start_ids.cpu().numpy(), "step": result.steps.cpu().numpy(),
-                "reward": result.rewards.cpu().double().numpy()}
-        points += [pd.DataFrame({**base, "quantifier": q, "uncertainty": values[q].cpu().double().numpy()})
-                   for q in quantifiers]
+            result, values = rollout_uncertainties(
+                model, policy, history, horizon, termination, torch.Generator(device=device).manual_seed(seed), observe
+            )
+        base = {
+            "source": source,
+            "start": result.start_ids.cpu().numpy(),
+            "step": result.steps.cpu().numpy(),
+            "reward": result.rewards.cpu().double().numpy(),
+        }
+        points += [
+            pd.DataFrame({**base, "quantifier": q, "uncertainty": values[q].cpu().double().numpy()})
+            for q in quantifiers
+        ]
         dimensions.append(_dimension_frame(source, recorders[0], dataset.obs_dim))
     points = pd.concat(points, ignore_index=True)
     return PenaltyStudy(points, _summary(points, penalty_coef), pd.concat(dimensions, ignore_index=True))
@@ -167,9 +192,16 @@ def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) ->
     epistemic = np.append(np.asarray(recorder.epistemic, dtype=float).reshape(-1) / rows, np.nan)  # no reward term
     aleatoric = np.asarray(recorder.aleatoric, dtype=float).reshape(-1) / rows
     names = [f"obs[{i}]" for i in range(obs_dim)] + ["reward"]
-    return pd.DataFrame({"source": source, "dimension": names, "epistemic": epistemic, "aleatoric": aleatoric,
-                         "epistemic_share": epistemic / np.nansum(epistemic),
-                         "aleatoric_share": aleatoric / aleatoric.sum()})
+    return pd.DataFrame(
+        {
+            "source": source,
+            "dimension": names,
+            "epistemic": epistemic,
+            "aleatoric": aleatoric,
+            "epistemic_share": epistemic / np.nansum(epistemic),
+            "aleatoric_share": aleatoric / aleatoric.sum(),
+        }
+    )
 
 
 def _rule_or_nan(break_even: float) -> float:
@@ -182,18 +214,29 @@ def _summary(points: pd.DataFrame, penalty_coef: float | None) -> pd.DataFrame:
     rows = []
     for (source, quantifier), group in points.groupby(["source", "quantifier"], sort=False):
         rewards, penalties = (torch.from_numpy(group[c].to_numpy(copy=True)) for c in ("reward", "uncertainty"))
-        rows.append({"source": source, "quantifier": quantifier, "transitions": len(group),
-                     "reward_mean": float(rewards.mean()), "uncertainty_mean": float(penalties.mean()),
-                     "uncertainty_p90": float(np.quantile(group["uncertainty"], 0.9)),
-                     "break_even_coef": break_even_coef(rewards, penalties)})
+        rows.append(
+            {
+                "source": source,
+                "quantifier": quantifier,
+                "transitions": len(group),
+                "reward_mean": float(rewards.mean()),
+                "uncertainty_mean": float(penalties.mean()),
+                "uncertainty_p90": float(np.quantile(group["uncertainty"], 0.9)),
+                "break_even_coef": break_even_coef(rewards, penalties),
+            }
+        )
     summary = pd.DataFrame(rows)
     behaviour = summary[summary["source"] == "behaviour"].set_index("quantifier")["break_even_coef"]
     rule = {q: _rule_or_nan(b) for q, b in behaviour.items()}
-    summary["rule_penalty_coef"] = [rule[q] if s == "behaviour" else np.nan
-                                    for s, q in zip(summary["source"], summary["quantifier"])]
+    summary["rule_penalty_coef"] = [
+        rule[q] if s == "behaviour" else np.nan for s, q in zip(summary["source"], summary["quantifier"])
+    ]
     summary["penalty_coef"] = penalty_coef if penalty_coef is not None else summary["quantifier"].map(rule)
-    penalized = points["reward"] - points["quantifier"].map(summary.drop_duplicates("quantifier")
-                                                             .set_index("quantifier")["penalty_coef"]) * points["uncertainty"]
+    penalized = (
+        points["reward"]
+        - points["quantifier"].map(summary.drop_duplicates("quantifier").set_index("quantifier")["penalty_coef"])
+        * points["uncertainty"]
+    )
     grouped = penalized.groupby([points["source"], points["quantifier"]], sort=False)
     keys = list(zip(summary["source"], summary["quantifier"]))
     summary["penalized_mean"] = [grouped.mean()[k] for k in keys]
@@ -206,20 +249,26 @@ def format_summary(study: PenaltyStudy, top: int = 3) -> str:
     that carry most of the uncertainty under the behaviour policy."""
     lines = []
     for row in study.summary.itertuples():
-        lines.append(f"{row.quantifier:>13} {row.source:>9}: r̂ {row.reward_mean:7.3f}  U {row.uncertainty_mean:8.4f}  "
-                     f"β* {row.break_even_coef:8.3f}  mean r̂−βU {row.penalized_mean:7.3f} at β {row.penalty_coef:g} "
-                     f"({100 * row.penalized_negative_fraction:.0f} % < 0)")
+        lines.append(
+            f"{row.quantifier:>13} {row.source:>9}: r̂ {row.reward_mean:7.3f}  U {row.uncertainty_mean:8.4f}  "
+            f"β* {row.break_even_coef:8.3f}  mean r̂−βU {row.penalized_mean:7.3f} at β {row.penalty_coef:g} "
+            f"({100 * row.penalized_negative_fraction:.0f} % < 0)"
+        )
     for source in ("behaviour", "dataset"):
         dims = study.dimensions[study.dimensions["source"] == source]
         if len(dims):
             for column in ("epistemic_share", "aleatoric_share"):
                 best = dims.nlargest(top, column)
-                lines.append(f"{source} {column.split('_')[0]} spread: " + ", ".join(
-                    f"{d} {100 * v:.0f} %" for d, v in zip(best["dimension"], best[column])))
+                lines.append(
+                    f"{source} {column.split('_')[0]} spread: "
+                    + ", ".join(f"{d} {100 * v:.0f} %" for d, v in zip(best["dimension"], best[column]))
+                )
     rule = study.summary[study.summary["source"] == "behaviour"]
-    lines += [f"rule β = {RULE_FRACTION} · β*(behaviour) for {q}: "
-              + (f"{b:g}" if math.isfinite(b) else "undefined (β* is not positive: no positive mean reward)")
-              for q, b in zip(rule["quantifier"], rule["rule_penalty_coef"])]
+    lines += [
+        f"rule β = {RULE_FRACTION} · β*(behaviour) for {q}: "
+        + (f"{b:g}" if math.isfinite(b) else "undefined (β* is not positive: no positive mean reward)")
+        for q, b in zip(rule["quantifier"], rule["rule_penalty_coef"])
+    ]
     return "\n".join(lines)
 
 
@@ -232,23 +281,40 @@ def write_penalty(study: PenaltyStudy, out_dir: str | Path, title: str) -> list[
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     beta = study.summary.drop_duplicates("quantifier").set_index("quantifier")["penalty_coef"]
-    points = study.points.assign(penalized=study.points["reward"]
-                                 - study.points["quantifier"].map(beta) * study.points["uncertainty"])
+    points = study.points.assign(
+        penalized=study.points["reward"] - study.points["quantifier"].map(beta) * study.points["uncertainty"]
+    )
     quantifiers = list(dict.fromkeys(points["quantifier"]))
     fig, axes = plt.subplots(len(quantifiers), 4, figsize=(17, 3.4 * len(quantifiers)), squeeze=False)
     for row, quantifier in zip(axes, quantifiers):
         data = points[points["quantifier"] == quantifier]
-        for ax, column, label in zip(row, ("reward", "uncertainty", "penalized"),
-                                     ("predicted reward r̂", f"U ({quantifier})", f"r̂ − βU, β = {beta[quantifier]:g}")):
-            sns.histplot(data=data, x=column, hue="source", stat="density", common_norm=False, element="step",
-                         fill=False, bins=60, ax=ax)
+        for ax, column, label in zip(
+            row,
+            ("reward", "uncertainty", "penalized"),
+            ("predicted reward r̂", f"U ({quantifier})", f"r̂ − βU, β = {beta[quantifier]:g}"),
+        ):
+            sns.histplot(
+                data=data,
+                x=column,
+                hue="source",
+                stat="density",
+                common_norm=False,
+                element="step",
+                fill=False,
+                bins=60,
+                ax=ax,
+            )
             ax.set(xlabel=label, ylabel="density")
         row[2].axvline(0.0, color="black", linestyle="--", linewidth=1)
         be = study.summary[(study.summary["quantifier"] == quantifier) & (study.summary["source"] == "behaviour")]
         if len(be):
             row[1].set_title(f"break-even β* (behaviour) = {be['break_even_coef'].iloc[0]:.3g}", fontsize="small")
         dims = study.dimensions[study.dimensions["source"] == "behaviour"].melt(
-            id_vars="dimension", value_vars=["epistemic_share", "aleatoric_share"], var_name="spread", value_name="share")
+            id_vars="dimension",
+            value_vars=["epistemic_share", "aleatoric_share"],
+            var_name="spread",
+            value_name="share",
+        )
         sns.barplot(data=dims, x="dimension", y="share", hue="spread", ax=row[3])
         row[3].tick_params(axis="x", rotation=90)
         row[3].set(xlabel="", ylabel="share of the spread (behaviour roll-outs)")
@@ -260,9 +326,21 @@ def write_penalty(study: PenaltyStudy, out_dir: str | Path, title: str) -> list[
     study.points.to_csv(paths[1], index=False)
     study.summary.to_csv(paths[2], index=False)
     study.dimensions.to_csv(paths[3], index=False)
-    columns = ["source", "quantifier", "transitions", "reward_mean", "uncertainty_mean", "break_even_coef",
-               "penalty_coef", "penalized_mean", "penalized_negative_fraction", "rule_penalty_coef"]
-    table = markdown_rows([columns, *([_cell(v) for v in row] for row in study.summary[columns].itertuples(index=False))])
+    columns = [
+        "source",
+        "quantifier",
+        "transitions",
+        "reward_mean",
+        "uncertainty_mean",
+        "break_even_coef",
+        "penalty_coef",
+        "penalized_mean",
+        "penalized_negative_fraction",
+        "rule_penalty_coef",
+    ]
+    table = markdown_rows(
+        [columns, *([_cell(v) for v in row] for row in study.summary[columns].itertuples(index=False))]
+    )
     paths[4].write_text(f"# Penalty diagnostic: {title}\n\n{table}\n")
     return paths
 

@@ -41,8 +41,13 @@ def curve_summary(evals: pd.DataFrame, band: str = "sd") -> pd.DataFrame:
     return summary
 
 
-def plot_curves(runs: list[Run], out: str | Path, value: str = "normalized", band: str = "sd",
-                references: Mapping[str, float] | None = None) -> tuple[Path, Path]:
+def plot_curves(
+    runs: list[Run],
+    out: str | Path,
+    value: str = "normalized",
+    band: str = "sd",
+    references: Mapping[str, float] | None = None,
+) -> tuple[Path, Path]:
     """Draw the learning curves of ``runs`` into the PNG ``out`` and write the plotted numbers next to it.
 
     Args:
@@ -77,13 +82,32 @@ def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[
     import seaborn as sns
 
     tasks = sorted(evals["task"].unique())
-    grid = sns.relplot(data=evals, x="step", y="score", hue="algo", hue_order=sorted(evals["algo"].unique()),
-                       col="task", col_order=tasks, col_wrap=min(3, len(tasks)), kind="line", errorbar=band,
-                       height=3.0, aspect=1.3, facet_kws={"sharey": False})
+    grid = sns.relplot(
+        data=evals,
+        x="step",
+        y="score",
+        hue="algo",
+        hue_order=sorted(evals["algo"].unique()),
+        col="task",
+        col_order=tasks,
+        col_wrap=min(3, len(tasks)),
+        kind="line",
+        errorbar=band,
+        height=3.0,
+        aspect=1.3,
+        facet_kws={"sharey": False},
+    )
     grid.set_titles("{col_name}").set_axis_labels("SAC step", _Y_LABELS[value])
     for ax in grid.axes.flat:
         for name, score in references.items():
             ax.axhline(score, color="0.35", linestyle="--", linewidth=1.0)
-            ax.annotate(f"{name} {score:g}", (0.01, score), xycoords=("axes fraction", "data"),
-                        textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.35")
+            ax.annotate(
+                f"{name} {score:g}",
+                (0.01, score),
+                xycoords=("axes fraction", "data"),
+                textcoords="offset points",
+                xytext=(0, 3),
+                fontsize=8,
+                color="0.35",
+            )
     return grid

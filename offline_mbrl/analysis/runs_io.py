@@ -82,16 +82,26 @@ def read_run(path: str | Path) -> Run:
     config = _read_config(path / "config.yaml")
     metrics = _read_metrics(path / "metrics.csv")
     summary_path = path / "summary.json"
-    summary = _read_mapping(summary_path, json.loads, json.JSONDecodeError, "run summary") \
-        if summary_path.exists() else {}
+    summary = (
+        _read_mapping(summary_path, json.loads, json.JSONDecodeError, "run summary") if summary_path.exists() else {}
+    )
     epochs_completed = int(summary.get("epochs_completed", len(metrics)))
     if epochs_completed != len(metrics):
-        raise RunFolderError(f"{path / 'summary.json'}: epochs_completed = {epochs_completed} but "
-                             f"metrics.csv has {len(metrics)} rows")
-    return Run(path=path, algo=str(config["algo"]), dataset=str(config["dataset"]), task=config.get("task"),
-               variant=path.parent.name, seed=int(config["seed"]), epochs_completed=epochs_completed,
-               epochs_total=int(summary.get("epochs_total", config["epochs"])),
-               finished=bool(summary.get("finished", False)), metrics=metrics)
+        raise RunFolderError(
+            f"{path / 'summary.json'}: epochs_completed = {epochs_completed} but metrics.csv has {len(metrics)} rows"
+        )
+    return Run(
+        path=path,
+        algo=str(config["algo"]),
+        dataset=str(config["dataset"]),
+        task=config.get("task"),
+        variant=path.parent.name,
+        seed=int(config["seed"]),
+        epochs_completed=epochs_completed,
+        epochs_total=int(summary.get("epochs_total", config["epochs"])),
+        finished=bool(summary.get("finished", False)),
+        metrics=metrics,
+    )
 
 
 def read_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -107,14 +117,17 @@ def read_runs(paths: Iterable[str | Path]) -> list[Run]:
     for run in runs:
         key = (run.algo, run.dataset, run.seed)
         if key in seen:
-            raise RunFolderError(f"two run folders for {run.algo} / {run.dataset} / seed {run.seed}: "
-                                 f"{seen[key]} and {run.path}")
+            raise RunFolderError(
+                f"two run folders for {run.algo} / {run.dataset} / seed {run.seed}: {seen[key]} and {run.path}"
+            )
         seen[key] = run.path
         variants.setdefault((run.algo, run.dataset), set()).add(run.variant)
     for (algo, dataset), names in variants.items():
         if len(names) > 1:
-            raise RunFolderError(f"{algo} / {dataset} has runs from {len(names)} configs {sorted(names)}; "
-                                 f"pass the folders of one config so that only seeds are pooled")
+            raise RunFolderError(
+                f"{algo} / {dataset} has runs from {len(names)} configs {sorted(names)}; "
+                f"pass the folders of one config so that only seeds are pooled"
+            )
     return runs
 
 
@@ -151,11 +164,24 @@ def evaluations(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
             raise RunFolderError(f"{run.path / 'metrics.csv'}: no column '{column}'")
         scores = run.metrics[column]
         if scores.isna().any():
-            raise RunFolderError(f"{run.path / 'metrics.csv'}: '{column}' is empty at epochs "
-                                 f"{run.metrics.loc[scores.isna(), 'epoch'].tolist()[:5]}")
-        frames.append(pd.DataFrame({"algo": run.algo, "dataset": run.dataset, "task": labels[run.dataset],
-                                    "seed": run.seed, "finished": run.finished, "epoch": run.metrics["epoch"],
-                                    "step": run.metrics["step"], "score": scores.astype(float)}))
+            raise RunFolderError(
+                f"{run.path / 'metrics.csv'}: '{column}' is empty at epochs "
+                f"{run.metrics.loc[scores.isna(), 'epoch'].tolist()[:5]}"
+            )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "algo": run.algo,
+                    "dataset": run.dataset,
+                    "task": labels[run.dataset],
+                    "seed": run.seed,
+                    "finished": run.finished,
+                    "epoch": run.metrics["epoch"],
+                    "step": run.metrics["step"],
+                    "score": scores.astype(float),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -191,8 +217,12 @@ def _read_metrics(path: Path) -> pd.DataFrame:
     missing = [column for column in ("epoch", "step") if column not in metrics.columns]
     if missing:
         raise RunFolderError(f"{path}: missing columns {missing}")
-    if metrics["step"].isna().any() or not metrics["epoch"].is_monotonic_increasing \
-            or metrics["epoch"].duplicated().any():
-        raise RunFolderError(f"{path}: 'epoch' must be strictly increasing and 'step' filled "
-                             f"(epochs {metrics['epoch'].tolist()[:10]})")
+    if (
+        metrics["step"].isna().any()
+        or not metrics["epoch"].is_monotonic_increasing
+        or metrics["epoch"].duplicated().any()
+    ):
+        raise RunFolderError(
+            f"{path}: 'epoch' must be strictly increasing and 'step' filled (epochs {metrics['epoch'].tolist()[:10]})"
+        )
     return metrics.reset_index(drop=True)

@@ -64,11 +64,13 @@ def seed_scores(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
     if evals.empty:
         raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation yet")
     grouped = evals.groupby(_KEYS)
-    return pd.DataFrame({
-        "final": grouped["score"].last(),
-        "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
-        "unfinished": ~grouped["finished"].first(),
-    }).reset_index()
+    return pd.DataFrame(
+        {
+            "final": grouped["score"].last(),
+            "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
+            "unfinished": ~grouped["finished"].first(),
+        }
+    ).reset_index()
 
 
 def score_table(per_seed: pd.DataFrame, kind: str, algos: list[str] | None = None) -> ScoreTable:
@@ -90,7 +92,8 @@ def score_table(per_seed: pd.DataFrame, kind: str, algos: list[str] | None = Non
     algos = list(algos) if algos else present
     per_seed = per_seed[per_seed["algo"].isin(algos)]
     cells = per_seed.groupby(["task", "algo"]).agg(
-        mean=(kind, "mean"), std=(kind, "std"), n=(kind, "count"), unfinished=("unfinished", "sum"))
+        mean=(kind, "mean"), std=(kind, "std"), n=(kind, "count"), unfinished=("unfinished", "sum")
+    )
     cells.insert(2, "sem", cells["std"] / np.sqrt(cells["n"]))
     tasks = sorted(per_seed["task"].unique())
     means = cells["mean"].unstack("algo").reindex(index=tasks, columns=algos)  # (tasks, algos)
@@ -98,8 +101,14 @@ def score_table(per_seed: pd.DataFrame, kind: str, algos: list[str] | None = Non
     return ScoreTable(kind=kind, tasks=tasks, algos=algos, cells=cells, average=average)
 
 
-def format_tables(runs: list[Run], fmt: str = "markdown", kinds: tuple[str, ...] = ("final", "last10"),
-                  value: str = "normalized", algos: list[str] | None = None, decimals: int = 1) -> str:
+def format_tables(
+    runs: list[Run],
+    fmt: str = "markdown",
+    kinds: tuple[str, ...] = ("final", "last10"),
+    value: str = "normalized",
+    algos: list[str] | None = None,
+    decimals: int = 1,
+) -> str:
     """Text of the score tables of ``kinds`` for ``runs`` in format ``fmt``.
 
     Markdown and LaTeX print one table per kind with its definition, then notes: the seed count, and a
@@ -155,20 +164,33 @@ def _markdown(table: ScoreTable, decimals: int) -> str:
 def _latex(table: ScoreTable, decimals: int) -> str:
     header, body, average = _grid(table, _LATEX, decimals, label=_latex_escape)
     rows = [" & ".join(row) + r" \\" for row in [header] + body + [average]]
-    return "\n".join([_comment(f"{SCORE_KINDS[table.kind]}."), f"\\begin{{tabular}}{{l{'c' * len(table.algos)}}}",
-                      r"\toprule", rows[0], r"\midrule", *rows[1:-1], r"\midrule", rows[-1], r"\bottomrule",
-                      r"\end{tabular}"])
+    return "\n".join(
+        [
+            _comment(f"{SCORE_KINDS[table.kind]}."),
+            f"\\begin{{tabular}}{{l{'c' * len(table.algos)}}}",
+            r"\toprule",
+            rows[0],
+            r"\midrule",
+            *rows[1:-1],
+            r"\midrule",
+            rows[-1],
+            r"\bottomrule",
+            r"\end{tabular}",
+        ]
+    )
 
 
 def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
 
 
-def _grid(table: ScoreTable, symbols: _Symbols, decimals: int,
-          label=str) -> tuple[list[str], list[list[str]], list[str]]:
+def _grid(
+    table: ScoreTable, symbols: _Symbols, decimals: int, label=str
+) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, task rows and Average row of ``table`` as cell strings; ``label`` formats names."""
-    body = [[label(task)] + [_cell(table, task, algo, symbols, decimals) for algo in table.algos]
-            for task in table.tasks]
+    body = [
+        [label(task)] + [_cell(table, task, algo, symbols, decimals) for algo in table.algos] for task in table.tasks
+    ]
     average = ["Average"] + [_number(table.average[algo], decimals, symbols) for algo in table.algos]
     return ["Task"] + [label(algo) for algo in table.algos], body, average
 
@@ -194,13 +216,17 @@ def _comment(text: str) -> str:
 
 
 def _notes(tables: list[ScoreTable], runs: list[Run], symbols: _Symbols) -> str:
-    notes = [f"Cells: n = {tables[0].max_seeds} seeds unless marked [n=k]; {symbols.empty} = no run. "
-             "Average: mean over tasks of the cell means, only for algorithms with every task."]
+    notes = [
+        f"Cells: n = {tables[0].max_seeds} seeds unless marked [n=k]; {symbols.empty} = no run. "
+        "Average: mean over tasks of the cell means, only for algorithms with every task."
+    ]
     unfinished = sorted((r for r in runs if not r.finished), key=lambda r: (r.algo, r.dataset, r.seed))
     if unfinished:
         notes.append(f"{symbols.dagger} unfinished runs (epochs completed/total):")
-        notes += [f"- {r.algo} / {r.dataset} seed {r.seed}: {r.epochs_completed}/{r.epochs_total} ({r.path})"
-                  for r in unfinished]
+        notes += [
+            f"- {r.algo} / {r.dataset} seed {r.seed}: {r.epochs_completed}/{r.epochs_total} ({r.path})"
+            for r in unfinished
+        ]
     return "\n".join(notes)
 
 

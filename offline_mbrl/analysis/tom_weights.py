@@ -32,10 +32,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..algos.collect import load_replay_file, stochastic
-from ..algos.weighting import (PMAC_PRESETS, Policy, TOMConfig, TOMResult, TransitionTensors, initial_obs, pmac_weights,
-                               tom_weights)
 from ..agents.sac import load_actor
+from ..algos.collect import load_replay_file, stochastic
+from ..algos.weighting import (
+    PMAC_PRESETS,
+    Policy,
+    TOMConfig,
+    TOMResult,
+    TransitionTensors,
+    initial_obs,
+    pmac_weights,
+    tom_weights,
+)
 from ..data.dataset import TransitionDataset
 from ..data.load import load_dataset
 from ..data.windows import Windows
@@ -95,17 +103,24 @@ def combine_random_and_replay(random: TransitionDataset, replay: TransitionDatas
             or a part's last row ends no episode (``TransitionDataset.concatenate``).
     """
     if (random.obs_dim, random.action_dim) != (replay.obs_dim, replay.action_dim):
-        raise DatasetError(f"{random.source} has obs/action dims {(random.obs_dim, random.action_dim)}, "
-                           f"{replay.source} has {(replay.obs_dim, replay.action_dim)}; they cannot be combined")
+        raise DatasetError(
+            f"{random.source} has obs/action dims {(random.obs_dim, random.action_dim)}, "
+            f"{replay.source} has {(replay.obs_dim, replay.action_dim)}; they cannot be combined"
+        )
     steps = np.arange(len(replay)) if replay.collection_step is None else replay.collection_step
     if (np.diff(steps) < 0).any():
         first = int(np.flatnonzero(np.diff(steps) < 0)[0]) + 1
-        raise DatasetError(f"{replay.source}: field 'collection_step' decreases at row {first}; "
-                           "the replay buffer must be stored in collection order")
+        raise DatasetError(
+            f"{replay.source}: field 'collection_step' decreases at row {first}; "
+            "the replay buffer must be stored in collection order"
+        )
     num_random = len(random)
     merged = TransitionDataset.concatenate([random, replay], source=f"{random.source} + {replay.source}")
-    dataset = replace(merged, collection_step=np.concatenate([np.arange(num_random), num_random + steps]),
-                      metadata={**random.metadata, **replay.metadata, "num_random": num_random})
+    dataset = replace(
+        merged,
+        collection_step=np.concatenate([np.arange(num_random), num_random + steps]),
+        metadata={**random.metadata, **replay.metadata, "num_random": num_random},
+    )
     return CombinedDataset(dataset, num_random)
 
 
@@ -163,8 +178,9 @@ class TOMTarget:
     config: TOMConfig = TOMConfig()
 
 
-def _policy_rollouts(policy: Policy, env_id: str, num_steps: int, seed: int, device: torch.device | str,
-                     source: str) -> TransitionDataset:
+def _policy_rollouts(
+    policy: Policy, env_id: str, num_steps: int, seed: int, device: torch.device | str, source: str
+) -> TransitionDataset:
     """``collect_transitions`` of a stochastic ``policy`` with env seeds ``seed + i`` and its action noise seeded
     (``collect_transitions`` seeds torch's RNG with ``seed``).
 
@@ -176,8 +192,14 @@ def _policy_rollouts(policy: Policy, env_id: str, num_steps: int, seed: int, dev
     return replace(collect_transitions(policy, env_id, num_steps, seed, device=device), source=source)
 
 
-def tom_target(actor_path: str | Path, env_id: str, num_steps: int, config: TOMConfig = TOMConfig(), seed: int = 0,
-               device: torch.device | str = "cpu") -> TOMTarget:
+def tom_target(
+    actor_path: str | Path,
+    env_id: str,
+    num_steps: int,
+    config: TOMConfig = TOMConfig(),
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> TOMTarget:
     """Load π_T (an actor file, ``load_actor``) and roll it out stochastically for ``num_steps`` real steps in
     ``env_id`` (``collect_transitions``, env seeds ``seed + TARGET_SEED_OFFSET + i``, action noise seeded).
 
@@ -186,21 +208,35 @@ def tom_target(actor_path: str | Path, env_id: str, num_steps: int, config: TOMC
     """
     with seeded(seed, device):  # building the actor before loading its weights draws random numbers
         policy = stochastic(load_actor(actor_path, device))
-    transitions = _policy_rollouts(policy, env_id, num_steps, seed + TARGET_SEED_OFFSET, device,
-                                   f"<{Path(actor_path).name} roll-outs in {env_id}>")
+    transitions = _policy_rollouts(
+        policy, env_id, num_steps, seed + TARGET_SEED_OFFSET, device, f"<{Path(actor_path).name} roll-outs in {env_id}>"
+    )
     return TOMTarget(transitions, policy, config)
 
 
-def target_test_set(target: TOMTarget, env_id: str, num_steps: int, seed: int = 0,
-                    device: torch.device | str = "cpu") -> TransitionDataset:
+def target_test_set(
+    target: TOMTarget, env_id: str, num_steps: int, seed: int = 0, device: torch.device | str = "cpu"
+) -> TransitionDataset:
     """Held-out π_T transitions for the model-error table: ``num_steps`` new stochastic roll-out steps of
     ``target.policy`` in ``env_id`` (env seeds ``seed + TEST_SEED_OFFSET + i``, unlike the discriminator's)."""
-    return _policy_rollouts(target.policy, env_id, num_steps, seed + TEST_SEED_OFFSET, device,
-                            f"<held-out target-policy roll-outs in {env_id}>")
+    return _policy_rollouts(
+        target.policy,
+        env_id,
+        num_steps,
+        seed + TEST_SEED_OFFSET,
+        device,
+        f"<held-out target-policy roll-outs in {env_id}>",
+    )
 
 
-def transition_weights(method: str, dataset: TransitionDataset, tom: TOMTarget | None = None, *, seed: int = 0,
-                       device: torch.device | str = "cpu") -> tuple[np.ndarray, TOMResult | None]:
+def transition_weights(
+    method: str,
+    dataset: TransitionDataset,
+    tom: TOMTarget | None = None,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, TOMResult | None]:
     """Sampling weights (N,) float64 summing to 1 of every dataset row by ``method`` (module docstring).
 
     Args:
@@ -221,16 +257,23 @@ def transition_weights(method: str, dataset: TransitionDataset, tom: TOMTarget |
         return np.full(len(dataset), 1.0 / len(dataset)), None
     if method in PMAC_PRESETS:
         if dataset.collection_step is None:
-            raise DatasetError(f"{dataset.source}: weights '{method}' need field 'collection_step' (the environment "
-                               "step of each row), which only replay-buffer datasets carry (e.g. medium-replay "
-                               "written by `offline-mbrl collect`, or a replay file <env>_replay.npz); this dataset "
-                               "has none")
+            raise DatasetError(
+                f"{dataset.source}: weights '{method}' need field 'collection_step' (the environment "
+                "step of each row), which only replay-buffer datasets carry (e.g. medium-replay "
+                "written by `offline-mbrl collect`, or a replay file <env>_replay.npz); this dataset "
+                "has none"
+            )
         return pmac_weights(dataset.collection_step, method), None
     if tom is None:
         raise ConfigError("weights 'tom' need a target policy and its transitions (--target-policy)")
-    result = tom_weights(TransitionTensors.from_dataset(dataset, device),
-                         TransitionTensors.from_dataset(tom.transitions, device), initial_obs(dataset, device),
-                         tom.policy, tom.config, seed=seed)
+    result = tom_weights(
+        TransitionTensors.from_dataset(dataset, device),
+        TransitionTensors.from_dataset(tom.transitions, device),
+        initial_obs(dataset, device),
+        tom.policy,
+        tom.config,
+        seed=seed,
+    )
     weights = result.weights.double().cpu().numpy()
     return weights / weights.sum(), result
 
@@ -245,20 +288,31 @@ def weight_summary(weights: np.ndarray) -> dict[str, float]:
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.size == 0 or not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
-        raise DatasetError(f"weight summary: need non-empty, finite, non-negative weights with a positive sum; got "
-                           f"{w.size} weights summing to {w.sum() if w.size else 0}")
+        raise DatasetError(
+            f"weight summary: need non-empty, finite, non-negative weights with a positive sum; got "
+            f"{w.size} weights summing to {w.sum() if w.size else 0}"
+        )
     relative = w * len(w) / w.sum()
     ess = float(w.sum() ** 2 / np.square(w).sum())
-    return {"rows": len(w), "ess": ess, "ess_fraction": ess / len(w), "max_relative": float(relative.max()),
-            "min_relative": float(relative.min()), "zero_rows": int((w == 0).sum())}
+    return {
+        "rows": len(w),
+        "ess": ess,
+        "ess_fraction": ess / len(w),
+        "max_relative": float(relative.max()),
+        "min_relative": float(relative.min()),
+        "zero_rows": int((w == 0).sum()),
+    }
 
 
 def format_weight_summary(method: str, weights: np.ndarray) -> str:
     """One line: ``weights <method>: effective sample size … of N rows (… %), max … / min … x uniform, … rows
     with weight 0`` (``weight_summary``)."""
     s = weight_summary(weights)
-    return (f"weights {method}: effective sample size {s['ess']:.1f} of {s['rows']} rows ({100 * s['ess_fraction']:.2f} %), "
-            f"max {s['max_relative']:.4g} / min {s['min_relative']:.4g} x uniform, {s['zero_rows']} rows with weight 0")
+    return (
+        f"weights {method}: effective sample size {s['ess']:.1f} of {s['rows']} rows "
+        f"({100 * s['ess_fraction']:.2f} %), "
+        f"max {s['max_relative']:.4g} / min {s['min_relative']:.4g} x uniform, {s['zero_rows']} rows with weight 0"
+    )
 
 
 # ====================================================================== progression
@@ -284,18 +338,28 @@ def bin_means(weights: np.ndarray, num_random: int, bin_size: int) -> pd.DataFra
     w = np.asarray(weights, dtype=np.float64)
     n = len(w)
     if w.ndim != 1 or n == 0 or not 0 <= num_random <= n or not w.sum() > 0:
-        raise DatasetError(f"bin_means: weights of shape {w.shape} (sum {w.sum() if w.size else 0}) with "
-                           f"{num_random} random rows; need (N > 0,) positive-sum weights and 0 <= random rows <= N")
+        raise DatasetError(
+            f"bin_means: weights of shape {w.shape} (sum {w.sum() if w.size else 0}) with "
+            f"{num_random} random rows; need (N > 0,) positive-sum weights and 0 <= random rows <= N"
+        )
     rows = np.arange(n)
-    part_start = np.where(rows < num_random, 0, num_random)                        # (N,)
+    part_start = np.where(rows < num_random, 0, num_random)  # (N,)
     random_bins = -(-num_random // bin_size)
     bin_id = (rows - part_start) // bin_size + np.where(rows < num_random, 0, random_bins)  # (N,)
     counts = np.bincount(bin_id)
     mean_weight = np.bincount(bin_id, weights=w / w.sum()) / counts
-    first = np.flatnonzero(np.r_[True, np.diff(bin_id) > 0])                       # first row of each bin
-    return pd.DataFrame({"bin": np.arange(len(counts)), "part": np.where(first < num_random, *PARTS),
-                         "start": first, "stop": first + counts, "rows": counts, "mean_weight": mean_weight,
-                         "relative_weight": mean_weight * n})
+    first = np.flatnonzero(np.r_[True, np.diff(bin_id) > 0])  # first row of each bin
+    return pd.DataFrame(
+        {
+            "bin": np.arange(len(counts)),
+            "part": np.where(first < num_random, *PARTS),
+            "start": first,
+            "stop": first + counts,
+            "rows": counts,
+            "mean_weight": mean_weight,
+            "relative_weight": mean_weight * n,
+        }
+    )
 
 
 def progression_stats(bins: pd.DataFrame) -> dict[str, float]:
@@ -306,10 +370,13 @@ def progression_stats(bins: pd.DataFrame) -> dict[str, float]:
     stats: dict[str, float] = {}
     for part in PARTS:
         rows = bins[bins["part"] == part]
-        stats[f"{part}_relative_weight"] = (float(np.average(rows["relative_weight"], weights=rows["rows"]))
-                                            if len(rows) else float("nan"))
+        stats[f"{part}_relative_weight"] = (
+            float(np.average(rows["relative_weight"], weights=rows["rows"])) if len(rows) else float("nan")
+        )
     replay = bins[bins["part"] == "replay"]
-    stats["replay_spearman"] = float(spearmanr(replay["bin"], replay["mean_weight"]).statistic) if len(replay) > 1 else float("nan")
+    stats["replay_spearman"] = (
+        float(spearmanr(replay["bin"], replay["mean_weight"]).statistic) if len(replay) > 1 else float("nan")
+    )
     return stats
 
 
@@ -323,8 +390,9 @@ class Progression:
     tom: TOMResult
 
 
-def weight_progression(combined: CombinedDataset, tom: TOMTarget, bin_size: int, *, seed: int = 0,
-                       device: torch.device | str = "cpu") -> Progression:
+def weight_progression(
+    combined: CombinedDataset, tom: TOMTarget, bin_size: int, *, seed: int = 0, device: torch.device | str = "cpu"
+) -> Progression:
     """TOM, PMAC and PMAC-TOM weights of the combined dataset and their sequential bin means (TOM Fig. 3).
 
     Raises:
@@ -332,8 +400,9 @@ def weight_progression(combined: CombinedDataset, tom: TOMTarget, bin_size: int,
     """
     tom_row_weights, tom_result = transition_weights("tom", combined.dataset, tom, seed=seed, device=device)
     weights = {"tom": tom_row_weights, **{m: transition_weights(m, combined.dataset)[0] for m in PMAC_PRESETS}}
-    bins = pd.concat([bin_means(w, combined.num_random, bin_size).assign(method=m) for m, w in weights.items()],
-                     ignore_index=True)
+    bins = pd.concat(
+        [bin_means(w, combined.num_random, bin_size).assign(method=m) for m, w in weights.items()], ignore_index=True
+    )
     return Progression(weights, bins, tom_result)
 
 
@@ -350,8 +419,16 @@ def plot_progression(bins: pd.DataFrame, out: str | Path) -> Path:
         frame = bins[bins["method"] == method]
         for part in PARTS:
             rows = frame[frame["part"] == part]
-            ax.bar(rows["start"] / 1e3, rows["relative_weight"], width=rows["rows"] / 1e3, align="edge",
-                   color=colors[part], edgecolor="white", linewidth=0.3, label=part)
+            ax.bar(
+                rows["start"] / 1e3,
+                rows["relative_weight"],
+                width=rows["rows"] / 1e3,
+                align="edge",
+                color=colors[part],
+                edgecolor="white",
+                linewidth=0.3,
+                label=part,
+            )
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_title(method, fontsize=10)
         ax.set_ylabel("mean weight × N")
@@ -365,25 +442,40 @@ def plot_progression(bins: pd.DataFrame, out: str | Path) -> Path:
     return out
 
 
-def write_progression(progression: Progression, combined: CombinedDataset, out_dir: str | Path,
-                      settings: Mapping[str, object]) -> dict[str, Path]:
+def write_progression(
+    progression: Progression, combined: CombinedDataset, out_dir: str | Path, settings: Mapping[str, object]
+) -> dict[str, Path]:
     """Write ``weight_progression.png`` (``plot_progression``), ``weight_progression.csv`` (the bin table),
     ``weights.npz`` (``is_random`` and each method's per-row weights, for re-plotting) and ``summary.json``
     (sizes, ``settings``, TOM discriminator accuracy/AUROC and final losses, ``weight_summary`` and
     ``progression_stats`` per method) into ``out_dir``. Returns name -> path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"png": plot_progression(progression.bins, out_dir / "weight_progression.png"),
-             "csv": out_dir / "weight_progression.csv", "npz": out_dir / "weights.npz", "json": out_dir / "summary.json"}
+    paths = {
+        "png": plot_progression(progression.bins, out_dir / "weight_progression.png"),
+        "csv": out_dir / "weight_progression.csv",
+        "npz": out_dir / "weights.npz",
+        "json": out_dir / "summary.json",
+    }
     progression.bins.to_csv(paths["csv"], index=False)
     np.savez_compressed(paths["npz"], is_random=combined.is_random, **progression.weights)
     tom = progression.tom
-    methods = {m: {**weight_summary(w), **progression_stats(progression.bins[progression.bins["method"] == m])}
-               for m, w in progression.weights.items()}
-    summary = {"sizes": combined.sizes, "source": combined.dataset.source, "settings": dict(settings),
-               "tom": {"disc_accuracy": tom.disc_accuracy, "disc_auroc": tom.disc_auroc,
-                       "disc_loss_last": float(tom.disc_loss_history[-1]), "q_loss_last": tom.q_loss},
-               "methods": methods}
+    methods = {
+        m: {**weight_summary(w), **progression_stats(progression.bins[progression.bins["method"] == m])}
+        for m, w in progression.weights.items()
+    }
+    summary = {
+        "sizes": combined.sizes,
+        "source": combined.dataset.source,
+        "settings": dict(settings),
+        "tom": {
+            "disc_accuracy": tom.disc_accuracy,
+            "disc_auroc": tom.disc_auroc,
+            "disc_loss_last": float(tom.disc_loss_history[-1]),
+            "q_loss_last": tom.q_loss,
+        },
+        "methods": methods,
+    }
     paths["json"].write_text(json.dumps(summary, indent=2))
     return paths
 
@@ -392,15 +484,19 @@ def format_progression(progression: Progression, combined: CombinedDataset) -> s
     """Lines for the terminal: sizes, TOM's discriminator scores and final losses, and per method its
     ``format_weight_summary`` and ``progression_stats``."""
     tom = progression.tom
-    lines = [f"combined dataset: {combined.num_random} random + {combined.sizes['replay']} replay rows "
-             f"({combined.dataset.source})",
-             f"TOM discriminator: balanced accuracy {tom.disc_accuracy:.3f}, AUROC {tom.disc_auroc:.3f}, last loss "
-             f"{tom.disc_loss_history[-1]:.4g}; dual Q loss at its last step ({len(tom.q_loss_history)}) {tom.q_loss:.4g}"]
+    lines = [
+        f"combined dataset: {combined.num_random} random + {combined.sizes['replay']} replay rows "
+        f"({combined.dataset.source})",
+        f"TOM discriminator: balanced accuracy {tom.disc_accuracy:.3f}, AUROC {tom.disc_auroc:.3f}, last loss "
+        f"{tom.disc_loss_history[-1]:.4g}; dual Q loss at its last step ({len(tom.q_loss_history)}) {tom.q_loss:.4g}",
+    ]
     for method, weights in progression.weights.items():
         stats = progression_stats(progression.bins[progression.bins["method"] == method])
-        lines += [format_weight_summary(method, weights),
-                  f"  mean weight x N: random part {stats['random_relative_weight']:.3g}, replay part "
-                  f"{stats['replay_relative_weight']:.3g}; Spearman(replay bin, weight) {stats['replay_spearman']:.3f}"]
+        lines += [
+            format_weight_summary(method, weights),
+            f"  mean weight x N: random part {stats['random_relative_weight']:.3g}, replay part "
+            f"{stats['replay_relative_weight']:.3g}; Spearman(replay bin, weight) {stats['replay_spearman']:.3f}",
+        ]
     return "\n".join(lines)
 
 
@@ -415,9 +511,9 @@ def one_step_mse(model: ADM, test: TransitionDataset, batch_size: int = 4096) ->
     total = 0.0
     for start in range(0, len(test), batch_size):
         rows = slice(start, start + batch_size)
-        obs = torch.as_tensor(test.obs[rows], device=device)                     # (B, D)
-        actions = torch.as_tensor(test.actions[rows], device=device)[:, None]    # (B, 1, A)
-        next_obs, _ = model.predict(obs, actions)                                # (B, 1, D)
+        obs = torch.as_tensor(test.obs[rows], device=device)  # (B, D)
+        actions = torch.as_tensor(test.actions[rows], device=device)[:, None]  # (B, 1, A)
+        next_obs, _ = model.predict(obs, actions)  # (B, 1, D)
         total += (next_obs[:, 0] - torch.as_tensor(test.next_obs[rows], device=device)).pow(2).mean(dim=1).sum().item()
     return total / len(test)
 
@@ -439,23 +535,32 @@ def open_loop_mse(model: ADM, test: TransitionDataset, horizon: int, seed: int =
         raise ConfigError(f"horizon must be >= 1, got {horizon}")
     device = next(model.parameters()).device
     windows = Windows(test, model.config.max_backtrack, device)
-    starts = torch.nonzero(windows.steps_to_end >= horizon).squeeze(1)          # (B,)
+    starts = torch.nonzero(windows.steps_to_end >= horizon).squeeze(1)  # (B,)
     if len(starts) == 0:
         raise DatasetError(f"{test.source}: no episode has {horizon} rows for a {horizon}-step open-loop roll-out")
-    index = starts[:, None] + torch.arange(horizon, device=device)               # (B, H)
+    index = starts[:, None] + torch.arange(horizon, device=device)  # (B, H)
     generator = torch.Generator(device).manual_seed(seed)
-    result = rollout_adm(model, windows.actions[index], windows.history(starts), horizon, penalty=None,
-                         generator=generator)                                    # actions (B, H, A)
-    truth = windows.next_obs[index[result.start_ids, result.steps]]              # (rows, D)
+    result = rollout_adm(
+        model, windows.actions[index], windows.history(starts), horizon, penalty=None, generator=generator
+    )  # actions (B, H, A)
+    truth = windows.next_obs[index[result.start_ids, result.steps]]  # (rows, D)
     errors = (result.next_obs - truth).pow(2).mean(dim=1)
     counts = torch.bincount(result.steps, minlength=horizon)
     sums = torch.zeros(horizon, dtype=errors.dtype, device=device).index_add_(0, result.steps, errors)
     return (sums / counts.clamp(min=1)).cpu().numpy(), counts.cpu().numpy()
 
 
-def model_error_study(dataset: TransitionDataset, weights: Mapping[str, np.ndarray], test: TransitionDataset, *,
-                      horizon: int = 10, fit_config: FitConfig = FitConfig(), model_fields: Mapping[str, object] | None = None,
-                      device: torch.device | str = "cpu", progress: bool = False) -> pd.DataFrame:
+def model_error_study(
+    dataset: TransitionDataset,
+    weights: Mapping[str, np.ndarray],
+    test: TransitionDataset,
+    *,
+    horizon: int = 10,
+    fit_config: FitConfig = FitConfig(),
+    model_fields: Mapping[str, object] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> pd.DataFrame:
     """Fit one ADM per weighting method on ``dataset`` and measure its error on π_T's held-out transitions ``test``.
 
     Every model has the same init (``torch.manual_seed(fit_config.seed)`` before building) and fit seed. A fit
@@ -484,16 +589,25 @@ def model_error_study(dataset: TransitionDataset, weights: Mapping[str, np.ndarr
             rows.append({"method": method, "note": f"fit failed: {exc}"})
             continue
         per_step, counts = open_loop_mse(model, test, horizon, fit_config.seed)
-        rows.append({"method": method, "ess_fraction": weight_summary(w)["ess_fraction"], "note": "",
-                     "epochs": result.epochs, "best_epoch": result.best_epoch,
-                     "one_step_mse": one_step_mse(model, test),
-                     **{f"open_loop_mse_h{h + 1}": e for h, e in enumerate(per_step)},
-                     "open_loop_mse_mean": float(per_step.mean()), "open_loop_starts": int(counts[0])})
+        rows.append(
+            {
+                "method": method,
+                "ess_fraction": weight_summary(w)["ess_fraction"],
+                "note": "",
+                "epochs": result.epochs,
+                "best_epoch": result.best_epoch,
+                "one_step_mse": one_step_mse(model, test),
+                **{f"open_loop_mse_h{h + 1}": e for h, e in enumerate(per_step)},
+                "open_loop_mse_mean": float(per_step.mean()),
+                "open_loop_starts": int(counts[0]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def markdown_table(frame: pd.DataFrame, columns: list[str], digits: int = 4) -> str:
     """``frame[columns]`` as a Markdown table, numbers in ``digits`` significant digits, NaN as ``—``."""
+
     def cell(value: object) -> str:
         if isinstance(value, float):
             return "—" if np.isnan(value) else f"{value:.{digits}g}"
@@ -510,6 +624,14 @@ def write_model_error(table: pd.DataFrame, horizon: int, out_dir: str | Path, ca
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "model_error.csv", "md": out_dir / "model_error.md"}
     table.to_csv(paths["csv"], index=False)
-    columns = ["method", "ess_fraction", "epochs", "one_step_mse", f"open_loop_mse_h{horizon}", "open_loop_mse_mean", "note"]
+    columns = [
+        "method",
+        "ess_fraction",
+        "epochs",
+        "one_step_mse",
+        f"open_loop_mse_h{horizon}",
+        "open_loop_mse_mean",
+        "note",
+    ]
     paths["md"].write_text(f"{caption}\n\n{markdown_table(table, columns)}")
     return paths

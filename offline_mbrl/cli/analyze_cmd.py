@@ -16,41 +16,80 @@ from ..analysis.runs_io import VALUE_COLUMNS, read_runs
 
 
 def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUNS",
-                        help="run folders, or folders searched recursively for run folders (holding metrics.csv)")
-    parser.add_argument("--value", choices=sorted(VALUE_COLUMNS), default="normalized",
-                        help="metrics.csv value: per-episode-normalized score (default) or raw return")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUNS",
+        help="run folders, or folders searched recursively for run folders (holding metrics.csv)",
+    )
+    parser.add_argument(
+        "--value",
+        choices=sorted(VALUE_COLUMNS),
+        default="normalized",
+        help="metrics.csv value: per-episode-normalized score (default) or raw return",
+    )
 
 
 def _add_tabulate(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("tabulate", help="score tables over seeds (Markdown, LaTeX, CSV)",
-                                   description=tables.__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "tabulate", help="score tables over seeds (Markdown, LaTeX, CSV)", description=tables.__doc__.split("\n\n")[0]
+    )
     _add_runs_arguments(parser)
     parser.add_argument("--format", choices=tables.FORMATS, default="markdown")
-    parser.add_argument("--score", choices=[*tables.SCORE_KINDS, "both"], default="both",
-                        help="final: last evaluation; last10: per-seed mean of the last 10 evaluations")
-    parser.add_argument("--algos", type=lambda text: text.split(","), default=None,
-                        help="comma-separated algorithm columns in this order (default: all, sorted)")
+    parser.add_argument(
+        "--score",
+        choices=[*tables.SCORE_KINDS, "both"],
+        default="both",
+        help="final: last evaluation; last10: per-seed mean of the last 10 evaluations",
+    )
+    parser.add_argument(
+        "--algos",
+        type=lambda text: text.split(","),
+        default=None,
+        help="comma-separated algorithm columns in this order (default: all, sorted)",
+    )
     parser.add_argument("--decimals", type=int, default=1)
     parser.set_defaults(func=_run_tabulate)
 
 
 def _run_tabulate(args: argparse.Namespace) -> int:
     kinds = tuple(tables.SCORE_KINDS) if args.score == "both" else (args.score,)
-    print(tables.format_tables(read_runs(args.runs), fmt=args.format, kinds=kinds, value=args.value,
-                               algos=args.algos, decimals=args.decimals), end="")
+    print(
+        tables.format_tables(
+            read_runs(args.runs),
+            fmt=args.format,
+            kinds=kinds,
+            value=args.value,
+            algos=args.algos,
+            decimals=args.decimals,
+        ),
+        end="",
+    )
     return 0
 
 
 def _add_curves(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("curves", help="learning curves: score vs SAC step, mean and band over seeds",
-                                   description=plots.__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "curves",
+        help="learning curves: score vs SAC step, mean and band over seeds",
+        description=plots.__doc__.split("\n\n")[0],
+    )
     _add_runs_arguments(parser)
     parser.add_argument("--out", required=True, metavar="PNG", help="figure path; the plotted numbers go to .csv")
-    parser.add_argument("--band", choices=plots.BANDS, default="sd",
-                        help="sd: mean ± std over seeds (ddof=1); se: mean ± standard error")
-    parser.add_argument("--reference", nargs="+", type=_reference, default=[], metavar="NAME=SCORE",
-                        help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value)")
+    parser.add_argument(
+        "--band",
+        choices=plots.BANDS,
+        default="sd",
+        help="sd: mean ± std over seeds (ddof=1); se: mean ± standard error",
+    )
+    parser.add_argument(
+        "--reference",
+        nargs="+",
+        type=_reference,
+        default=[],
+        metavar="NAME=SCORE",
+        help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value)",
+    )
     parser.set_defaults(func=_run_curves)
 
 
@@ -67,8 +106,9 @@ def _reference(text: str) -> tuple[str, float]:
 
 
 def _run_curves(args: argparse.Namespace) -> int:
-    png, csv = plots.plot_curves(read_runs(args.runs), args.out, value=args.value, band=args.band,
-                                 references=dict(args.reference))
+    png, csv = plots.plot_curves(
+        read_runs(args.runs), args.out, value=args.value, band=args.band, references=dict(args.reference)
+    )
     print(f"wrote {png} and {csv}")
     return 0
 
@@ -105,13 +145,18 @@ def _device(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _add_model_analysis(subparsers: argparse._SubParsersAction, name: str, help_text: str,
-                        func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+def _add_model_analysis(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
     """A sub-parser with the arguments every model analysis shares: dataset, output folder, seed, device."""
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--dataset", required=True, help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
-    parser.add_argument("--out-dir", type=Path, default=Path("analysis/figures") / name,
-                        help="folder for the PNG, CSV (and Markdown) outputs")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("analysis/figures") / name,
+        help="folder for the PNG, CSV (and Markdown) outputs",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds segment/start choice, sampling and dropout")
     parser.add_argument("--device", type=_device, default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     parser.set_defaults(func=func)
@@ -120,23 +165,50 @@ def _add_model_analysis(subparsers: argparse._SubParsersAction, name: str, help_
 
 def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=100, help="H, open-loop roll-out steps per segment")
-    parser.add_argument("--segments", type=int, default=None,
-                        help="number of segments drawn (seeded) from the eligible ones (default: all eligible)")
-    parser.add_argument("--segments-from", choices=("holdout", "all"), default="holdout",
-                        help="holdout: episodes the model fit held out (rebuilt from --fit-seed and "
-                             "--holdout-split); all: every episode (the models have trained on them)")
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=None,
+        help="number of segments drawn (seeded) from the eligible ones (default: all eligible)",
+    )
+    parser.add_argument(
+        "--segments-from",
+        choices=("holdout", "all"),
+        default="holdout",
+        help="holdout: episodes the model fit held out (rebuilt from --fit-seed and "
+        "--holdout-split); all: every episode (the models have trained on them)",
+    )
     parser.add_argument("--fit-seed", type=int, default=0, help="--seed the models were fitted with")
-    parser.add_argument("--holdout-split", choices=("episodes", "last"), default="episodes",
-                        help="--holdout-split the models were fitted with")
+    parser.add_argument(
+        "--holdout-split",
+        choices=("episodes", "last"),
+        default="episodes",
+        help="--holdout-split the models were fitted with",
+    )
 
 
 def _add_compounding_error(subparsers: argparse._SubParsersAction) -> None:
-    parser = _add_model_analysis(subparsers, "compounding-error", "compounding error of dynamics models under "
-                                 "open-loop roll-outs with recorded actions (ADM paper Fig. 2)", _run_compounding_error)
-    parser.add_argument("--models", nargs="+", type=_name_value, required=True, metavar="NAME=PATH",
-                        help="models saved by `offline-mbrl model fit` (adm, ensemble, boot-rnn)")
-    parser.add_argument("--adm-backtrack", nargs="+", choices=("random", "longest"), default=["random", "longest"],
-                        help="ADM curves: random backtracking (Alg. 1) and/or always k = m")
+    parser = _add_model_analysis(
+        subparsers,
+        "compounding-error",
+        "compounding error of dynamics models under open-loop roll-outs with recorded actions (ADM paper Fig. 2)",
+        _run_compounding_error,
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        type=_name_value,
+        required=True,
+        metavar="NAME=PATH",
+        help="models saved by `offline-mbrl model fit` (adm, ensemble, boot-rnn)",
+    )
+    parser.add_argument(
+        "--adm-backtrack",
+        nargs="+",
+        choices=("random", "longest"),
+        default=["random", "longest"],
+        help="ADM curves: random backtracking (Alg. 1) and/or always k = m",
+    )
     _add_segment_arguments(parser)
 
 
@@ -147,8 +219,16 @@ def _run_compounding_error(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.dataset)
     models = {name: load_model(path, args.device) for name, path in args.models}
-    segments = compounding.evaluation_segments(dataset, list(models.values()), args.horizon, args.segments_from,
-                                               args.segments, args.fit_seed, args.holdout_split, args.seed)
+    segments = compounding.evaluation_segments(
+        dataset,
+        list(models.values()),
+        args.horizon,
+        args.segments_from,
+        args.segments,
+        args.fit_seed,
+        args.holdout_split,
+        args.seed,
+    )
     result = compounding.compounding_error(models, dataset, segments, tuple(args.adm_backtrack), args.seed)
     paths = compounding.write_compounding(result, args.out_dir, title=f"{dataset.source} ({args.segments_from})")
     print(f"{len(segments)} segments; dropped non-finite samples per model: {result.num_nonfinite}")
@@ -166,23 +246,40 @@ def _add_tom_weights(subparsers: argparse._SubParsersAction) -> None:
     from .model_cmd import add_tom_arguments
 
     parser = subparsers.add_parser(
-        "tom-weights", help="TOM vs PMAC weights over random + SAC replay data, per sequential bin (TOM Fig. 3)",
+        "tom-weights",
+        help="TOM vs PMAC weights over random + SAC replay data, per sequential bin (TOM Fig. 3)",
         description="Combine uniform-random transitions (first) with a SAC replay buffer (in collection order), "
-                    "weight every row for the target policy with TOM and the PMAC presets, and plot the mean "
-                    "weight per bin (PNG + CSV); --model-error also fits ADM with each weighting and tabulates "
-                    "its error on held-out target-policy transitions (CSV + Markdown).")
-    parser.add_argument("--random", required=True, metavar="SPEC|N",
-                        help="random part: a dataset spec (e.g. a D4RL *_random .hdf5) or N fresh uniform-random steps")
-    parser.add_argument("--replay", required=True, metavar="SPEC",
-                        help="SAC replay buffer: <env>_replay.npz of `offline-mbrl collect` or a dataset spec")
+        "weight every row for the target policy with TOM and the PMAC presets, and plot the mean "
+        "weight per bin (PNG + CSV); --model-error also fits ADM with each weighting and tabulates "
+        "its error on held-out target-policy transitions (CSV + Markdown).",
+    )
+    parser.add_argument(
+        "--random",
+        required=True,
+        metavar="SPEC|N",
+        help="random part: a dataset spec (e.g. a D4RL *_random .hdf5) or N fresh uniform-random steps",
+    )
+    parser.add_argument(
+        "--replay",
+        required=True,
+        metavar="SPEC",
+        help="SAC replay buffer: <env>_replay.npz of `offline-mbrl collect` or a dataset spec",
+    )
     add_tom_arguments(parser)
     parser.add_argument("--bin-size", type=int, default=10_000, help="rows per bin (TOM's paper: 100000 of 2M)")
-    parser.add_argument("--out-dir", type=Path, default=Path("analysis/figures/tom_weights"),
-                        help="folder for the figure, bin CSV, per-row weights, summary and model-error table")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("analysis/figures/tom_weights"),
+        help="folder for the figure, bin CSV, per-row weights, summary and model-error table",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds roll-outs, TOM and the model fits")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    parser.add_argument("--model-error", action="store_true",
-                        help="also fit ADM with uniform, PMAC and TOM weights and compare their errors")
+    parser.add_argument(
+        "--model-error",
+        action="store_true",
+        help="also fit ADM with uniform, PMAC and TOM weights and compare their errors",
+    )
     parser.add_argument("--test-steps", type=int, default=5000, help="held-out target-policy steps (--model-error)")
     parser.add_argument("--horizon", type=int, default=10, help="open-loop roll-out steps H (--model-error)")
     parser.add_argument("--fit-epochs", type=int, default=20, help="epoch cap of each ADM fit (--model-error)")
@@ -209,15 +306,23 @@ def _run_tom_weights(args: argparse.Namespace) -> int:
     if args.model_error:
         test = study.target_test_set(target, env_id, args.test_steps, args.seed, device)
         weights = {"uniform": study.transition_weights("uniform", combined.dataset)[0], **progression.weights}
-        table = study.model_error_study(combined.dataset, weights, test, horizon=args.horizon,
-                                        fit_config=FitConfig(max_epochs=args.fit_epochs, seed=args.seed, holdout_split="last"),
-                                        model_fields={"max_backtrack": args.max_backtrack, **_adm_size_fields(args)},
-                                        device=device,
-                                        progress=not args.no_progress)
+        table = study.model_error_study(
+            combined.dataset,
+            weights,
+            test,
+            horizon=args.horizon,
+            fit_config=FitConfig(max_epochs=args.fit_epochs, seed=args.seed, holdout_split="last"),
+            model_fields={"max_backtrack": args.max_backtrack, **_adm_size_fields(args)},
+            device=device,
+            progress=not args.no_progress,
+        )
         sizes = ", ".join(f"{key} {value}" for key, value in _adm_size_fields(args).items()) or "official sizes"
-        caption = (f"ADM (m = {args.max_backtrack}, {sizes}, at most {args.fit_epochs} epochs, holdout = the last rows) fitted "
-                   f"on {combined.dataset.source}; "
-                   f"errors on {len(test)} held-out target-policy steps, open loop over H = {args.horizon}.")
+        caption = (
+            f"ADM (m = {args.max_backtrack}, {sizes}, at most {args.fit_epochs} epochs, "
+            f"holdout = the last rows) fitted "
+            f"on {combined.dataset.source}; "
+            f"errors on {len(test)} held-out target-policy steps, open loop over H = {args.horizon}."
+        )
         paths += study.write_model_error(table, args.horizon, args.out_dir, caption).values()
         print(study.markdown_table(table, ["method", "one_step_mse", f"open_loop_mse_h{args.horizon}", "note"]), end="")
     print("wrote " + ", ".join(map(str, paths)))
@@ -228,15 +333,35 @@ ANALYSES.append(_add_tom_weights)
 
 
 def _add_calibration(subparsers: argparse._SubParsersAction) -> None:
-    parser = _add_model_analysis(subparsers, "calibration", "uncertainty quantifiers vs true model error on "
-                                 "roll-outs of several policies (ADM paper Fig. 4)", _run_calibration)
-    parser.add_argument("--model", nargs="+", required=True, metavar="PATH",
-                        help="ADM and/or ensemble models saved by `offline-mbrl model fit` (label: file stem)")
-    parser.add_argument("--policies", nargs="+", type=_name_value, required=True, metavar="NAME[=SOURCE]",
-                        help="roll-out policies: random, bc (behaviour cloning), an actor .pt file or an offline "
-                             "run folder, e.g. random behaviour=datasets/policies/hopper_medium.pt learned=runs/...")
-    parser.add_argument("--auroc", nargs=2, default=["random", "behaviour"], metavar=("POSITIVE", "NEGATIVE"),
-                        help="policy names whose samples the AUROC of U tells apart")
+    parser = _add_model_analysis(
+        subparsers,
+        "calibration",
+        "uncertainty quantifiers vs true model error on roll-outs of several policies (ADM paper Fig. 4)",
+        _run_calibration,
+    )
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="ADM and/or ensemble models saved by `offline-mbrl model fit` (label: file stem)",
+    )
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        type=_name_value,
+        required=True,
+        metavar="NAME[=SOURCE]",
+        help="roll-out policies: random, bc (behaviour cloning), an actor .pt file or an offline "
+        "run folder, e.g. random behaviour=datasets/policies/hopper_medium.pt learned=runs/...",
+    )
+    parser.add_argument(
+        "--auroc",
+        nargs=2,
+        default=["random", "behaviour"],
+        metavar=("POSITIVE", "NEGATIVE"),
+        help="policy names whose samples the AUROC of U tells apart",
+    )
     parser.add_argument("--starts", type=int, default=1000, help="roll-out start histories drawn from the dataset")
     parser.add_argument("--horizon", type=int, default=10, help="H, roll-out steps")
     parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
@@ -257,12 +382,22 @@ def _run_calibration(args: argparse.Namespace) -> int:
     if not env_id:
         raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
     models = {Path(path).stem: load_model(path, args.device) for path in args.model}
-    policies = {name: calibration.make_policy(source, dataset, env_id, args.device, args.seed,
-                                              BCConfig(steps=args.bc_steps, seed=args.seed))
-                for name, source in args.policies}
+    policies = {
+        name: calibration.make_policy(
+            source, dataset, env_id, args.device, args.seed, BCConfig(steps=args.bc_steps, seed=args.seed)
+        )
+        for name, source in args.policies
+    }
     points, counts = calibration.calibration_points(
-        models, dataset, policies, calibration.oracle_for(dataset, env_id, args.d4rl_model), args.starts,
-        args.horizon, termination_fn(dataset.metadata.get("task") or env_id), args.seed)
+        models,
+        dataset,
+        policies,
+        calibration.oracle_for(dataset, env_id, args.d4rl_model),
+        args.starts,
+        args.horizon,
+        termination_fn(dataset.metadata.get("task") or env_id),
+        args.seed,
+    )
     summary = calibration.calibration_summary(points, *args.auroc)
     paths = calibration.write_calibration(points, counts, summary, args.out_dir, dataset.source, *args.auroc)
     print(summary.to_string(index=False))
@@ -274,18 +409,39 @@ ANALYSES.append(_add_calibration)
 
 
 def _add_backtracking(subparsers: argparse._SubParsersAction) -> None:
-    parser = _add_model_analysis(subparsers, "backtracking", "maximum backtracking length ablation: fit ADM per m, "
-                                 "holdout error per k, compounding error and run scores per m (ADM paper Fig. 6)",
-                                 _run_backtracking)
-    parser.add_argument("--m", nargs="+", type=int, required=True, dest="max_backtracks", metavar="M",
-                        help="max backtracking lengths to fit, e.g. 1 2 3 5 10")
+    parser = _add_model_analysis(
+        subparsers,
+        "backtracking",
+        "maximum backtracking length ablation: fit ADM per m, "
+        "holdout error per k, compounding error and run scores per m (ADM paper Fig. 6)",
+        _run_backtracking,
+    )
+    parser.add_argument(
+        "--m",
+        nargs="+",
+        type=int,
+        required=True,
+        dest="max_backtracks",
+        metavar="M",
+        help="max backtracking lengths to fit, e.g. 1 2 3 5 10",
+    )
     parser.add_argument("--epochs", type=int, help="cap on fit epochs (default: stop by patience 25 only)")
-    parser.add_argument("--holdout-split", choices=("episodes", "last"), default="episodes",
-                        help="holdout rule of the fits; the compounding segments come from this holdout")
+    parser.add_argument(
+        "--holdout-split",
+        choices=("episodes", "last"),
+        default="episodes",
+        help="holdout rule of the fits; the compounding segments come from this holdout",
+    )
     parser.add_argument("--horizon", type=int, default=100, help="H, open-loop roll-out steps per segment")
     parser.add_argument("--segments", type=int, default=None, help="holdout segments drawn (default: all eligible)")
-    parser.add_argument("--runs", nargs="+", type=_name_value, default=[], metavar="M=RUN_DIR",
-                        help="ADMPO-OFF run folders trained with max_backtrack M (repeat M for seeds)")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        type=_name_value,
+        default=[],
+        metavar="M=RUN_DIR",
+        help="ADMPO-OFF run folders trained with max_backtrack M (repeat M for seeds)",
+    )
     _add_adm_size_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the fit progress bars")
 
@@ -299,8 +455,11 @@ def _add_adm_size_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _adm_size_fields(args: argparse.Namespace) -> dict[str, int]:
     """The ADM size flags that were given, as ``RecurrentConfig`` fields."""
-    return {name: getattr(args, name) for name in ("hidden_dim", "gru_layers", "head_blocks")
-            if getattr(args, name) is not None}
+    return {
+        name: getattr(args, name)
+        for name in ("hidden_dim", "gru_layers", "head_blocks")
+        if getattr(args, name) is not None
+    }
 
 
 def _run_backtracking(args: argparse.Namespace) -> int:
@@ -317,8 +476,17 @@ def _run_backtracking(args: argparse.Namespace) -> int:
     fields = _adm_size_fields(args)
     dataset = load_dataset(args.dataset)
     config = FitConfig(max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
-    result = backtracking.backtracking_ablation(dataset, args.max_backtracks, config, fields, args.horizon,
-                                                args.segments, runs, args.device, not args.no_progress)
+    result = backtracking.backtracking_ablation(
+        dataset,
+        args.max_backtracks,
+        config,
+        fields,
+        args.horizon,
+        args.segments,
+        runs,
+        args.device,
+        not args.no_progress,
+    )
     paths = backtracking.write_backtracking(result, args.out_dir, dataset.source)
     print("mean holdout MSE over k, per m:\n" + result.holdout.groupby("m")["holdout_mse"].mean().to_string())
     print("wrote " + ", ".join(map(str, paths)))
@@ -329,15 +497,30 @@ ANALYSES.append(_add_backtracking)
 
 
 def _add_penalty(subparsers: argparse._SubParsersAction) -> None:
-    parser = _add_model_analysis(subparsers, "penalty", "predicted reward, uncertainty and penalized reward of a "
-                                 "fitted model on dataset pairs and on behaviour-cloned and random roll-outs; the "
-                                 "break-even penalty coefficient per quantifier", _run_penalty)
-    parser.add_argument("--dynamics", required=True, type=Path, metavar="MODEL",
-                        help="an ADM or ensemble saved by `offline-mbrl model fit`")
-    parser.add_argument("--penalty", nargs="+", metavar="NAME",
-                        help="quantifier(s) to measure (default: all that apply to the model)")
-    parser.add_argument("--penalty-coef", type=float, metavar="BETA",
-                        help="beta of the r - beta*U panel (default: the rule beta, half of the break-even)")
+    parser = _add_model_analysis(
+        subparsers,
+        "penalty",
+        "predicted reward, uncertainty and penalized reward of a "
+        "fitted model on dataset pairs and on behaviour-cloned and random roll-outs; the "
+        "break-even penalty coefficient per quantifier",
+        _run_penalty,
+    )
+    parser.add_argument(
+        "--dynamics",
+        required=True,
+        type=Path,
+        metavar="MODEL",
+        help="an ADM or ensemble saved by `offline-mbrl model fit`",
+    )
+    parser.add_argument(
+        "--penalty", nargs="+", metavar="NAME", help="quantifier(s) to measure (default: all that apply to the model)"
+    )
+    parser.add_argument(
+        "--penalty-coef",
+        type=float,
+        metavar="BETA",
+        help="beta of the r - beta*U panel (default: the rule beta, half of the break-even)",
+    )
     parser.add_argument("--starts", type=int, default=2000, help="roll-out start histories drawn from the dataset")
     parser.add_argument("--horizon", type=int, default=5, help="H, steps of the behaviour and random roll-outs")
     parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the behaviour-cloned policy")
@@ -357,12 +540,23 @@ def _run_penalty(args: argparse.Namespace) -> int:
     if not env_id:
         raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
     model = load_model(args.dynamics, args.device)
-    policies = {name: calibration.make_policy(source, dataset, env_id, args.device, args.seed,
-                                              BCConfig(steps=args.bc_steps, seed=args.seed))
-                for name, source in (("behaviour", "bc"), ("random", "random"))}
-    study = penalty.penalty_study(model, dataset, policies, args.starts, args.horizon,
-                                  termination_fn(dataset.metadata.get("task") or env_id), args.penalty_coef,
-                                  tuple(args.penalty) if args.penalty else None, args.seed)
+    policies = {
+        name: calibration.make_policy(
+            source, dataset, env_id, args.device, args.seed, BCConfig(steps=args.bc_steps, seed=args.seed)
+        )
+        for name, source in (("behaviour", "bc"), ("random", "random"))
+    }
+    study = penalty.penalty_study(
+        model,
+        dataset,
+        policies,
+        args.starts,
+        args.horizon,
+        termination_fn(dataset.metadata.get("task") or env_id),
+        args.penalty_coef,
+        tuple(args.penalty) if args.penalty else None,
+        args.seed,
+    )
     title = f"{args.dynamics.name} ({model.kind}) on {dataset.source}: H = {args.horizon}, {args.starts} starts"
     paths = penalty.write_penalty(study, args.out_dir, title)
     print(penalty.format_summary(study))

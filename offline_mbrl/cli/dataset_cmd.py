@@ -54,8 +54,9 @@ def format_summary(dataset: TransitionDataset) -> str:
 
 
 def _add_info(dataset_subparsers: argparse._SubParsersAction) -> None:
-    parser = dataset_subparsers.add_parser("info", help="print a dataset's summary",
-                                           description="Print a dataset's summary.")
+    parser = dataset_subparsers.add_parser(
+        "info", help="print a dataset's summary", description="Print a dataset's summary."
+    )
     parser.add_argument("spec", help="dataset spec: " + "; ".join(ACCEPTED_SPECS))
     parser.set_defaults(func=_info)
 

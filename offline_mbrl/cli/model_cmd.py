@@ -21,23 +21,34 @@ WEIGHT_METHODS = ("uniform", "pmac", "pmac-tom", "tom")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("model", help="fit and save dynamics models")
     model_subparsers = parser.add_subparsers(dest="model_command", required=True)
-    p = model_subparsers.add_parser("fit", help="train a dynamics model and save it",
-                                    description="Train a dynamics model with holdout model selection (official "
-                                                "rules: ADM any-k acceptance with patience 25; ensemble 1 %% rule "
-                                                "with patience 5) and save it atomically.")
+    p = model_subparsers.add_parser(
+        "fit",
+        help="train a dynamics model and save it",
+        description="Train a dynamics model with holdout model selection (official "
+        "rules: ADM any-k acceptance with patience 25; ensemble 1 %% rule "
+        "with patience 5) and save it atomically.",
+    )
     p.add_argument("--model", required=True, choices=sorted(_KINDS), help="model kind")
     p.add_argument("--dataset", required=True, help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
     p.add_argument("--epochs", type=int, help="cap on training epochs (default: stop by patience only)")
     p.add_argument("--max-backtrack", type=int, help="m, the longest backtrack/history (adm, boot-rnn; default 5)")
-    p.add_argument("--holdout-split", choices=("episodes", "last"), default="episodes",
-                   help="random whole episodes (default) or the last rows (official ADMPO)")
+    p.add_argument(
+        "--holdout-split",
+        choices=("episodes", "last"),
+        default="episodes",
+        help="random whole episodes (default) or the last rows (official ADMPO)",
+    )
     p.add_argument("--out", type=Path, help="checkpoint path (default runs/models/<model>-<dataset>-seed<S>.pt)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--weights", choices=WEIGHT_METHODS, default="uniform",
-                   help="per-transition sampling weights: uniform (default), PMAC presets pmac (alpha 0.9 per 250 "
-                        "steps) / pmac-tom (alpha 0.996 per step), or tom (needs --target-policy)")
+    p.add_argument(
+        "--weights",
+        choices=WEIGHT_METHODS,
+        default="uniform",
+        help="per-transition sampling weights: uniform (default), PMAC presets pmac (alpha 0.9 per 250 "
+        "steps) / pmac-tom (alpha 0.996 per step), or tom (needs --target-policy)",
+    )
     add_tom_arguments(p)
     p.set_defaults(func=_fit)
 
@@ -45,13 +56,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_tom_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments TOM weights need: target policy, its roll-out size, TOM settings, environment id."""
     from_tom = "(TOM weights)"
-    parser.add_argument("--target-policy", type=Path, metavar="ACTOR.pt",
-                        help=f"target policy pi_T, an actor file (e.g. datasets/policies/hopper_expert.pt) {from_tom}")
-    parser.add_argument("--target-steps", type=int, default=10_000,
-                        help=f"real-environment steps of pi_T: the discriminator's positives {from_tom}")
-    parser.add_argument("--tom-q-steps", type=int, default=1000,
-                        help=f"dual Q steps (official 1000; more can lower the weights' quality where the data do "
-                             f"not cover pi_T's actions) {from_tom}")
+    parser.add_argument(
+        "--target-policy",
+        type=Path,
+        metavar="ACTOR.pt",
+        help=f"target policy pi_T, an actor file (e.g. datasets/policies/hopper_expert.pt) {from_tom}",
+    )
+    parser.add_argument(
+        "--target-steps",
+        type=int,
+        default=10_000,
+        help=f"real-environment steps of pi_T: the discriminator's positives {from_tom}",
+    )
+    parser.add_argument(
+        "--tom-q-steps",
+        type=int,
+        default=1000,
+        help=f"dual Q steps (official 1000; more can lower the weights' quality where the data do "
+        f"not cover pi_T's actions) {from_tom}",
+    )
     parser.add_argument("--tom-disc-epochs", type=int, default=100, help=f"discriminator epochs {from_tom}")
     parser.add_argument("--env-id", help="gymnasium id to roll pi_T out in (default: the dataset's metadata env_id)")
 
@@ -131,8 +154,10 @@ def _fit(args: argparse.Namespace) -> int:
     save_model(model, out)
     partial.unlink()
     elites = model.elites.tolist() if kind == "ensemble" else ()
-    print(f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "
-          f"{result.num_train} train / {result.num_holdout} holdout rows")
+    print(
+        f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "
+        f"{result.num_train} train / {result.num_holdout} holdout rows"
+    )
     print(format_holdout_table(kind, result.holdout_errors, elites))
     print(f"saved {out}")
     return 0

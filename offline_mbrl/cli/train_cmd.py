@@ -14,10 +14,13 @@ from .collect_cmd import RECIPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train ADMPO-OFF or MOPO on an offline dataset",
-                              description="Train ADMPO-OFF or MOPO (ADM paper Alg. 3) on a dataset spec. The config "
-                                          "is the algorithm's defaults <- --config (default: the shipped per-task "
-                                          "file) <- --set overrides.")
+    p = subparsers.add_parser(
+        "train",
+        help="train ADMPO-OFF or MOPO on an offline dataset",
+        description="Train ADMPO-OFF or MOPO (ADM paper Alg. 3) on a dataset spec. The config "
+        "is the algorithm's defaults <- --config (default: the shipped per-task "
+        "file) <- --set overrides.",
+    )
     p.add_argument("--algo", choices=("admpo-off", "mopo"), help="algorithm (required unless --resume)")
     p.add_argument("--dataset", help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
     p.add_argument("--config", type=Path, help="YAML config file")
@@ -25,29 +28,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--epochs", type=int, help="override the number of epochs (1000 SAC steps each by default)")
     p.add_argument("--env", help="gymnasium id for evaluation (default: from the dataset's metadata)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set rollout.penalty_coef=2.5 (repeatable)")
-    p.add_argument("--dynamics", type=Path, help="an existing model saved by `offline-mbrl model fit` (skips model "
-                                                 "fitting)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set rollout.penalty_coef=2.5 (repeatable)",
+    )
+    p.add_argument(
+        "--dynamics", type=Path, help="an existing model saved by `offline-mbrl model fit` (skips model fitting)"
+    )
     p.add_argument("--runs", type=Path, default=Path("runs"), help="root of run folders")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue a stopped run from its last checkpoint with its recorded config; other flags must "
-                        "agree with it, except a larger --epochs when the actor-lr period is fixed "
-                        "(sac.lr_schedule_epochs set, or sac.lr_schedule false), which is recorded")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a stopped run from its last checkpoint with its recorded config; other flags must "
+        "agree with it, except a larger --epochs when the actor-lr period is fixed "
+        "(sac.lr_schedule_epochs set, or sac.lr_schedule false), which is recorded",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
-    e = subparsers.add_parser("evaluate", help="re-evaluate the policy saved in a run folder",
-                              description="Re-evaluate the last checkpointed policy of a run folder in the real "
-                                          "environment.")
+    e = subparsers.add_parser(
+        "evaluate",
+        help="re-evaluate the policy saved in a run folder",
+        description="Re-evaluate the last checkpointed policy of a run folder in the real environment.",
+    )
     e.add_argument("run_dir", type=Path)
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=_evaluate)
 
-    q = subparsers.add_parser("quickstart", help="make the Hopper-v5 medium dataset (if absent) and run ADMPO-OFF "
-                                                 "with configs/quickstart.yaml")
+    q = subparsers.add_parser(
+        "quickstart",
+        help="make the Hopper-v5 medium dataset (if absent) and run ADMPO-OFF with configs/quickstart.yaml",
+    )
     q.add_argument("--device", default="cpu")
     q.add_argument("--runs", type=Path, default=Path("runs"))
     q.add_argument("--config", type=Path, default=CONFIG_DIR / "quickstart.yaml")
@@ -74,16 +92,26 @@ def _resume(args: argparse.Namespace):
 
     config_file = args.resume / "config.yaml"
     recorded = resolve(load_yaml(config_file).get("algo"), config_file)
-    requested = override(recorded, args.config, args.overrides, algo=args.algo, dataset=args.dataset, seed=args.seed,
-                         epochs=args.epochs, env_id=args.env)
+    requested = override(
+        recorded,
+        args.config,
+        args.overrides,
+        algo=args.algo,
+        dataset=args.dataset,
+        seed=args.seed,
+        epochs=args.epochs,
+        env_id=args.env,
+    )
     conflicts = resume_conflicts(recorded, requested)
     summary = args.resume / "summary.json"
     recorded_dynamics = _recorded_dynamics(args.resume) if summary.is_file() else None
     if args.dynamics is not None and recorded_dynamics not in (None, str(args.dynamics.resolve())):
         conflicts.append(f"dynamics: {recorded_dynamics} -> {args.dynamics.resolve()}")
     if conflicts:
-        raise ConfigError(f"train --resume {args.resume}: the flags conflict with the run's recorded config "
-                          f"({config_file}): {'; '.join(conflicts)}; start a new run instead")
+        raise ConfigError(
+            f"train --resume {args.resume}: the flags conflict with the run's recorded config "
+            f"({config_file}): {'; '.join(conflicts)}; start a new run instead"
+        )
     return requested, args.resume, None, args.dynamics or (Path(recorded_dynamics) if recorded_dynamics else None)
 
 
@@ -105,8 +133,16 @@ def _resolve(args: argparse.Namespace):
         raise ConfigError("train: --algo and --dataset are required (or --resume RUN_DIR)")
     dataset = load_dataset(args.dataset)
     config_file = args.config or default_config_file(args.algo, dataset.metadata.get("task"), args.dataset)
-    config = resolve(args.algo, config_file, args.overrides, dataset=args.dataset, seed=args.seed, epochs=args.epochs,
-                     env_id=args.env, task=dataset.metadata.get("task"))
+    config = resolve(
+        args.algo,
+        config_file,
+        args.overrides,
+        dataset=args.dataset,
+        seed=args.seed,
+        epochs=args.epochs,
+        env_id=args.env,
+        task=dataset.metadata.get("task"),
+    )
     return config, run_dir_for(args.runs, config), dataset, args.dynamics
 
 
@@ -123,9 +159,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
     score = summary["final_normalized_score"]
-    print(f"{summary['algo']} on {summary['dataset']}: epoch {summary['epochs_completed']}/{summary['epochs_total']}, "
-          f"final return {summary['final_return']:.1f}"
-          + (f", normalized score {score:.1f}" if score is not None else ""))
+    print(
+        f"{summary['algo']} on {summary['dataset']}: epoch {summary['epochs_completed']}/{summary['epochs_total']}, "
+        f"final return {summary['final_return']:.1f}" + (f", normalized score {score:.1f}" if score is not None else "")
+    )
     print(f"score reference: {summary['score_reference_note']}")
     print(f"run folder: {run_dir}")
 
@@ -134,13 +171,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..algos.offline import evaluate_run
 
     returns, scores = evaluate_run(args.run_dir, args.episodes, args.seed, args.device)
-    print(f"{args.run_dir}: return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes"
-          + (f", normalized score {scores.mean():.1f} ± {scores.std():.1f}" if scores is not None else ""))
+    print(
+        f"{args.run_dir}: return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes"
+        + (f", normalized score {scores.mean():.1f} ± {scores.std():.1f}" if scores is not None else "")
+    )
     return 0
 
 
 QUICKSTART_NEXT = """
-This was a smoke budget ({steps:,} SAC steps on a small ADM fitted for {fit_epochs} epochs, {seconds:.0f} s in all): it shows
+This was a smoke budget ({steps:,} SAC steps on a small ADM fitted for {fit_epochs} epochs, {seconds:.0f} s in all): \
+it shows
 that the pipeline runs end to end, not how well ADMPO-OFF does. A result run fits the full ADM to its early-stopping
 rule once, then trains 200,000 SAC steps per seed (README, "Results", has the measured scores and wall times):
   offline-mbrl model fit --model adm --dataset {spec} --out models/adm-hopper-medium.pt
@@ -148,8 +188,10 @@ rule once, then trains 200,000 SAC steps per seed (README, "Results", has the me
       --set sac.lr_schedule_epochs=5000 --set rollout.rollout_batch_size=5000 --set rollout.model_retain_epochs=50
 {timing}"""
 """Printed after the quickstart's score: what the number means and the command of a real result."""
-FULL_RESULT_TIMING = ("Measured on this project's 2-core machine, 1 thread per job (2026-11-29): the ADM fit to early "
-                      "stopping takes hours; see the README for the per-epoch and per-run times.")
+FULL_RESULT_TIMING = (
+    "Measured on this project's 2-core machine, 1 thread per job (2026-11-29): the ADM fit to early "
+    "stopping takes hours; see the README for the per-epoch and per-run times."
+)
 """The measured wall time of the result recipe above (kept beside the README's figures)."""
 
 
@@ -159,8 +201,8 @@ def _quickstart(args: argparse.Namespace) -> int:
     from ..data.load import load_dataset
     from ..data.scores import normalized_score
     from ..errors import DatasetNotFoundError
-    from .collect_cmd import load_recipe
     from ..runs import parse_device
+    from .collect_cmd import load_recipe
     from .dataset_cmd import format_summary
 
     start = time.perf_counter()
@@ -182,6 +224,13 @@ def _quickstart(args: argparse.Namespace) -> int:
     behaviour = float(normalized_score(dataset, dataset.episode_returns()).mean())
     _print_summary(summary, run_dir)
     print(f"behaviour policy (mean over the dataset's episodes): normalized score {behaviour:.1f}")
-    print(QUICKSTART_NEXT.format(steps=summary["sac_steps"], fit_epochs=config.dynamics.max_epochs, spec=spec,
-                                 seconds=time.perf_counter() - start, timing=FULL_RESULT_TIMING))
+    print(
+        QUICKSTART_NEXT.format(
+            steps=summary["sac_steps"],
+            fit_epochs=config.dynamics.max_epochs,
+            spec=spec,
+            seconds=time.perf_counter() - start,
+            timing=FULL_RESULT_TIMING,
+        )
+    )
     return 0

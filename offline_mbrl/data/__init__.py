@@ -8,6 +8,16 @@ from .neorl import read_neorl
 from .scores import ScoreReference, normalize_std, normalized_score, reference_scores, score_reference
 
 __all__ = [
-    "ScoreReference", "TransitionDataset", "load_dataset", "normalize_std", "normalized_score", "read_d4rl",
-    "read_minari", "read_neorl", "reference_scores", "score_reference", "write_d4rl", "write_minari",
+    "ScoreReference",
+    "TransitionDataset",
+    "load_dataset",
+    "normalize_std",
+    "normalized_score",
+    "read_d4rl",
+    "read_minari",
+    "read_neorl",
+    "reference_scores",
+    "score_reference",
+    "write_d4rl",
+    "write_minari",
 ]

@@ -17,20 +17,38 @@ import numpy as np
 
 from ..errors import DatasetError
 from .dataset import (
-    MUJOCO_TASKS, TransitionDataset, as_flags, check_shapes, read_layout, require_keys,
+    MUJOCO_TASKS,
+    TransitionDataset,
+    as_flags,
+    check_shapes,
+    read_layout,
+    require_keys,
     squeeze_column,
 )
 
 # file key -> TransitionDataset field
 _FIELDS = {
-    "observations": "obs", "actions": "actions", "rewards": "rewards", "next_observations": "next_obs",
-    "terminals": "terminals", "timeouts": "timeouts",
-    "infos/qpos": "qpos", "infos/qvel": "qvel", "infos/collection_step": "collection_step",
+    "observations": "obs",
+    "actions": "actions",
+    "rewards": "rewards",
+    "next_observations": "next_obs",
+    "terminals": "terminals",
+    "timeouts": "timeouts",
+    "infos/qpos": "qpos",
+    "infos/qvel": "qvel",
+    "infos/collection_step": "collection_step",
 }
 _REQUIRED = ("observations", "actions", "rewards", "terminals")
 _RANKS = {
-    "observations": 2, "actions": 2, "rewards": 1, "terminals": 1, "timeouts": 1, "next_observations": 2,
-    "infos/qpos": 2, "infos/qvel": 2, "infos/collection_step": 1,
+    "observations": 2,
+    "actions": 2,
+    "rewards": 1,
+    "terminals": 1,
+    "timeouts": 1,
+    "next_observations": 2,
+    "infos/qpos": 2,
+    "infos/qvel": 2,
+    "infos/collection_step": 1,
 }
 _D4RL_NAME = re.compile(
     r"^(hopper|halfcheetah|walker2d)[_-](random|medium|expert|medium[_-]replay|full[_-]replay|medium[_-]expert)"
@@ -56,8 +74,9 @@ def read_d4rl(path: str | Path) -> TransitionDataset:
     return read_layout(path, _read_hdf5, d4rl_to_dataset, _names_from_file)
 
 
-def d4rl_to_dataset(arrays: dict[str, np.ndarray], source: str,
-                    metadata: dict[str, Any] | None = None) -> TransitionDataset:
+def d4rl_to_dataset(
+    arrays: dict[str, np.ndarray], source: str, metadata: dict[str, Any] | None = None
+) -> TransitionDataset:
     """Build a TransitionDataset from D4RL arrays keyed by file key (``observations``, ...).
 
     - With ``next_observations``: rows are taken as they are.
@@ -82,8 +101,9 @@ def d4rl_to_dataset(arrays: dict[str, np.ndarray], source: str,
     fields["terminals"] = as_flags(source, "terminals", fields["terminals"])
     if fields["timeouts"] is None:
         fields["timeouts"] = np.zeros_like(fields["terminals"])
-        notes.append("no 'timeouts' key (old D4RL file): episodes end only at terminals; "
-                     "time-limit boundaries are unknown")
+        notes.append(
+            "no 'timeouts' key (old D4RL file): episodes end only at terminals; time-limit boundaries are unknown"
+        )
     fields["timeouts"] = as_flags(source, "timeouts", fields["timeouts"])
     if fields["next_obs"] is None:
         fields, note = _next_obs_from_successors(fields)
@@ -103,9 +123,11 @@ def _next_obs_from_successors(fields: dict[str, np.ndarray | None]) -> tuple[dic
     kept["terminals"] = np.zeros(len(rows), dtype=bool)
     kept["timeouts"] = ends[rows + 1]
     dropped = int(ends.sum())
-    note = (f"no 'next_observations' key: next_obs[i] = observations[i+1] inside an episode; the last row "
-            f"of each of the {dropped} episodes was dropped ({int(fields['terminals'].sum())} terminal rows "
-            f"among them) and each episode's new last row is marked as a timeout")
+    note = (
+        f"no 'next_observations' key: next_obs[i] = observations[i+1] inside an episode; the last row "
+        f"of each of the {dropped} episodes was dropped ({int(fields['terminals'].sum())} terminal rows "
+        f"among them) and each episode's new last row is marked as a timeout"
+    )
     return kept, note
 
 

@@ -31,8 +31,15 @@ MAX_ABS_VALUE = 1e6
 _FLOAT_FIELDS = ("obs", "actions", "rewards", "next_obs")
 _OPTIONAL_FLOAT_FIELDS = ("qpos", "qvel")
 _RANKS = {
-    "obs": 2, "actions": 2, "rewards": 1, "next_obs": 2, "terminals": 1, "timeouts": 1,
-    "qpos": 2, "qvel": 2, "collection_step": 1,
+    "obs": 2,
+    "actions": 2,
+    "rewards": 1,
+    "next_obs": 2,
+    "terminals": 1,
+    "timeouts": 1,
+    "qpos": 2,
+    "qvel": 2,
+    "collection_step": 1,
 }
 
 
@@ -90,8 +97,9 @@ def check_shapes(source: str, arrays: Mapping[str, np.ndarray | None], ranks: Ma
         raise DatasetError(f"{source}: dataset is empty (field '{reference}' has 0 rows)")
     for name, value in present.items():
         if len(value) != n:
-            raise DatasetError(f"{source}: length mismatch: field '{name}' has {len(value)} rows, "
-                               f"field '{reference}' has {n}")
+            raise DatasetError(
+                f"{source}: length mismatch: field '{name}' has {len(value)} rows, field '{reference}' has {n}"
+            )
     return n
 
 
@@ -106,15 +114,19 @@ def as_flags(source: str, name: str, value: np.ndarray) -> np.ndarray:
         raise DatasetError(f"{source}: field '{name}' must hold booleans or 0/1 numbers, got dtype {arr.dtype}")
     if arr.dtype != bool:
         if arr.size and not np.isin(arr, (0, 1)).all():
-            raise DatasetError(f"{source}: field '{name}' must hold only 0/1 or booleans, "
-                               f"found values {np.unique(arr)[:5].tolist()}")
+            raise DatasetError(
+                f"{source}: field '{name}' must hold only 0/1 or booleans, found values {np.unique(arr)[:5].tolist()}"
+            )
         arr = arr.astype(bool)
     return np.ascontiguousarray(arr)
 
 
-def read_layout(path: str | Path, read_arrays: Callable[[Path], dict[str, np.ndarray]],
-                to_dataset: Callable[..., "TransitionDataset"],
-                names_from_file: Callable[[Path], tuple[dict[str, Any], int | None]]) -> "TransitionDataset":
+def read_layout(
+    path: str | Path,
+    read_arrays: Callable[[Path], dict[str, np.ndarray]],
+    to_dataset: Callable[..., TransitionDataset],
+    names_from_file: Callable[[Path], tuple[dict[str, Any], int | None]],
+) -> TransitionDataset:
     """The steps every file reader shares: check the file exists, read its raw arrays, build the
     dataset with the metadata its file name gives (``task``, ``env_id``, ...), and check the obs dim
     that name announces.
@@ -128,8 +140,10 @@ def read_layout(path: str | Path, read_arrays: Callable[[Path], dict[str, np.nda
     metadata, obs_dim = names_from_file(path)
     dataset = to_dataset(read_arrays(path), source=str(path), metadata=metadata)
     if obs_dim is not None and dataset.obs_dim != obs_dim:
-        raise DatasetError(f"{path}: file name says task '{metadata['task']}' (obs dim {obs_dim}), "
-                           f"but field 'obs' has dim {dataset.obs_dim}")
+        raise DatasetError(
+            f"{path}: file name says task '{metadata['task']}' (obs dim {obs_dim}), "
+            f"but field 'obs' has dim {dataset.obs_dim}"
+        )
     return dataset
 
 
@@ -171,8 +185,9 @@ class TransitionDataset:
         for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS + ("collection_step",):
             value = getattr(self, name)
             if value is not None and np.asarray(value).dtype.kind not in "biuf":
-                raise DatasetError(f"{self.source}: field '{name}' must be numeric, "
-                                   f"got dtype {np.asarray(value).dtype}")
+                raise DatasetError(
+                    f"{self.source}: field '{name}' must be numeric, got dtype {np.asarray(value).dtype}"
+                )
         for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -186,8 +201,10 @@ class TransitionDataset:
     def _validate(self) -> None:
         check_shapes(self.source, {name: getattr(self, name) for name in _RANKS}, _RANKS)
         if self.next_obs.shape[1] != self.obs.shape[1]:
-            raise DatasetError(f"{self.source}: field 'next_obs' has dim {self.next_obs.shape[1]}, "
-                               f"field 'obs' has dim {self.obs.shape[1]}")
+            raise DatasetError(
+                f"{self.source}: field 'next_obs' has dim {self.next_obs.shape[1]}, "
+                f"field 'obs' has dim {self.obs.shape[1]}"
+            )
         for name in _FLOAT_FIELDS + _OPTIONAL_FLOAT_FIELDS:
             value = getattr(self, name)
             if value is None:
@@ -197,8 +214,10 @@ class TransitionDataset:
                 raise DatasetError(f"{self.source}: field '{name}' holds {bad} NaN/inf value(s)")
             huge = int(np.count_nonzero(np.abs(value) > MAX_ABS_VALUE))
             if huge:
-                raise DatasetError(f"{self.source}: field '{name}' holds {huge} value(s) of magnitude above "
-                                   f"{MAX_ABS_VALUE:g} (largest {float(np.abs(value).max()):g}); rescale or clean it")
+                raise DatasetError(
+                    f"{self.source}: field '{name}' holds {huge} value(s) of magnitude above "
+                    f"{MAX_ABS_VALUE:g} (largest {float(np.abs(value).max()):g}); rescale or clean it"
+                )
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -284,13 +303,13 @@ class TransitionDataset:
         }
 
     # ------------------------------------------------------------------ slicing
-    def subset(self, index: np.ndarray | slice) -> "TransitionDataset":
+    def subset(self, index: np.ndarray | slice) -> TransitionDataset:
         """Rows ``index`` as a new dataset (same metadata). Use whole episodes to keep boundaries."""
         kwargs = {name: (None if getattr(self, name) is None else getattr(self, name)[index]) for name in _RANKS}
         return replace(self, **kwargs)
 
     @staticmethod
-    def concatenate(parts: list["TransitionDataset"], source: str = "<concatenated>") -> "TransitionDataset":
+    def concatenate(parts: list[TransitionDataset], source: str = "<concatenated>") -> TransitionDataset:
         """Concatenate datasets row-wise (e.g. medium + expert). Optional fields are kept only if
         every part has them. Metadata is taken from the first part."""
         if not parts:
@@ -301,6 +320,8 @@ class TransitionDataset:
             kwargs[name] = None if any(v is None for v in values) else np.concatenate(values)
         for p in parts[:-1]:
             if not (p.terminals[-1] or p.timeouts[-1]):
-                raise DatasetError(f"{p.source}: last row is neither terminal nor timeout; concatenating "
-                                   "would merge its unfinished episode with the next part")
+                raise DatasetError(
+                    f"{p.source}: last row is neither terminal nor timeout; concatenating "
+                    "would merge its unfinished episode with the next part"
+                )
         return TransitionDataset(**kwargs, metadata=dict(parts[0].metadata), source=source)

@@ -12,8 +12,11 @@ from .neorl import read_neorl
 
 MINARI_PREFIX = "minari:"
 _READERS = {".hdf5": read_d4rl, ".h5": read_d4rl, ".npz": read_neorl}
-ACCEPTED_SPECS = ("minari:<dataset_id> (local Minari dataset)", "<path>.hdf5 or <path>.h5 (D4RL layout)",
-                  "<path>.npz (NeoRL layout)")
+ACCEPTED_SPECS = (
+    "minari:<dataset_id> (local Minari dataset)",
+    "<path>.hdf5 or <path>.h5 (D4RL layout)",
+    "<path>.npz (NeoRL layout)",
+)
 
 
 def load_dataset(spec: str | Path) -> TransitionDataset:
@@ -29,7 +32,7 @@ def load_dataset(spec: str | Path) -> TransitionDataset:
     """
     text = str(spec)
     if text.startswith(MINARI_PREFIX):
-        return read_minari(text[len(MINARI_PREFIX):])
+        return read_minari(text[len(MINARI_PREFIX) :])
     reader = _READERS.get(Path(text).suffix.lower())
     if reader is None:
         raise DatasetError(f"{text}: unknown dataset spec; accepted forms: {'; '.join(ACCEPTED_SPECS)}")

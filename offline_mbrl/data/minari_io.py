@@ -51,8 +51,10 @@ def dataset_path(dataset_id: str) -> Path:
             and ``-``), or its folder resolves (through a symbolic link) outside the root.
     """
     if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
-        raise DatasetError(f"minari:{dataset_id}: not a valid Minari dataset id; expected [namespace/]name-vN with "
-                           f"segments of letters, digits, '_' and '-' (e.g. offline_mbrl/hopper/medium-v0)")
+        raise DatasetError(
+            f"minari:{dataset_id}: not a valid Minari dataset id; expected [namespace/]name-vN with "
+            f"segments of letters, digits, '_' and '-' (e.g. offline_mbrl/hopper/medium-v0)"
+        )
     root = datasets_root()
     path = (root / dataset_id).resolve()
     if not path.is_relative_to(root):
@@ -84,18 +86,29 @@ def read_minari(dataset_id: str) -> TransitionDataset:
     episodes = [_episode_fields(episode, source) for episode in _iterate(minari_dataset, source)]
     if not episodes:
         raise DatasetError(f"{source}: dataset is empty (0 episodes)")
-    fields = {name: _concat_optional([ep[name] for ep in episodes], name, source)
-              for name in episodes[0]}
+    fields = {name: _concat_optional([ep[name] for ep in episodes], name, source) for name in episodes[0]}
     metadata = _metadata(minari_dataset)
-    fields["timeouts"] = _close_unflagged_episodes(fields, [len(ep["rewards"]) for ep in episodes], source,
-                                                   metadata.setdefault("notes", []))
+    fields["timeouts"] = _close_unflagged_episodes(
+        fields, [len(ep["rewards"]) for ep in episodes], source, metadata.setdefault("notes", [])
+    )
     return TransitionDataset(**fields, metadata=metadata, source=source)
 
 
-def write_minari(dataset: TransitionDataset, dataset_id: str, *, env_id: str, ref_min_score: float | None,
-                 ref_max_score: float | None, description: str | None = None, overwrite: bool = False,
-                 env_kwargs: dict | None = None, algorithm_name: str | None = None, author: str | None = None,
-                 author_email: str | None = None, code_permalink: str | None = None) -> None:
+def write_minari(
+    dataset: TransitionDataset,
+    dataset_id: str,
+    *,
+    env_id: str,
+    ref_min_score: float | None,
+    ref_max_score: float | None,
+    description: str | None = None,
+    overwrite: bool = False,
+    env_kwargs: dict | None = None,
+    algorithm_name: str | None = None,
+    author: str | None = None,
+    author_email: str | None = None,
+    code_permalink: str | None = None,
+) -> None:
     """Write ``dataset`` as the local Minari dataset ``dataset_id`` (under ``$MINARI_DATASETS_PATH``).
 
     Uses ``minari.create_dataset_from_buffers`` with one ``EpisodeBuffer`` per episode of
@@ -114,21 +127,33 @@ def write_minari(dataset: TransitionDataset, dataset_id: str, *, env_id: str, re
     source = f"minari:{dataset_id}"
     path = dataset_path(dataset_id)
     if (ref_min_score is None) != (ref_max_score is None):
-        raise DatasetError(f"{source}: give both ref_min_score and ref_max_score or neither "
-                           f"(got {ref_min_score}, {ref_max_score})")
+        raise DatasetError(
+            f"{source}: give both ref_min_score and ref_max_score or neither (got {ref_min_score}, {ref_max_score})"
+        )
     _check_one_obs_sequence(dataset, source)
     spec = _env_spec(env_id, env_kwargs, source)
     if path.exists():
         if not overwrite:
-            raise DatasetError(f"{source}: a Minari dataset already exists at {path}; pass overwrite=True to replace it")
+            raise DatasetError(
+                f"{source}: a Minari dataset already exists at {path}; pass overwrite=True to replace it"
+            )
         shutil.rmtree(path)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"`(code_permalink|author|author_email|algorithm_name|description)`")
+            warnings.filterwarnings(
+                "ignore", message=r"`(code_permalink|author|author_email|algorithm_name|description)`"
+            )
             minari.create_dataset_from_buffers(
-                dataset_id, list(_episode_buffers(dataset)), env=spec, eval_env=spec,
-                ref_min_score=ref_min_score, ref_max_score=ref_max_score, description=description,
-                algorithm_name=algorithm_name, author=author, author_email=author_email,
+                dataset_id,
+                list(_episode_buffers(dataset)),
+                env=spec,
+                eval_env=spec,
+                ref_min_score=ref_min_score,
+                ref_max_score=ref_max_score,
+                description=description,
+                algorithm_name=algorithm_name,
+                author=author,
+                author_email=author_email,
                 code_permalink=code_permalink,
             )
     except BaseException:
@@ -145,7 +170,8 @@ def _load_local(dataset_id: str, source: str) -> minari.MinariDataset:
         raise DatasetNotFoundError(
             f"{source}: no local Minari dataset with this id (MINARI_DATASETS_PATH: {root}); "
             f"create it with `offline-mbrl dataset make ...` or fetch a published one with "
-            f"`minari download {dataset_id}`") from exc
+            f"`minari download {dataset_id}`"
+        ) from exc
     except (OSError, ValueError, KeyError, AssertionError) as exc:
         raise DatasetError(f"{source}: cannot read Minari dataset: {exc!r}") from exc
 
@@ -163,15 +189,23 @@ def _episode_fields(episode, source: str) -> dict[str, np.ndarray | None]:
     where = f"{source}: episode {episode.id}"
     for name in ("observations", "actions"):
         if not isinstance(getattr(episode, name), np.ndarray):
-            raise DatasetError(f"{where}: field '{name}' is a {type(getattr(episode, name)).__name__}; "
-                               "only Box (array) observation and action spaces are supported")
+            raise DatasetError(
+                f"{where}: field '{name}' is a {type(getattr(episode, name)).__name__}; "
+                "only Box (array) observation and action spaces are supported"
+            )
     steps = len(episode.actions)
     if len(episode.observations) != steps + 1:
-        raise DatasetError(f"{where}: field 'observations' has {len(episode.observations)} rows, expected "
-                           f"{steps + 1} (one more than the {steps} actions)")
+        raise DatasetError(
+            f"{where}: field 'observations' has {len(episode.observations)} rows, expected "
+            f"{steps + 1} (one more than the {steps} actions)"
+        )
     fields = {
-        "obs": episode.observations[:-1], "next_obs": episode.observations[1:], "actions": episode.actions,
-        "rewards": episode.rewards, "terminals": episode.terminations, "timeouts": episode.truncations,
+        "obs": episode.observations[:-1],
+        "next_obs": episode.observations[1:],
+        "actions": episode.actions,
+        "rewards": episode.rewards,
+        "terminals": episode.terminations,
+        "timeouts": episode.truncations,
     }
     infos = episode.infos or {}
     for name in _INFO_FIELDS:
@@ -188,13 +222,16 @@ def _concat_optional(parts: list[np.ndarray | None], name: str, source: str) -> 
     if len(missing) == len(parts):
         return None
     if missing:
-        raise DatasetError(f"{source}: field 'infos/{name}' is missing from episode {missing[0]} "
-                           f"({len(missing)} of {len(parts)} episodes) but present in others")
+        raise DatasetError(
+            f"{source}: field 'infos/{name}' is missing from episode {missing[0]} "
+            f"({len(missing)} of {len(parts)} episodes) but present in others"
+        )
     return np.concatenate(parts)
 
 
-def _close_unflagged_episodes(fields: dict[str, np.ndarray], lengths: list[int], source: str,
-                              notes: list[str]) -> np.ndarray:
+def _close_unflagged_episodes(
+    fields: dict[str, np.ndarray], lengths: list[int], source: str, notes: list[str]
+) -> np.ndarray:
     """(N,) timeouts with each episode but the last cut at its last step (see module docstring).
 
     Raises:
@@ -208,14 +245,14 @@ def _close_unflagged_episodes(fields: dict[str, np.ndarray], lengths: list[int],
     early = np.setdiff1d(flagged, last_rows)
     if early.size:
         episode = int(np.searchsorted(np.cumsum(lengths), early[0], side="right"))
-        raise DatasetError(f"{source}: episode {episode} has a termination or truncation "
-                           "before its last step")
+        raise DatasetError(f"{source}: episode {episode} has a termination or truncation before its last step")
     unflagged = last_rows[:-1][~(terminals | timeouts)[last_rows[:-1]]]
     if unflagged.size:
         timeouts[unflagged] = True
         notes.append(
             f"{unflagged.size} episode(s) end with neither termination nor truncation before the dataset's "
-            "last episode; their last step is marked as a timeout")
+            "last episode; their last step is marked as a timeout"
+        )
     return timeouts
 
 
@@ -240,8 +277,10 @@ def _check_one_obs_sequence(dataset: TransitionDataset, source: str) -> None:
     inside = ~dataset.episode_ends[:-1]  # (N-1,) row t and t+1 are in one episode
     differs = np.flatnonzero(inside & np.any(dataset.next_obs[:-1] != dataset.obs[1:], axis=1))
     if differs.size:
-        raise DatasetError(f"{source}: field 'next_obs' row {differs[0]} differs from 'obs' row {differs[0] + 1} "
-                           f"inside one episode ({differs.size} rows in all); the Minari layout cannot store that")
+        raise DatasetError(
+            f"{source}: field 'next_obs' row {differs[0]} differs from 'obs' row {differs[0] + 1} "
+            f"inside one episode ({differs.size} rows in all); the Minari layout cannot store that"
+        )
 
 
 def _env_spec(env_id: str, env_kwargs: dict | None, source: str) -> gym.envs.registration.EnvSpec:
@@ -260,7 +299,10 @@ def _episode_buffers(dataset: TransitionDataset) -> Iterator[EpisodeBuffer]:
         rows = slice(start, stop)
         infos = {name: getattr(dataset, name)[rows] for name in _INFO_FIELDS if getattr(dataset, name) is not None}
         yield EpisodeBuffer(
-            observations=np.concatenate([dataset.obs[rows], dataset.next_obs[stop - 1:stop]]),
-            actions=dataset.actions[rows], rewards=dataset.rewards[rows],
-            terminations=dataset.terminals[rows], truncations=dataset.timeouts[rows], infos=infos,
+            observations=np.concatenate([dataset.obs[rows], dataset.next_obs[stop - 1 : stop]]),
+            actions=dataset.actions[rows],
+            rewards=dataset.rewards[rows],
+            terminations=dataset.terminals[rows],
+            truncations=dataset.timeouts[rows],
+            infos=infos,
         )

@@ -17,7 +17,12 @@ import numpy as np
 
 from ..errors import DatasetError
 from .dataset import (
-    MUJOCO_TASKS, TransitionDataset, as_flags, check_shapes, read_layout, require_keys,
+    MUJOCO_TASKS,
+    TransitionDataset,
+    as_flags,
+    check_shapes,
+    read_layout,
+    require_keys,
     squeeze_column,
 )
 
@@ -48,8 +53,9 @@ def read_neorl(path: str | Path) -> TransitionDataset:
     return read_layout(path, _read_npz, neorl_to_dataset, _names_from_file)
 
 
-def neorl_to_dataset(arrays: dict[str, np.ndarray], source: str,
-                     metadata: dict[str, Any] | None = None) -> TransitionDataset:
+def neorl_to_dataset(
+    arrays: dict[str, np.ndarray], source: str, metadata: dict[str, Any] | None = None
+) -> TransitionDataset:
     """Build a TransitionDataset from NeoRL arrays keyed by file key (``obs``, ``action``, ...).
 
     ``done`` -> terminals; the last row of each trajectory that is not done -> timeout.
@@ -67,12 +73,13 @@ def neorl_to_dataset(arrays: dict[str, np.ndarray], source: str,
     last_rows[np.append(starts[1:] - 1, n - 1)] = True
     inside = np.flatnonzero(terminals & ~last_rows)
     if inside.size:
-        raise DatasetError(f"{source}: field 'done' is set at row {inside[0]} ({inside.size} row(s) in all), "
-                           "which is not the last row of its trajectory according to 'index'")
+        raise DatasetError(
+            f"{source}: field 'done' is set at row {inside[0]} ({inside.size} row(s) in all), "
+            "which is not the last row of its trajectory according to 'index'"
+        )
     fields = {field: arrays[key] for key, field in _FIELDS.items()}
     fields["terminals"] = terminals
-    return TransitionDataset(**fields, timeouts=last_rows & ~terminals, metadata=dict(metadata or {}),
-                             source=source)
+    return TransitionDataset(**fields, timeouts=last_rows & ~terminals, metadata=dict(metadata or {}), source=source)
 
 
 def trajectory_starts(index: np.ndarray, n: int, source: str) -> np.ndarray:
@@ -100,8 +107,10 @@ def trajectory_starts(index: np.ndarray, n: int, source: str) -> np.ndarray:
         return np.concatenate([[0], offsets[:-1]])
     if offsets[0] == 0 and offsets[-1] < n:
         return offsets
-    raise DatasetError(f"{source}: field 'index' (first {offsets[0]}, last {offsets[-1]}) is neither end "
-                       f"offsets (first > 0, last == N = {n}) nor start offsets (first == 0, last < N)")
+    raise DatasetError(
+        f"{source}: field 'index' (first {offsets[0]}, last {offsets[-1]}) is neither end "
+        f"offsets (first > 0, last == N = {n}) nor start offsets (first == 0, last < N)"
+    )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -136,8 +136,10 @@ def _task_refs(task: str) -> tuple[float, float]:
         name = _D4RL_VERSION.sub("", name)
     refs = _TASKS.get(name)
     if refs is None:
-        raise ScoreError(f"no normalization reference for task '{task}'; known tasks: {', '.join(known_tasks())} "
-                         "(D4RL names may end in -v0, -v1 or -v2)")
+        raise ScoreError(
+            f"no normalization reference for task '{task}'; known tasks: {', '.join(known_tasks())} "
+            "(D4RL names may end in -v0, -v1 or -v2)"
+        )
     return refs
 
 
@@ -150,11 +152,12 @@ def _dataset_refs(dataset: TransitionDataset) -> ScoreReference:
         return ScoreReference(*_task_refs(meta["task"]), "task", f"task {meta['task']}")
     env = d4rl_env(meta.get("env_id"))
     if env is None:
-        raise ScoreError(f"{dataset.source}: no normalization reference: metadata has neither "
-                         f"'ref_min_score'/'ref_max_score' nor a 'task', and its env_id {meta.get('env_id')!r} has no "
-                         f"D4RL counterpart (known: Hopper, Walker2d, HalfCheetah, any version)")
-    return ScoreReference(*D4RL_REF_SCORES[env], f"d4rl:{env}",
-                          f"D4RL {env} (dataset has none; env {meta['env_id']})")
+        raise ScoreError(
+            f"{dataset.source}: no normalization reference: metadata has neither "
+            f"'ref_min_score'/'ref_max_score' nor a 'task', and its env_id {meta.get('env_id')!r} has no "
+            f"D4RL counterpart (known: Hopper, Walker2d, HalfCheetah, any version)"
+        )
+    return ScoreReference(*D4RL_REF_SCORES[env], f"d4rl:{env}", f"D4RL {env} (dataset has none; env {meta['env_id']})")
 
 
 def d4rl_env(env_id: str | None) -> str | None:

@@ -82,11 +82,11 @@ class HistoryBatch:
     def max_backtrack(self) -> int:
         return int(self.obs.shape[1])
 
-    def __getitem__(self, rows: slice | Tensor) -> "HistoryBatch":
+    def __getitem__(self, rows: slice | Tensor) -> HistoryBatch:
         """The histories ``rows`` (a slice or an index tensor)."""
         return HistoryBatch(*(t[rows] for t in (self.rows, self.obs, self.actions, self.lengths)))
 
-    def to(self, device: torch.device | str) -> "HistoryBatch":
+    def to(self, device: torch.device | str) -> HistoryBatch:
         """The same histories on ``device``."""
         return HistoryBatch(*(t.to(device) for t in (self.rows, self.obs, self.actions, self.lengths)))
 
@@ -124,8 +124,13 @@ class Windows:
         DatasetError: bad ``sample_weights`` (see ``check_sample_weights``).
     """
 
-    def __init__(self, dataset: TransitionDataset, max_backtrack: int, device: torch.device | str | None = None,
-                 sample_weights: np.ndarray | Tensor | None = None) -> None:
+    def __init__(
+        self,
+        dataset: TransitionDataset,
+        max_backtrack: int,
+        device: torch.device | str | None = None,
+        sample_weights: np.ndarray | Tensor | None = None,
+    ) -> None:
         if int(max_backtrack) != max_backtrack or max_backtrack < 1:
             raise ConfigError(f"windows: 'max_backtrack' must be an integer >= 1, got {max_backtrack!r}")
         self.max_backtrack = int(max_backtrack)
@@ -135,18 +140,21 @@ class Windows:
         def put(arr: np.ndarray) -> Tensor:
             return torch.as_tensor(arr, device=self.device).contiguous()
 
-        self.obs = put(dataset.obs)              # (N, D)
-        self.actions = put(dataset.actions)      # (N, A)
-        self.rewards = put(dataset.rewards)      # (N,)
-        self.next_obs = put(dataset.next_obs)    # (N, D)
+        self.obs = put(dataset.obs)  # (N, D)
+        self.actions = put(dataset.actions)  # (N, A)
+        self.rewards = put(dataset.rewards)  # (N,)
+        self.next_obs = put(dataset.next_obs)  # (N, D)
         self.terminals = put(dataset.terminals)  # (N,)
         row = np.arange(len(dataset))
         episode_ids = dataset.episode_ids
         end_rows = np.flatnonzero(dataset.episode_ends)[episode_ids]
         self.steps_to_end = put(end_rows - row + 1)  # (N,) rows left in the episode, current included
         self.steps_from_start = put(row - dataset.episode_starts[episode_ids])  # (N,) 0 at an episode's first row
-        self.sample_weights = (None if sample_weights is None
-                               else check_sample_weights(sample_weights, len(dataset), self.source).to(self.device))
+        self.sample_weights = (
+            None
+            if sample_weights is None
+            else check_sample_weights(sample_weights, len(dataset), self.source).to(self.device)
+        )
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
@@ -155,12 +163,19 @@ class Windows:
     def gather(self, rows: Tensor) -> WindowBatch:
         """The training windows starting at ``rows`` (B,) int64 (any device)."""
         rows = rows.to(self.device)
-        offsets = torch.arange(self.max_backtrack, device=self.device)        # (M,)
-        left = self.steps_to_end[rows]                                          # (B,)
-        mask = offsets[None, :] < left[:, None]                                 # (B, M)
+        offsets = torch.arange(self.max_backtrack, device=self.device)  # (M,)
+        left = self.steps_to_end[rows]  # (B,)
+        mask = offsets[None, :] < left[:, None]  # (B, M)
         idx = rows[:, None] + torch.minimum(offsets[None, :], left[:, None] - 1)  # (B, M), clamped at episode end
-        return WindowBatch(rows=rows, obs0=self.obs[rows], actions=self.actions[idx], next_obs=self.next_obs[idx],
-                           rewards=self.rewards[idx], terminals=self.terminals[idx], mask=mask)
+        return WindowBatch(
+            rows=rows,
+            obs0=self.obs[rows],
+            actions=self.actions[idx],
+            next_obs=self.next_obs[idx],
+            rewards=self.rewards[idx],
+            terminals=self.terminals[idx],
+            mask=mask,
+        )
 
     def sample_rows(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
         """(B,) int64 rows drawn with replacement: uniformly, or ∝ ``sample_weights`` when given."""
@@ -168,8 +183,9 @@ class Windows:
         if self.sample_weights is None:
             rows = torch.randint(len(self), (batch_size,), generator=generator, device=gen_device)
         else:
-            rows = torch.multinomial(self.sample_weights.to(gen_device), batch_size, replacement=True,
-                                     generator=generator)
+            rows = torch.multinomial(
+                self.sample_weights.to(gen_device), batch_size, replacement=True, generator=generator
+            )
         return rows.to(self.device)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> WindowBatch:
@@ -180,11 +196,11 @@ class Windows:
     def history(self, rows: Tensor) -> HistoryBatch:
         """Roll-out start histories ending at ``rows`` (B,) (see the module docstring for padding)."""
         rows = rows.to(self.device)
-        back = torch.arange(self.max_backtrack - 1, -1, -1, device=self.device)   # (M,) M-1 … 0 steps back
+        back = torch.arange(self.max_backtrack - 1, -1, -1, device=self.device)  # (M,) M-1 … 0 steps back
         lengths = torch.clamp(self.steps_from_start[rows] + 1, max=self.max_backtrack)  # (B,)
-        real = back[None, :] < lengths[:, None]                                   # (B, M)
-        idx = torch.where(real, rows[:, None] - back[None, :], rows[:, None])    # (B, M)
-        obs = torch.where(real[..., None], self.obs[idx], 0.0)                    # (B, M, D)
+        real = back[None, :] < lengths[:, None]  # (B, M)
+        idx = torch.where(real, rows[:, None] - back[None, :], rows[:, None])  # (B, M)
+        obs = torch.where(real[..., None], self.obs[idx], 0.0)  # (B, M, D)
         actions = torch.where(real[:, :-1, None], self.actions[idx[:, :-1]], 0.0)  # (B, M-1, A)
         return HistoryBatch(rows=rows, obs=obs, actions=actions, lengths=lengths)
 

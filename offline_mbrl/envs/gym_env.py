@@ -7,7 +7,8 @@ observations at once (one forward pass per time step instead of one per environm
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -58,8 +59,14 @@ def _act(policy: Policy, obs: np.ndarray, device: torch.device | str) -> np.ndar
         return policy(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
 
-def evaluate_policy(policy: Policy, env_id: str, n_episodes: int = 10, seed: int = 0,
-                    device: torch.device | str = "cpu", env_kwargs: dict | None = None) -> np.ndarray:
+def evaluate_policy(
+    policy: Policy,
+    env_id: str,
+    n_episodes: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    env_kwargs: dict | None = None,
+) -> np.ndarray:
     """Undiscounted return of ``n_episodes`` full episodes, run as one lock-step batch.
 
     Episode ``i`` uses its own environment reset with seed ``seed + i``; the policy is called on
@@ -84,9 +91,16 @@ def evaluate_policy(policy: Policy, env_id: str, n_episodes: int = 10, seed: int
     return returns
 
 
-def collect_transitions(policy: Policy | None, env_id: str, num_steps: int, seed: int = 0, num_envs: int = 10,
-                        device: torch.device | str = "cpu", env_kwargs: dict | None = None,
-                        metadata: dict | None = None) -> TransitionDataset:
+def collect_transitions(
+    policy: Policy | None,
+    env_id: str,
+    num_steps: int,
+    seed: int = 0,
+    num_envs: int = 10,
+    device: torch.device | str = "cpu",
+    env_kwargs: dict | None = None,
+    metadata: dict | None = None,
+) -> TransitionDataset:
     """Roll out ``policy`` (``None``: uniform random actions) for exactly ``num_steps`` transitions.
 
     D4RL recipe (REFERENCE-datasets.md 1.2): every row records ``qpos``/``qvel`` *before* the
@@ -101,8 +115,16 @@ def collect_transitions(policy: Policy | None, env_id: str, num_steps: int, seed
         return _collect(policy, env_id, num_steps, seed, num_envs, device, env_kwargs, metadata)
 
 
-def _collect(policy: Policy | None, env_id: str, num_steps: int, seed: int, num_envs: int,
-             device: torch.device | str, env_kwargs: dict | None, metadata: dict | None) -> TransitionDataset:
+def _collect(
+    policy: Policy | None,
+    env_id: str,
+    num_steps: int,
+    seed: int,
+    num_envs: int,
+    device: torch.device | str,
+    env_kwargs: dict | None,
+    metadata: dict | None,
+) -> TransitionDataset:
     budgets = np.full(num_envs, num_steps // num_envs)
     budgets[: num_steps % num_envs] += 1
     envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
@@ -120,14 +142,32 @@ def _collect(policy: Policy | None, env_id: str, num_steps: int, seed: int, num_
             qpos, qvel = _sim_state(envs[i])
             next_obs, reward, terminated, truncated, _ = envs[i].step(actions[j])
             last = len(rows[i]) + 1 == budgets[i]
-            rows[i].append((obs[i].copy(), actions[j], reward, next_obs, terminated,
-                            (truncated or last) and not terminated, qpos, qvel))
+            rows[i].append(
+                (
+                    obs[i].copy(),
+                    actions[j],
+                    reward,
+                    next_obs,
+                    terminated,
+                    (truncated or last) and not terminated,
+                    qpos,
+                    qvel,
+                )
+            )
             obs[i] = envs[i].reset()[0] if (terminated or truncated) else next_obs
         live = np.asarray([i for i in live if len(rows[i]) < budgets[i]], dtype=np.int64)
     for env in envs:
         env.close()
     cols = list(zip(*[row for env_rows in rows for row in env_rows]))
     return TransitionDataset(
-        obs=np.stack(cols[0]), actions=np.stack(cols[1]), rewards=np.asarray(cols[2]), next_obs=np.stack(cols[3]),
-        terminals=np.asarray(cols[4]), timeouts=np.asarray(cols[5]), qpos=np.stack(cols[6]), qvel=np.stack(cols[7]),
-        metadata={"env_id": env_id, **(metadata or {})}, source=f"<collected {env_id}>")
+        obs=np.stack(cols[0]),
+        actions=np.stack(cols[1]),
+        rewards=np.asarray(cols[2]),
+        next_obs=np.stack(cols[3]),
+        terminals=np.asarray(cols[4]),
+        timeouts=np.asarray(cols[5]),
+        qpos=np.stack(cols[6]),
+        qvel=np.stack(cols[7]),
+        metadata={"env_id": env_id, **(metadata or {})},
+        source=f"<collected {env_id}>",
+    )

@@ -168,13 +168,13 @@ class MujocoOracle:
             return np.ones(len(qvel), dtype=bool)
         return ~(np.abs(qvel) >= VELOCITY_CLIP).any(axis=1)  # (N,)
 
-    def _step_masked(self, qpos: np.ndarray, qvel: np.ndarray, actions: np.ndarray,
-                     mask: np.ndarray) -> OracleStep:
+    def _step_masked(self, qpos: np.ndarray, qvel: np.ndarray, actions: np.ndarray, mask: np.ndarray) -> OracleStep:
         qvel = self._rows("qvel", qvel, self.nv)
         actions = self._rows("actions", actions, self.action_dim)
         if not len(qpos) == len(qvel) == len(actions):
-            raise DatasetError(f"{self!r}: row counts differ: state {len(qpos)}, qvel {len(qvel)}, "
-                               f"actions {len(actions)}")
+            raise DatasetError(
+                f"{self!r}: row counts differ: state {len(qpos)}, qvel {len(qvel)}, actions {len(actions)}"
+            )
         n = len(actions)
         next_obs = np.full((n, self.obs_dim), np.nan)  # (N, D)
         rewards = np.full(n, np.nan)
@@ -183,8 +183,9 @@ class MujocoOracle:
         next_obs[rows], rewards[rows], terminals[rows] = self._simulate(qpos[rows], qvel[rows], actions[rows])
         return OracleStep(next_obs, rewards, terminals, mask.copy())
 
-    def _simulate(self, qpos: np.ndarray, qvel: np.ndarray,
-                  actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _simulate(
+        self, qpos: np.ndarray, qvel: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One v5 step per row; the loop over rows is unavoidable (MuJoCo steps one state at a time)."""
         sim, data = self._sim, self._sim.data
         next_obs = np.empty((len(actions), self.obs_dim))
@@ -206,7 +207,7 @@ class MujocoOracle:
         return arr
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_oracle(env_id: str, *, include_x: bool = False, d4rl_model: bool = False) -> MujocoOracle:
     """The process-wide ``MujocoOracle`` for these arguments (one env per process, built on first use).
 

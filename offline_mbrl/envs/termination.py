@@ -66,8 +66,10 @@ def task_name(name: str) -> str:
     lower = name.lower().replace("_", "").replace("half-cheetah", "halfcheetah")
     found = re.search(r"hopper|walker2d|halfcheetah", lower)
     if found is None:
-        raise ConfigError(f"termination: no termination function for {name!r}; "
-                          "known tasks: hopper, walker2d, halfcheetah (prefix 'neorl' for NeoRL)")
+        raise ConfigError(
+            f"termination: no termination function for {name!r}; "
+            "known tasks: hopper, walker2d, halfcheetah (prefix 'neorl' for NeoRL)"
+        )
     return ("neorl-" if "neorl" in lower else "") + found.group(0)
 
 
@@ -82,7 +84,9 @@ def termination_fn(name: str) -> TerminationFn:
 
     def fn(obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
         if next_obs.dim() != 2 or next_obs.shape[1] != dim:
-            raise ConfigError(f"termination '{key}': 'next_obs' must have shape (B, {dim}), got {tuple(next_obs.shape)}")
+            raise ConfigError(
+                f"termination '{key}': 'next_obs' must have shape (B, {dim}), got {tuple(next_obs.shape)}"
+            )
         return ~(healthy(next_obs) & torch.isfinite(next_obs).all(dim=1))
 
     fn.__name__ = f"termination_{key.replace('-', '_')}"

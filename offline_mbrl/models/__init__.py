@@ -10,8 +10,11 @@ from .ensemble import EnsembleConfig, ProbabilisticEnsemble
 from .layers import RecurrentConfig
 
 # kind -> (model class, config class)
-MODEL_CLASSES = {"adm": (ADM, RecurrentConfig), "boot_rnn": (BootRNN, RecurrentConfig),
-                 "ensemble": (ProbabilisticEnsemble, EnsembleConfig)}
+MODEL_CLASSES = {
+    "adm": (ADM, RecurrentConfig),
+    "boot_rnn": (BootRNN, RecurrentConfig),
+    "ensemble": (ProbabilisticEnsemble, EnsembleConfig),
+}
 
 
 def build_model(kind: str, obs_dim: int, action_dim: int, **config_fields):

@@ -36,7 +36,7 @@ class ADM(RecurrentGaussianNet):
 
         Position j is the k = j + 1 step prediction of ``(s_{t+k} − s_t, r_{t+k})``.
         """
-        features, _ = self.gru(self.inputs(obs0, actions))   # (B, K, h)
+        features, _ = self.gru(self.inputs(obs0, actions))  # (B, K, h)
         return self.gaussian(features)
 
     @torch.no_grad()

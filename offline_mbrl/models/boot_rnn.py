@@ -32,7 +32,7 @@ class BootRNN(RecurrentGaussianNet):
 
     def window_outputs(self, batch: WindowBatch) -> tuple[Tensor, Tensor, Tensor]:
         """One-step predictions at every history length of each window: mean, logvar, target (B, M, D + 1)."""
-        states = batch.states                                   # (B, M, D)
+        states = batch.states  # (B, M, D)
         mean, logvar = self(states, batch.actions)
         target = torch.cat([batch.next_obs - states, batch.rewards[..., None]], dim=-1)
         return mean, logvar, target

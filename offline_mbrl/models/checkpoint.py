@@ -24,8 +24,9 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> None:
     """Write ``model`` (any of ``MODEL_CLASSES``) to ``path`` atomically (temp file in the same folder +
     ``os.replace``); parent folders are created. Tensors are saved as they are (load maps them)."""
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model.config).items()}
-    save_atomic({"format": FORMAT_VERSION, "kind": model.kind, "config": config, "state_dict": model.state_dict()},
-                path)
+    save_atomic(
+        {"format": FORMAT_VERSION, "kind": model.kind, "config": config, "state_dict": model.state_dict()}, path
+    )
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:
@@ -43,10 +44,14 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: field 'format' must be {FORMAT_VERSION}, "
-                              f"got {payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
+        raise CheckpointError(
+            f"{path}: field 'format' must be {FORMAT_VERSION}, "
+            f"got {payload.get('format') if isinstance(payload, dict) else type(payload).__name__}"
+        )
     if payload.get("kind") not in MODEL_CLASSES:
-        raise CheckpointError(f"{path}: field 'kind' must be one of {sorted(MODEL_CLASSES)}, got {payload.get('kind')!r}")
+        raise CheckpointError(
+            f"{path}: field 'kind' must be one of {sorted(MODEL_CLASSES)}, got {payload.get('kind')!r}"
+        )
     model_cls, config_cls = MODEL_CLASSES[payload["kind"]]
     try:
         model = model_cls(config_cls(**payload["config"]))

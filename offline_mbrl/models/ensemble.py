@@ -44,11 +44,15 @@ class EnsembleConfig:
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
         object.__setattr__(self, "weight_decays", tuple(self.weight_decays))
         if not 1 <= self.num_elites <= self.ensemble_size:
-            raise ConfigError(f"ensemble config: 'num_elites' must be in [1, ensemble_size={self.ensemble_size}], "
-                              f"got {self.num_elites}")
+            raise ConfigError(
+                f"ensemble config: 'num_elites' must be in [1, ensemble_size={self.ensemble_size}], "
+                f"got {self.num_elites}"
+            )
         if len(self.weight_decays) != len(self.hidden_dims) + 1:
-            raise ConfigError(f"ensemble config: 'weight_decays' needs {len(self.hidden_dims) + 1} values "
-                              f"(hidden layers + output), got {len(self.weight_decays)}")
+            raise ConfigError(
+                f"ensemble config: 'weight_decays' needs {len(self.hidden_dims) + 1} values "
+                f"(hidden layers + output), got {len(self.weight_decays)}"
+            )
 
 
 def _target(batch: WindowBatch) -> Tensor:
@@ -92,8 +96,9 @@ class ProbabilisticEnsemble(nn.Module):
         d, a, e = config.obs_dim, config.action_dim, config.ensemble_size
         widths = (d + a, *config.hidden_dims, 2 * (d + 1))
         self.normalizer = Normalizer(d, a)
-        self.layers = nn.ModuleList(EnsembleLinear(e, i, o, wd)
-                                    for i, o, wd in zip(widths[:-1], widths[1:], config.weight_decays))
+        self.layers = nn.ModuleList(
+            EnsembleLinear(e, i, o, wd) for i, o, wd in zip(widths[:-1], widths[1:], config.weight_decays)
+        )
         self.logvar_bounds = LogVarBounds(d + 1)
         self.register_buffer("elites", torch.arange(config.num_elites))
 
@@ -107,7 +112,7 @@ class ProbabilisticEnsemble(nn.Module):
         -> mean (E, B, D + 1) of ``(s' − s, r)``, bounded logvar (E, B, D + 1)."""
         x = torch.cat([self.normalizer.obs(obs), self.normalizer.action(actions)], dim=-1)
         if x.dim() == 2:
-            x = x.expand(self.config.ensemble_size, -1, -1)           # (E, B, D+A)
+            x = x.expand(self.config.ensemble_size, -1, -1)  # (E, B, D+A)
         for layer in self.layers[:-1]:
             x = F.silu(layer(x))
         mean, raw_logvar = self.layers[-1](x).chunk(2, dim=-1)
@@ -116,8 +121,11 @@ class ProbabilisticEnsemble(nn.Module):
     def _member_batch(self, batch: WindowBatch) -> tuple[Tensor, Tensor, Tensor]:
         """Length-1 windows, member-major (E·B rows) -> obs (E, B, D), actions (E, B, A), target (E, B, D + 1)."""
         e = self.config.ensemble_size
-        return (batch.obs0.view(e, -1, self.config.obs_dim), batch.actions[:, 0].view(e, -1, self.config.action_dim),
-                _target(batch).view(e, -1, self.config.obs_dim + 1))
+        return (
+            batch.obs0.view(e, -1, self.config.obs_dim),
+            batch.actions[:, 0].view(e, -1, self.config.action_dim),
+            _target(batch).view(e, -1, self.config.obs_dim + 1),
+        )
 
     def loss(self, batch: WindowBatch) -> tuple[Tensor, dict[str, float]]:
         """OfflineRL-Kit ensemble loss on member-major length-1 windows (rows e·B … (e+1)·B − 1 train member e):
@@ -134,8 +142,8 @@ class ProbabilisticEnsemble(nn.Module):
     def prediction_errors(self, batch: WindowBatch) -> tuple[Tensor, Tensor]:
         """Squared error of every member's mean on the same B transitions, averaged over the D + 1 dims:
         errors (B, E), valid (B, E) (all true)."""
-        mean, _ = self(batch.obs0, batch.actions[:, 0])                 # (E, B, D+1)
-        errors = (mean - _target(batch)).pow(2).mean(dim=-1).T         # (B, E)
+        mean, _ = self(batch.obs0, batch.actions[:, 0])  # (E, B, D+1)
+        errors = (mean - _target(batch)).pow(2).mean(dim=-1).T  # (B, E)
         return errors, torch.ones_like(errors, dtype=torch.bool)
 
     def set_elites(self, holdout_errors: Tensor) -> None:

@@ -73,7 +73,9 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         if self.holdout_split not in _HOLDOUT_SPLITS:
-            raise ConfigError(f"fit config: 'holdout_split' must be one of {_HOLDOUT_SPLITS}, got {self.holdout_split!r}")
+            raise ConfigError(
+                f"fit config: 'holdout_split' must be one of {_HOLDOUT_SPLITS}, got {self.holdout_split!r}"
+            )
         if self.max_epochs is not None and self.max_epochs < 1:
             raise ConfigError(f"fit config: 'max_epochs' must be >= 1 or None, got {self.max_epochs}")
         for name in ("batch_size", "patience", "max_holdout", "eval_batch_size"):
@@ -81,7 +83,7 @@ class FitConfig:
                 raise ConfigError(f"fit config: '{name}' must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def for_model(cls, model: nn.Module, **overrides) -> "FitConfig":
+    def for_model(cls, model: nn.Module, **overrides) -> FitConfig:
         """Defaults for ``model.kind`` (ensemble: lr 1e-3, patience 5, 1 % rule) with ``overrides`` applied."""
         base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if model.kind == "ensemble" else cls()
         return replace(base, **overrides)
@@ -119,7 +121,9 @@ def split_holdout(dataset: TransitionDataset, config: FitConfig) -> tuple[np.nda
     n = len(dataset)
     size = min(int(config.holdout_fraction * n), config.max_holdout)
     if size < 1:
-        raise DatasetError(f"{dataset.source}: {n} rows are too few for a holdout of fraction {config.holdout_fraction}")
+        raise DatasetError(
+            f"{dataset.source}: {n} rows are too few for a holdout of fraction {config.holdout_fraction}"
+        )
     rows = np.arange(n)
     if config.holdout_split == "last":
         held = rows >= n - size
@@ -128,8 +132,10 @@ def split_holdout(dataset: TransitionDataset, config: FitConfig) -> tuple[np.nda
         count = int(np.searchsorted(np.cumsum(dataset.episode_lengths()[order]), size)) + 1
         held = np.isin(dataset.episode_ids, order[:count])
     if held.all():
-        raise DatasetError(f"{dataset.source}: the holdout ({config.holdout_split}) would take every row; "
-                           "the dataset needs more episodes")
+        raise DatasetError(
+            f"{dataset.source}: the holdout ({config.holdout_split}) would take every row; "
+            "the dataset needs more episodes"
+        )
     return rows[~held], rows[held]
 
 
@@ -145,7 +151,7 @@ def evaluate_errors(model: nn.Module, windows: Windows, batch_size: int = 4096) 
     total = count = 0.0
     for start in range(0, len(windows), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(windows)), device=windows.device)
-        errors, valid = model.prediction_errors(windows.gather(rows))           # (b, C) each
+        errors, valid = model.prediction_errors(windows.gather(rows))  # (b, C) each
         weight = valid.to(errors.dtype)
         if windows.sample_weights is not None:
             weight = weight * windows.sample_weights[rows, None].to(errors.dtype)
@@ -153,8 +159,10 @@ def evaluate_errors(model: nn.Module, windows: Windows, batch_size: int = 4096) 
         count = count + weight.sum(dim=0)
     if (count == 0).any():
         missing = (torch.nonzero(count == 0).squeeze(1) + 1).tolist()
-        raise DatasetError(f"{windows.source}: no holdout window (with positive weight) is valid for channels {missing}; "
-                           "use a larger holdout or a smaller max_backtrack")
+        raise DatasetError(
+            f"{windows.source}: no holdout window (with positive weight) is valid for channels {missing}; "
+            "use a larger holdout or a smaller max_backtrack"
+        )
     return total / count
 
 
@@ -187,7 +195,9 @@ def _keep_snapshot(model: nn.Module, best_state: dict[str, Tensor], improved: np
             best_state[name].copy_(value)
 
 
-def _epoch_rows(train: Windows, bootstrap: Tensor | None, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+def _epoch_rows(
+    train: Windows, bootstrap: Tensor | None, batch_size: int, generator: torch.Generator
+) -> Iterator[Tensor]:
     """Start rows of each gradient step of one epoch: (B,) with replacement, or (E·B,) member-major from a
     reshuffled per-member bootstrap (E, N_train)."""
     if bootstrap is None:
@@ -195,14 +205,19 @@ def _epoch_rows(train: Windows, bootstrap: Tensor | None, batch_size: int, gener
             yield train.sample_rows(batch_size, generator)
         return
     order = torch.argsort(torch.rand(bootstrap.shape, generator=generator), dim=1).to(bootstrap.device)
-    shuffled = bootstrap.gather(1, order)                                   # (E, N_train)
+    shuffled = bootstrap.gather(1, order)  # (E, N_train)
     for start in range(0, shuffled.shape[1], batch_size):
-        yield shuffled[:, start:start + batch_size].reshape(-1)
+        yield shuffled[:, start : start + batch_size].reshape(-1)
 
 
-def fit(model: nn.Module, dataset: TransitionDataset, config: FitConfig | None = None,
-        sample_weights: np.ndarray | Tensor | None = None, progress: bool = False,
-        checkpoint: str | Path | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    dataset: TransitionDataset,
+    config: FitConfig | None = None,
+    sample_weights: np.ndarray | Tensor | None = None,
+    progress: bool = False,
+    checkpoint: str | Path | None = None,
+) -> FitResult:
     """Train ``model`` (ADM, BootRNN or ProbabilisticEnsemble) on ``dataset`` and keep the selected weights.
 
     Args:
@@ -230,37 +245,53 @@ def fit(model: nn.Module, dataset: TransitionDataset, config: FitConfig | None =
         sample_weights = check_sample_weights(sample_weights, len(dataset), dataset.source)
     train_rows, holdout_rows = split_holdout(dataset, config)
     model.normalizer.set_stats(dataset.normalization_stats())
-    train, holdout = (Windows(dataset.subset(rows), model.window_length, device,
-                              None if sample_weights is None else sample_weights[rows]) for rows in (train_rows, holdout_rows))
+    train, holdout = (
+        Windows(
+            dataset.subset(rows), model.window_length, device, None if sample_weights is None else sample_weights[rows]
+        )
+        for rows in (train_rows, holdout_rows)
+    )
 
     bootstrap = None
     if isinstance(model, ProbabilisticEnsemble):
         size = model.config.ensemble_size
         bootstrap = train.sample_rows(size * len(train), generator).view(size, len(train))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    state = _FitState(copy.deepcopy(model.state_dict()), [],
-                      _Selection(model.selection, len(evaluate_errors(model, holdout, config.eval_batch_size)),
-                                 config.min_improvement))
+    state = _FitState(
+        copy.deepcopy(model.state_dict()),
+        [],
+        _Selection(
+            model.selection, len(evaluate_errors(model, holdout, config.eval_batch_size)), config.min_improvement
+        ),
+    )
     fingerprint = _fingerprint(model, dataset, config, sample_weights)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = _resume(Path(checkpoint), fingerprint, model, optimizer, generator, state)
-    bar = tqdm(total=config.max_epochs, initial=len(state.history), desc=f"fit {model.kind}", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=config.max_epochs, initial=len(state.history), desc=f"fit {model.kind}", disable=not progress, leave=False
+    )
     while not state.done(config):
         _train_epoch(model, train, holdout, bootstrap, optimizer, generator, config, state)
         if checkpoint is not None:
             save_atomic(state.to_checkpoint(fingerprint, model, optimizer, generator), checkpoint)
         bar.update()
-        bar.set_postfix(train_loss=f"{state.history[-1]['train_loss']:.4g}",
-                        holdout_mse=f"{state.history[-1]['holdout_mse']:.4g}")
+        bar.set_postfix(
+            train_loss=f"{state.history[-1]['train_loss']:.4g}", holdout_mse=f"{state.history[-1]['holdout_mse']:.4g}"
+        )
     bar.close()
     model.load_state_dict(state.best_state)
     model.eval()
     if isinstance(model, ProbabilisticEnsemble):
         model.set_elites(torch.as_tensor(state.selection.best))
     best_epoch = max((h["epoch"] for h in state.history if h["accepted"]), default=0)
-    return FitResult(holdout_errors=state.selection.best.copy(), epochs=len(state.history), best_epoch=best_epoch,
-                     num_train=len(train_rows), num_holdout=len(holdout_rows), history=state.history)
+    return FitResult(
+        holdout_errors=state.selection.best.copy(),
+        epochs=len(state.history),
+        best_epoch=best_epoch,
+        num_train=len(train_rows),
+        num_holdout=len(holdout_rows),
+        history=state.history,
+    )
 
 
 @dataclass
@@ -275,32 +306,53 @@ class _FitState:
         capped = config.max_epochs is not None and len(self.history) >= config.max_epochs
         return bool(self.history) and (self.selection.epochs_since_update >= config.patience or capped)
 
-    def to_checkpoint(self, fingerprint: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
-                      generator: torch.Generator) -> dict:
-        return {"fingerprint": fingerprint, "model": model.state_dict(), "best_state": self.best_state,
-                "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "rng": rng_state(),
-                "history": self.history, "selection_best": torch.as_tensor(self.selection.best),
-                "epochs_since_update": self.selection.epochs_since_update}
+    def to_checkpoint(
+        self, fingerprint: dict, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    ) -> dict:
+        return {
+            "fingerprint": fingerprint,
+            "model": model.state_dict(),
+            "best_state": self.best_state,
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "rng": rng_state(),
+            "history": self.history,
+            "selection_best": torch.as_tensor(self.selection.best),
+            "epochs_since_update": self.selection.epochs_since_update,
+        }
 
 
-def _fingerprint(model: nn.Module, dataset: TransitionDataset, config: FitConfig,
-                 sample_weights: Tensor | None) -> dict:
+def _fingerprint(
+    model: nn.Module, dataset: TransitionDataset, config: FitConfig, sample_weights: Tensor | None
+) -> dict:
     """What a resumed fit must share with the stopped one (everything but ``max_epochs``)."""
     weights = "none" if sample_weights is None else hashlib.sha1(sample_weights.cpu().numpy().tobytes()).hexdigest()
-    return {"model": {"kind": model.kind, **dataclasses.asdict(model.config)}, "dataset": dataset.source,
-            "rows": len(dataset), "fit": {k: v for k, v in dataclasses.asdict(config).items() if k != "max_epochs"},
-            "sample_weights": weights}
+    return {
+        "model": {"kind": model.kind, **dataclasses.asdict(model.config)},
+        "dataset": dataset.source,
+        "rows": len(dataset),
+        "fit": {k: v for k, v in dataclasses.asdict(config).items() if k != "max_epochs"},
+        "sample_weights": weights,
+    }
 
 
-def _resume(path: Path, fingerprint: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
-            generator: torch.Generator, state: _FitState) -> _FitState:
+def _resume(
+    path: Path,
+    fingerprint: dict,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    state: _FitState,
+) -> _FitState:
     """Load a fit checkpoint into the model, optimizer and generator; the restored state."""
     saved = load_checkpoint(path, next(model.parameters()).device)
     recorded = saved.get("fingerprint", {})
     differing = sorted(key for key in fingerprint if recorded.get(key) != fingerprint[key])
     if differing:
-        raise CheckpointError(f"{path}: a fit checkpoint of another {', '.join(differing)} than this fit's; remove it "
-                              "or fit with the settings it was made with")
+        raise CheckpointError(
+            f"{path}: a fit checkpoint of another {', '.join(differing)} than this fit's; remove it "
+            "or fit with the settings it was made with"
+        )
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     generator.set_state(saved["generator"])
@@ -312,9 +364,16 @@ def _resume(path: Path, fingerprint: dict, model: nn.Module, optimizer: torch.op
     return state
 
 
-def _train_epoch(model: nn.Module, train: Windows, holdout: Windows, bootstrap: Tensor | None,
-                 optimizer: torch.optim.Optimizer, generator: torch.Generator, config: FitConfig,
-                 state: _FitState) -> None:
+def _train_epoch(
+    model: nn.Module,
+    train: Windows,
+    holdout: Windows,
+    bootstrap: Tensor | None,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    config: FitConfig,
+    state: _FitState,
+) -> None:
     """One epoch of gradient steps, then holdout errors, selection and the snapshot update."""
     model.train()
     losses = []
@@ -328,5 +387,11 @@ def _train_epoch(model: nn.Module, train: Windows, holdout: Windows, bootstrap: 
     improved = state.selection.update(errors)
     if improved.any():
         _keep_snapshot(model, state.best_state, improved)
-    state.history.append({"epoch": len(state.history) + 1, "train_loss": torch.stack(losses).mean().item(),
-                          "holdout_mse": float(errors.mean()), "accepted": bool(improved.any())})
+    state.history.append(
+        {
+            "epoch": len(state.history) + 1,
+            "train_loss": torch.stack(losses).mean().item(),
+            "holdout_mse": float(errors.mean()),
+            "accepted": bool(improved.any()),
+        }
+    )

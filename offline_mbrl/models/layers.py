@@ -54,8 +54,10 @@ class Normalizer(nn.Module):
         """
         for name, buf in self.named_buffers():
             if name not in stats or np.shape(stats[name]) != tuple(buf.shape):
-                raise ConfigError(f"normalizer: statistics field '{name}' must have shape {tuple(buf.shape)}, "
-                                  f"got {None if name not in stats else np.shape(stats[name])}")
+                raise ConfigError(
+                    f"normalizer: statistics field '{name}' must have shape {tuple(buf.shape)}, "
+                    f"got {None if name not in stats else np.shape(stats[name])}"
+                )
             buf.copy_(torch.as_tensor(stats[name], dtype=buf.dtype))
 
     def obs(self, obs: Tensor) -> Tensor:
@@ -125,8 +127,9 @@ class RecurrentConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"model config: field '{name}' must be >= 1, got {getattr(self, name)}")
         if self.max_backtrack > MAX_BACKTRACK:
-            raise ConfigError(f"model config: field 'max_backtrack' must be <= {MAX_BACKTRACK}, "
-                              f"got {self.max_backtrack}")
+            raise ConfigError(
+                f"model config: field 'max_backtrack' must be <= {MAX_BACKTRACK}, got {self.max_backtrack}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model config: field 'dropout' must be in [0, 1), got {self.dropout}")
 
@@ -176,7 +179,7 @@ class RecurrentGaussianNet(nn.Module):
 
         Returns ``(loss, {"dynamics/nll": …})``.
         """
-        mean, logvar, target = self.window_outputs(batch)                    # (B, M, D+1) each
+        mean, logvar, target = self.window_outputs(batch)  # (B, M, D+1) each
         nll = torch.where(batch.mask, gaussian_nll(mean, logvar, target), 0.0)  # (B, M)
         nll = nll.sum() / batch.mask.sum()
         return nll + self.logvar_bounds.penalty(), {"dynamics/nll": nll.item()}
