@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -301,10 +302,20 @@ class RunFolder:
         """The checkpoint to resume from (None when not resuming or none exists); restores epoch and RNGs last
         via :meth:`restore_rng`, which the caller runs after rebuilding its objects."""
         if not (self.args.resume and self.checkpoint_path.is_file()):
+            for stale in (self.peer_dir, self.checkpoint_path.parent):  # a fresh start: drop a previous attempt's files
+                shutil.rmtree(stale, ignore_errors=True)
             return None
         state = load_checkpoint(self.checkpoint_path, self.args.device)
         self.epoch, self.extra = int(state["epoch"]), dict(state.get("extra") or {})
         return state
+
+    def warn_rollout_phase(self, rollout_freq: int) -> None:
+        """The peers' loops count steps from 0 on every start, so a resumed run rolls out at its first step: that
+        matches an uninterrupted run only when the steps done so far are a multiple of ``rollout_freq``."""
+        done = self.epoch * self.args.steps_per_epoch
+        if done % rollout_freq:
+            print(f"warning: resuming after {done} SAC steps, not a multiple of the roll-out period {rollout_freq}: "
+                  f"the resumed run's roll-outs fall on other steps than an uninterrupted run's", flush=True)
 
     def restore_rng(self, state: dict) -> None:
         """Restore the RNG states saved with the checkpoint (call last, after every object is rebuilt)."""

@@ -18,20 +18,31 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one line per epoch instead of bars
 
-import importlib  # noqa: E402
-import random  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import importlib
+import random
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_harness import (OldGymEnv, PeerSetupError, RunFolder, budget_parser, buffer_state,  # noqa: E402
-                          check_budget, load_buffer_state, load_peer_dataset, peer_commit, peer_root, peer_task,
-                          stub_module)
+from peer_harness import (
+    OldGymEnv,
+    PeerSetupError,
+    RunFolder,
+    budget_parser,
+    buffer_state,
+    check_budget,
+    load_buffer_state,
+    load_peer_dataset,
+    peer_commit,
+    peer_root,
+    peer_task,
+    stub_module,
+)
 
 ALGO = "admpo-official"
 REPO = "https://github.com/HxLyn3/ADMPO"
@@ -237,19 +248,20 @@ def main() -> None:
     if resume_state is not None:
         run.restore_rng(resume_state)
         print(f"[{ALGO}] resuming after epoch {run.epoch}", flush=True)
+        run.warn_rollout_phase(pargs.rollout_freq)
     trainer.run()
     print(yaml.safe_dump(run.write_summary(), sort_keys=False))
 
 
 def departures(args) -> list[str]:
     """What differs from running the peer's main4offline.py on D4RL (recorded in config.yaml)."""
-    return [f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
-            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes",
+    return [(f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
+            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes"),
             f"actor-lr cosine period {args.lr_schedule_epochs} epochs (peer: its n_epochs)",
-            "data: our dataset in the raw D4RL layout; environment: gymnasium env behind the old gym API; "
-            "normalized scores: our dataset's reference returns",
-            f"device {args.device}, {args.threads} torch thread(s)"
-            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else "")]
+            ("data: our dataset in the raw D4RL layout; environment: gymnasium env behind the old gym API; "
+            "normalized scores: our dataset's reference returns"),
+            (f"device {args.device}, {args.threads} torch thread(s)"
+            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else ""))]
 
 
 if __name__ == "__main__":
