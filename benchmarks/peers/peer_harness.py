@@ -250,7 +250,7 @@ class RunFolder:
 
     def open_metrics(self) -> None:
         """Start ``metrics.csv`` (a resumed run keeps the rows up to its checkpoint's epoch)."""
-        self.logger = MetricsLogger(self.path, tensorboard=False, resume_after=self.epoch)
+        self.logger = MetricsLogger(self.path, tensorboard=False, resume_after=self.epoch or None)
         self.clock = EpochClock()
 
     def restart_clock(self) -> None:
@@ -304,6 +304,7 @@ class RunFolder:
         if not (self.args.resume and self.checkpoint_path.is_file()):
             for stale in (self.peer_dir, self.checkpoint_path.parent):  # a fresh start: drop a previous attempt's files
                 shutil.rmtree(stale, ignore_errors=True)
+            (self.path / "summary.json").unlink(missing_ok=True)
             return None
         state = load_checkpoint(self.checkpoint_path, self.args.device)
         self.epoch, self.extra = int(state["epoch"]), dict(state.get("extra") or {})
