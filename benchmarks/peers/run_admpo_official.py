@@ -1,0 +1,271 @@
+"""The official ADMPO code (github.com/HxLyn3/ADMPO, ADMPO-OFF) on one of our datasets at our budget, written as
+one of our run folders (``config.yaml``, ``metrics.csv``, ``summary.json``).
+
+    ADMPO_OFFICIAL_PATH=/work/peers-src/ADMPO PYTHONPATH=. OMP_NUM_THREADS=1 \\
+        python benchmarks/peers/run_admpo_official.py --dataset minari:offline_mbrl/hopper/medium-v0 \\
+        --seed 0 --epochs 200 --rollout-batch-size 5000 --out RUN_DIR [--resume]
+
+Taken from the peer unchanged: ``main4offline.py``'s argument defaults, ``config/d4rl/<task>.yml``, the seeding
+of ``main4offline.py``, and its ``OFFTrainer``: dataset loading into its sequence buffer, the any-step model fit
+with its own early stopping, roll-outs, SAC updates, the evaluation loop, the hopper termination function.
+Adapted at the boundary (see README.md): the dataset and the gymnasium environment (old gym API), the budget
+flags, the actor-lr cosine period (``--lr-schedule-epochs``), the output format, and the harness checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one line per epoch instead of bars
+
+import importlib
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_harness import (
+    OldGymEnv,
+    PeerSetupError,
+    RunFolder,
+    budget_parser,
+    buffer_state,
+    check_budget,
+    load_buffer_state,
+    load_peer_dataset,
+    peer_commit,
+    peer_root,
+    peer_task,
+    stub_module,
+)
+
+ALGO = "admpo-official"
+REPO = "https://github.com/HxLyn3/ADMPO"
+FULL_EPOCHS = 5000  # main4offline.py --n-epochs default: the period of its actor-lr cosine
+BUFFER_ARRAYS, BUFFER_COUNTERS = ["s", "a", "r", "s_", "done", "timeout"], ["cnt", "size"]
+AGENT_MODULES = ["actor", "critic1", "critic2", "critic1_trgt", "critic2_trgt", "dynamics"]
+AGENT_OPTIMS = ["actor_optim", "critic1_optim", "critic2_optim"]
+
+
+class _ModelCapReached(Exception):
+    """Raised at the start of model-fit epoch ``cap + 1`` to stop the peer's fit loop (``--model-epochs-cap``)."""
+
+
+def peer_args(root: Path, task: str, args) -> object:
+    """The peer's own argument namespace: ``main4offline.get_args()`` defaults, then ``config/d4rl/<task>.yml``
+    (as its ``main`` applies it), then our budget."""
+    stub_module("setproctitle", setproctitle=lambda *_: None)
+    saved_argv = sys.argv
+    sys.argv = ["main4offline.py", "--env", "d4rl", "--env-name", task]
+    try:
+        main4offline = importlib.import_module("main4offline")
+        pargs = main4offline.get_args()
+    finally:
+        sys.argv = saved_argv
+    config = root / "config" / "d4rl" / f"{task}.yml"
+    if not config.is_file():
+        known = sorted(p.stem for p in (root / "config" / "d4rl").glob("*.yml"))
+        raise PeerSetupError(f"{config}: the peer has no config for '{task}'; known: {known} (--peer-config)")
+    for key, value in yaml.safe_load(config.read_text()).items():
+        setattr(pargs, key, value)
+    pargs.n_epochs, pargs.step_per_epoch = args.epochs, args.steps_per_epoch
+    pargs.rollout_batch_size, pargs.model_retain_epochs = args.rollout_batch_size, args.model_retain_epochs
+    pargs.eval_n_episodes, pargs.seed, pargs.seeds, pargs.device = args.eval_episodes, args.seed, [args.seed], args.device
+    pargs.peer_config_file = str(config)
+    return pargs
+
+
+def seed_everything(seed: int) -> None:
+    """Seed as ``main4offline.main`` does before building a trainer."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def make_trainer_class(off_trainer: type, admpo_module) -> type:
+    """A subclass of the peer's ``OFFTrainer`` that only observes: it times roll-outs and evaluation, writes our
+    metrics row and the harness checkpoint after each epoch, and sets the actor-lr cosine period."""
+
+    class HarnessTrainer(off_trainer):
+        def __init__(self, pargs, run: RunFolder, resume_state: dict | None) -> None:
+            self.run_folder, self.resume_state = run, resume_state
+            super().__init__(pargs)
+            self.lr_scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.agent.actor_optim,
+                                                                            run.args.lr_schedule_epochs)
+                                 if pargs.lr_schedule else None)
+            self.agent.rollout = run.timed(self.agent.rollout, "rollout")
+            self.agent.learn_dynamics_from = self._fit_or_restore(self.agent.learn_dynamics_from)
+            if resume_state is not None:
+                self._restore(resume_state)
+                self.n_epochs = run.args.epochs - run.epoch
+
+        def _fit_or_restore(self, fit):
+            def fit_dynamics(buffer, batch_size, **kwargs):
+                if self.resume_state is not None:  # dynamics restored from the harness checkpoint
+                    return self.run_folder.extra["model_holdout_loss"]
+                start = time.perf_counter()
+                loss, epochs = capped_fit(fit, admpo_module, self.agent, self.run_folder.args.model_epochs_cap,
+                                          buffer, batch_size, **kwargs)
+                self.run_folder.extra.update(model_holdout_loss=loss, model_fit_epochs=epochs,
+                                             model_fit_s=time.perf_counter() - start)
+                print(f"[{ALGO}] model fit: {epochs} epochs, holdout loss {loss:.4f}, "
+                      f"{time.perf_counter() - start:.0f}s", flush=True)
+                self.run_folder.restart_clock()
+                return loss
+            return fit_dynamics
+
+        def _eval_policy(self):
+            self.last_returns = self.run_folder.timed(super()._eval_policy, "evaluation")()
+            return self.last_returns
+
+        def _save(self, records):
+            super()._save(records)  # the peer's own per-epoch model and record files
+            run = self.run_folder
+            run.log_epoch(self.last_returns, {
+                "train/actor_loss": records["loss"]["actor"][-1], "train/critic1_loss": records["loss"]["critic1"][-1],
+                "train/critic2_loss": records["loss"]["critic2"][-1], "train/alpha": float(records["alpha"][-1]),
+                "train/actor_lr": self.agent.actor_optim.param_groups[0]["lr"],
+                "model_buffer/size": self.model_memory.size})
+            run.save_checkpoint(self._state())
+            run.write_summary()
+
+        def _state(self) -> dict:
+            agent = self.agent
+            state = {"modules": {n: getattr(agent, n).state_dict() for n in AGENT_MODULES},
+                     "optims": {n: getattr(agent, n).state_dict() for n in AGENT_OPTIMS},
+                     "critic_cnt": agent.critic_cnt, "alpha": agent._alpha.detach().clone(),
+                     "model_memory": buffer_state(self.model_memory, BUFFER_ARRAYS, BUFFER_COUNTERS),
+                     "eval_env_rng": self.eval_env.rng_state()}
+            if agent._auto_alpha:
+                state |= {"log_alpha": agent._log_alpha.detach().clone(),
+                          "alpha_optim": agent._alpha_optim.state_dict()}
+            if self.lr_scheduler is not None:
+                state["lr_scheduler"] = self.lr_scheduler.state_dict()
+            return state
+
+        def _restore(self, state: dict) -> None:
+            agent = self.agent
+            for name in AGENT_MODULES:
+                getattr(agent, name).load_state_dict(state["modules"][name])
+            for name in AGENT_OPTIMS:
+                getattr(agent, name).load_state_dict(state["optims"][name])
+            agent.critic_cnt, agent._alpha = int(state["critic_cnt"]), state["alpha"]
+            if agent._auto_alpha:
+                agent._log_alpha.data.copy_(state["log_alpha"])
+                agent._alpha_optim.load_state_dict(state["alpha_optim"])
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            load_buffer_state(self.model_memory, state["model_memory"])
+            self.eval_env.set_rng_state(state["eval_env_rng"])
+
+    return HarnessTrainer
+
+
+def int_sizes(admpo_module) -> None:
+    """Hand the peer's dynamics model Python ints for its sizes: the peer passes ``np.prod(shape)`` (a NumPy
+    integer), which ``torch.nn.GRU`` rejects since torch 2.x checks ``isinstance(size, int)``."""
+    arm_dynamics = admpo_module.ARMDynamics
+
+    def make(obs_dim, action_dim, **kwargs):
+        return arm_dynamics(obs_dim=int(obs_dim), action_dim=int(action_dim), **kwargs)
+
+    admpo_module.ARMDynamics = make
+
+
+def capped_fit(fit, admpo_module, agent, cap: int | None, buffer, batch_size, **kwargs) -> tuple[float, int]:
+    """Run the peer's model fit, counting its epochs (one progress bar each); with ``cap``, stop it at the start of
+    epoch ``cap + 1`` and keep the model its early stopping would keep (best holdout so far).
+
+    Returns:
+        (mean holdout loss of the kept model, epochs trained).
+    """
+    real_tqdm, epochs = admpo_module.tqdm, [0]
+
+    def counting_tqdm(*args, **kw):
+        if cap is not None and epochs[0] >= cap:
+            raise _ModelCapReached
+        epochs[0] += 1
+        return real_tqdm(*args, **kw)
+
+    admpo_module.tqdm = counting_tqdm
+    try:
+        return fit(buffer, batch_size, **kwargs), epochs[0]
+    except _ModelCapReached as stop:
+        frame = _frame_of(stop, "learn_dynamics_from")
+        agent.dynamics = frame["saved_dynamics"]
+        return float(np.mean(frame["holdout_losses"])), epochs[0]
+    finally:
+        admpo_module.tqdm = real_tqdm
+
+
+def _frame_of(exc: BaseException, function: str) -> dict:
+    """The local variables of ``function``'s frame in the traceback of ``exc``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return tb.tb_frame.f_locals
+        tb = tb.tb_next
+    raise PeerSetupError(f"the peer's {function} is not in the traceback; has its code changed?")
+
+
+def main() -> None:
+    """Parse the flags, set up the peer with our data, environment and budget, and run it."""
+    args = budget_parser(__doc__.split("\n\n")[0], FULL_EPOCHS).parse_args()
+    check_budget(args)
+    args.out = args.out.resolve()
+    torch.set_num_threads(args.threads)
+    root = peer_root("ADMPO_OFFICIAL_PATH", "main4offline.py")
+    dataset, env_id, env_kwargs = load_peer_dataset(args.dataset)
+    task = peer_task(dataset, args.peer_config)
+    stub_module("env", ENV={"d4rl": lambda _name: OldGymEnv(env_id, dataset, env_kwargs)})  # no gym/d4rl/neorl
+    pargs = peer_args(root, task, args)
+    run = RunFolder(args, ALGO, dataset, env_id, env_kwargs)
+    resume_state = run.load_checkpoint()
+    if resume_state is not None and run.epoch >= args.epochs:
+        print(f"[{ALGO}] {args.out}: already at epoch {run.epoch} of {args.epochs}")
+        return
+    run.write_config({"name": "ADMPO (official)", "repo": REPO, "path": str(root), **peer_commit(root),
+                      "entry": "runner.offline_trainer.OFFTrainer"},
+                     {k: v for k, v in vars(pargs).items() if k not in ("action_space",)},
+                     departures(args))
+    seed_everything(args.seed)
+    run.peer_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(run.peer_dir)  # the peer writes ./result/... relative to the working directory
+    admpo_module = importlib.import_module("agent.admpo")
+    int_sizes(admpo_module)
+    trainer_class = make_trainer_class(importlib.import_module("runner.offline_trainer").OFFTrainer, admpo_module)
+    trainer = trainer_class(pargs, run, resume_state)
+    run.open_metrics()
+    if resume_state is not None:
+        run.restore_rng(resume_state)
+        print(f"[{ALGO}] resuming after epoch {run.epoch}", flush=True)
+        run.warn_rollout_phase(pargs.rollout_freq)
+    trainer.run()
+    print(yaml.safe_dump(run.write_summary(), sort_keys=False))
+
+
+def departures(args) -> list[str]:
+    """What differs from running the peer's main4offline.py on D4RL (recorded in config.yaml)."""
+    return [(f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
+            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes"),
+            f"actor-lr cosine period {args.lr_schedule_epochs} epochs (peer: its n_epochs)",
+            ("data: our dataset in the raw D4RL layout; environment: gymnasium env behind the old gym API; "
+            "normalized scores: our dataset's reference returns"),
+            (f"device {args.device}, {args.threads} torch thread(s)"
+            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else ""))]
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except PeerSetupError as exc:
+        sys.exit(f"error: {exc}")
