@@ -44,8 +44,10 @@ def peer_root(env_var: str, marker: str) -> Path:
     """
     value = os.environ.get(env_var)
     if not value:
-        raise PeerSetupError(f"environment variable {env_var} is not set: point it at a checkout of the peer's "
-                             f"repository (see benchmarks/peers/README.md)")
+        raise PeerSetupError(
+            f"environment variable {env_var} is not set: point it at a checkout of the peer's "
+            f"repository (see benchmarks/peers/README.md)"
+        )
     root = Path(value).expanduser().resolve()
     if not (root / marker).is_file():
         raise PeerSetupError(f"{env_var}={value}: no '{marker}' there; is this a checkout of the peer's repository?")
@@ -56,12 +58,15 @@ def peer_root(env_var: str, marker: str) -> Path:
 
 def peer_commit(root: Path) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of a git checkout (None when it is not one)."""
+
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return None
+
     status = git("status", "--porcelain")
     return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
@@ -86,12 +91,23 @@ def budget_parser(description: str, algo_epochs: int) -> argparse.ArgumentParser
     p.add_argument("--rollout-batch-size", type=int, default=5000, help="model roll-out starts per epoch")
     p.add_argument("--model-retain-epochs", type=int, default=5)
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--lr-schedule-epochs", type=int, default=algo_epochs,
-                   help="period of the actor-lr cosine (the peer's full run length by default)")
-    p.add_argument("--model-epochs-cap", type=int, default=None,
-                   help="stop the model fit after this many epochs (smoke tests only; default: the peer's rule)")
-    p.add_argument("--peer-config", default=None,
-                   help="the peer's D4RL task whose settings to use (default: from the dataset id, e.g. hopper-medium)")
+    p.add_argument(
+        "--lr-schedule-epochs",
+        type=int,
+        default=algo_epochs,
+        help="period of the actor-lr cosine (the peer's full run length by default)",
+    )
+    p.add_argument(
+        "--model-epochs-cap",
+        type=int,
+        default=None,
+        help="stop the model fit after this many epochs (smoke tests only; default: the peer's rule)",
+    )
+    p.add_argument(
+        "--peer-config",
+        default=None,
+        help="the peer's D4RL task whose settings to use (default: from the dataset id, e.g. hopper-medium)",
+    )
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/harness.pt")
     p.add_argument("--device", default="cpu")
@@ -101,8 +117,14 @@ def budget_parser(description: str, algo_epochs: int) -> argparse.ArgumentParser
 
 def check_budget(args: argparse.Namespace) -> None:
     """Reject budgets the peers' loops cannot honour (roll-outs happen once per 1000 steps in both)."""
-    for name in ("epochs", "steps_per_epoch", "rollout_batch_size", "model_retain_epochs", "eval_episodes",
-                 "lr_schedule_epochs"):
+    for name in (
+        "epochs",
+        "steps_per_epoch",
+        "rollout_batch_size",
+        "model_retain_epochs",
+        "eval_episodes",
+        "lr_schedule_epochs",
+    ):
         if getattr(args, name) < 1:
             raise PeerSetupError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
@@ -115,16 +137,24 @@ def peer_task(dataset: TransitionDataset, override: str | None) -> str:
     dataset_id = str(dataset.metadata.get("dataset_id") or "")
     parts = dataset_id.split("/")
     if len(parts) != 3:
-        raise PeerSetupError(f"{dataset.source}: cannot tell the task from dataset id '{dataset_id}'; "
-                             f"pass --peer-config (e.g. hopper-medium)")
+        raise PeerSetupError(
+            f"{dataset.source}: cannot tell the task from dataset id '{dataset_id}'; "
+            f"pass --peer-config (e.g. hopper-medium)"
+        )
     return f"{parts[1]}-{parts[2].rsplit('-v', 1)[0]}"
 
 
 # ---------------------------------------------------------------------------------------------- data and env
 def d4rl_layout(dataset: TransitionDataset) -> dict[str, np.ndarray]:
     """Our dataset as the raw D4RL ``get_dataset()`` dict (with ``next_observations`` and ``timeouts``)."""
-    return {"observations": dataset.obs, "actions": dataset.actions, "rewards": dataset.rewards,
-            "next_observations": dataset.next_obs, "terminals": dataset.terminals, "timeouts": dataset.timeouts}
+    return {
+        "observations": dataset.obs,
+        "actions": dataset.actions,
+        "rewards": dataset.rewards,
+        "next_observations": dataset.next_obs,
+        "terminals": dataset.terminals,
+        "timeouts": dataset.timeouts,
+    }
 
 
 class OldGymEnv:
@@ -210,8 +240,9 @@ class EpochClock:
 class RunFolder:
     """Writes a peer run in our run-folder format and holds the harness checkpoint for ``--resume``."""
 
-    def __init__(self, args: argparse.Namespace, algo: str, dataset: TransitionDataset, env_id: str,
-                 env_kwargs: dict) -> None:
+    def __init__(
+        self, args: argparse.Namespace, algo: str, dataset: TransitionDataset, env_id: str, env_kwargs: dict
+    ) -> None:
         self.args, self.algo, self.dataset = args, algo, dataset
         self.env_id, self.env_kwargs = env_id, env_kwargs
         self.path: Path = args.out
@@ -222,12 +253,14 @@ class RunFolder:
 
     def timed(self, fn, phase: str):
         """``fn`` wrapped so that its wall time is added to the current epoch's ``phase`` (rollout, evaluation)."""
+
         def wrapper(*args, **kwargs):
             t = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 setattr(self.clock, phase, getattr(self.clock, phase) + time.perf_counter() - t)
+
         return wrapper
 
     @property
@@ -238,14 +271,29 @@ class RunFolder:
     def write_config(self, peer: dict, settings: dict, departures: list[str]) -> None:
         """``config.yaml``: our keys (algo, dataset, task, seed, epochs, ...) plus the peer and all its settings."""
         a = self.args
-        config = {"algo": self.algo, "dataset": a.dataset, "task": None, "seed": a.seed, "epochs": a.epochs,
-                  "steps_per_epoch": a.steps_per_epoch, "eval_episodes": a.eval_episodes, "env_id": self.env_id,
-                  "budget": {"epochs": a.epochs, "steps_per_epoch": a.steps_per_epoch,
-                             "rollout_batch_size": a.rollout_batch_size, "model_retain_epochs": a.model_retain_epochs,
-                             "eval_episodes": a.eval_episodes, "lr_schedule_epochs": a.lr_schedule_epochs,
-                             "model_epochs_cap": a.model_epochs_cap},
-                  "peer": peer, "peer_settings": settings, "departures": departures,
-                  "score_reference": list(reference_scores(self.dataset))}
+        config = {
+            "algo": self.algo,
+            "dataset": a.dataset,
+            "task": None,
+            "seed": a.seed,
+            "epochs": a.epochs,
+            "steps_per_epoch": a.steps_per_epoch,
+            "eval_episodes": a.eval_episodes,
+            "env_id": self.env_id,
+            "budget": {
+                "epochs": a.epochs,
+                "steps_per_epoch": a.steps_per_epoch,
+                "rollout_batch_size": a.rollout_batch_size,
+                "model_retain_epochs": a.model_retain_epochs,
+                "eval_episodes": a.eval_episodes,
+                "lr_schedule_epochs": a.lr_schedule_epochs,
+                "model_epochs_cap": a.model_epochs_cap,
+            },
+            "peer": peer,
+            "peer_settings": settings,
+            "departures": departures,
+            "score_reference": list(reference_scores(self.dataset)),
+        }
         (self.path / "config.yaml").write_text(yaml.safe_dump(yaml_safe(config), sort_keys=False))
 
     def open_metrics(self) -> None:
@@ -264,15 +312,26 @@ class RunFolder:
         scores = normalized_score(self.dataset, returns)
         clock = self.clock
         epoch_s = time.perf_counter() - clock.start
-        row = {"epoch": self.epoch, "step": self.epoch * self.args.steps_per_epoch,
-               "eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
-               "eval/normalized_score": float(scores.mean()), "eval/normalized_score_std": float(scores.std()),
-               **train, "time/rollout_s": clock.rollout, "time/eval_s": clock.evaluation,
-               "time/sac_s": epoch_s - clock.rollout - clock.evaluation, "time/epoch_s": epoch_s}
+        row = {
+            "epoch": self.epoch,
+            "step": self.epoch * self.args.steps_per_epoch,
+            "eval/return_mean": float(returns.mean()),
+            "eval/return_std": float(returns.std()),
+            "eval/normalized_score": float(scores.mean()),
+            "eval/normalized_score_std": float(scores.std()),
+            **train,
+            "time/rollout_s": clock.rollout,
+            "time/eval_s": clock.evaluation,
+            "time/sac_s": epoch_s - clock.rollout - clock.evaluation,
+            "time/epoch_s": epoch_s,
+        }
         self.logger.log(row, row["step"])
-        print(f"[{self.algo} seed {self.args.seed}] epoch {self.epoch}/{self.args.epochs} "
-              f"score {row['eval/normalized_score']:.1f} return {row['eval/return_mean']:.0f} "
-              f"(sac {row['time/sac_s']:.1f}s rollout {clock.rollout:.1f}s eval {clock.evaluation:.1f}s)", flush=True)
+        print(
+            f"[{self.algo} seed {self.args.seed}] epoch {self.epoch}/{self.args.epochs} "
+            f"score {row['eval/normalized_score']:.1f} return {row['eval/return_mean']:.0f} "
+            f"(sac {row['time/sac_s']:.1f}s rollout {clock.rollout:.1f}s eval {clock.evaluation:.1f}s)",
+            flush=True,
+        )
         self.clock = EpochClock()
         return row
 
@@ -282,21 +341,31 @@ class RunFolder:
 
         metrics = pd.read_csv(self.path / "metrics.csv")
         final = metrics.iloc[-1]
-        summary = {"algo": self.algo, "dataset": self.args.dataset, "seed": self.args.seed, "env_id": self.env_id,
-                   "epochs_completed": int(final["epoch"]), "epochs_total": self.args.epochs,
-                   "finished": int(final["epoch"]) >= self.args.epochs,
-                   "final_return": float(final["eval/return_mean"]),
-                   "final_normalized_score": float(final["eval/normalized_score"]),
-                   "sac_steps": int(final["step"]), "env_kwargs": self.env_kwargs,
-                   "score_reference": list(reference_scores(self.dataset)), **self.extra}
+        summary = {
+            "algo": self.algo,
+            "dataset": self.args.dataset,
+            "seed": self.args.seed,
+            "env_id": self.env_id,
+            "epochs_completed": int(final["epoch"]),
+            "epochs_total": self.args.epochs,
+            "finished": int(final["epoch"]) >= self.args.epochs,
+            "final_return": float(final["eval/return_mean"]),
+            "final_normalized_score": float(final["eval/normalized_score"]),
+            "sac_steps": int(final["step"]),
+            "env_kwargs": self.env_kwargs,
+            "score_reference": list(reference_scores(self.dataset)),
+            **self.extra,
+        }
         (self.path / "summary.json").write_text(json.dumps(yaml_safe(summary), indent=2))
         return summary
 
     # ------------------------------------------------------------------ harness checkpoint
     def save_checkpoint(self, state: dict) -> None:
         """Save ``state`` (tensors, state dicts, plain values) with the epoch and all RNG states."""
-        save_atomic({**state, "epoch": self.epoch, "rng": rng_state(self.args.device), "extra": self.extra},
-                    self.checkpoint_path)
+        save_atomic(
+            {**state, "epoch": self.epoch, "rng": rng_state(self.args.device), "extra": self.extra},
+            self.checkpoint_path,
+        )
 
     def load_checkpoint(self) -> dict | None:
         """The checkpoint to resume from (None when not resuming or none exists); restores epoch and RNGs last
@@ -315,8 +384,11 @@ class RunFolder:
         matches an uninterrupted run only when the steps done so far are a multiple of ``rollout_freq``."""
         done = self.epoch * self.args.steps_per_epoch
         if done % rollout_freq:
-            print(f"warning: resuming after {done} SAC steps, not a multiple of the roll-out period {rollout_freq}: "
-                  f"the resumed run's roll-outs fall on other steps than an uninterrupted run's", flush=True)
+            print(
+                f"warning: resuming after {done} SAC steps, not a multiple of the roll-out period {rollout_freq}: "
+                f"the resumed run's roll-outs fall on other steps than an uninterrupted run's",
+                flush=True,
+            )
 
     def restore_rng(self, state: dict) -> None:
         """Restore the RNG states saved with the checkpoint (call last, after every object is rebuilt)."""
@@ -325,10 +397,14 @@ class RunFolder:
 
 def buffer_state(buffer: Any, arrays: list[str], counters: list[str]) -> dict:
     """A numpy replay buffer's arrays (as tensors) and integer counters, by attribute name or ``memory`` key."""
+
     def get(name: str) -> np.ndarray:
         return buffer.memory[name] if hasattr(buffer, "memory") else getattr(buffer, name)
-    return {"arrays": {n: torch.from_numpy(np.ascontiguousarray(get(n))) for n in arrays},
-            "counters": {n: int(getattr(buffer, n)) for n in counters}}
+
+    return {
+        "arrays": {n: torch.from_numpy(np.ascontiguousarray(get(n))) for n in arrays},
+        "counters": {n: int(getattr(buffer, n)) for n in counters},
+    }
 
 
 def load_buffer_state(buffer: Any, state: dict) -> None:

@@ -75,7 +75,8 @@ def peer_args(root: Path, task: str, args) -> object:
         setattr(pargs, key, value)
     pargs.n_epochs, pargs.step_per_epoch = args.epochs, args.steps_per_epoch
     pargs.rollout_batch_size, pargs.model_retain_epochs = args.rollout_batch_size, args.model_retain_epochs
-    pargs.eval_n_episodes, pargs.seed, pargs.seeds, pargs.device = args.eval_episodes, args.seed, [args.seed], args.device
+    pargs.eval_n_episodes, pargs.device = args.eval_episodes, args.device
+    pargs.seed, pargs.seeds = args.seed, [args.seed]
     pargs.peer_config_file = str(config)
     return pargs
 
@@ -99,9 +100,11 @@ def make_trainer_class(off_trainer: type, admpo_module) -> type:
         def __init__(self, pargs, run: RunFolder, resume_state: dict | None) -> None:
             self.run_folder, self.resume_state = run, resume_state
             super().__init__(pargs)
-            self.lr_scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.agent.actor_optim,
-                                                                            run.args.lr_schedule_epochs)
-                                 if pargs.lr_schedule else None)
+            self.lr_scheduler = (
+                torch.optim.lr_scheduler.CosineAnnealingLR(self.agent.actor_optim, run.args.lr_schedule_epochs)
+                if pargs.lr_schedule
+                else None
+            )
             self.agent.rollout = run.timed(self.agent.rollout, "rollout")
             self.agent.learn_dynamics_from = self._fit_or_restore(self.agent.learn_dynamics_from)
             if resume_state is not None:
@@ -113,14 +116,19 @@ def make_trainer_class(off_trainer: type, admpo_module) -> type:
                 if self.resume_state is not None:  # dynamics restored from the harness checkpoint
                     return self.run_folder.extra["model_holdout_loss"]
                 start = time.perf_counter()
-                loss, epochs = capped_fit(fit, admpo_module, self.agent, self.run_folder.args.model_epochs_cap,
-                                          buffer, batch_size, **kwargs)
-                self.run_folder.extra.update(model_holdout_loss=loss, model_fit_epochs=epochs,
-                                             model_fit_s=time.perf_counter() - start)
-                print(f"[{ALGO}] model fit: {epochs} epochs, holdout loss {loss:.4f}, "
-                      f"{time.perf_counter() - start:.0f}s", flush=True)
+                loss, epochs = capped_fit(
+                    fit, admpo_module, self.agent, self.run_folder.args.model_epochs_cap, buffer, batch_size, **kwargs
+                )
+                self.run_folder.extra.update(
+                    model_holdout_loss=loss, model_fit_epochs=epochs, model_fit_s=time.perf_counter() - start
+                )
+                print(
+                    f"[{ALGO}] model fit: {epochs} epochs, holdout loss {loss:.4f}, {time.perf_counter() - start:.0f}s",
+                    flush=True,
+                )
                 self.run_folder.restart_clock()
                 return loss
+
             return fit_dynamics
 
         def _eval_policy(self):
@@ -130,24 +138,35 @@ def make_trainer_class(off_trainer: type, admpo_module) -> type:
         def _save(self, records):
             super()._save(records)  # the peer's own per-epoch model and record files
             run = self.run_folder
-            run.log_epoch(self.last_returns, {
-                "train/actor_loss": records["loss"]["actor"][-1], "train/critic1_loss": records["loss"]["critic1"][-1],
-                "train/critic2_loss": records["loss"]["critic2"][-1], "train/alpha": float(records["alpha"][-1]),
-                "train/actor_lr": self.agent.actor_optim.param_groups[0]["lr"],
-                "model_buffer/size": self.model_memory.size})
+            run.log_epoch(
+                self.last_returns,
+                {
+                    "train/actor_loss": records["loss"]["actor"][-1],
+                    "train/critic1_loss": records["loss"]["critic1"][-1],
+                    "train/critic2_loss": records["loss"]["critic2"][-1],
+                    "train/alpha": float(records["alpha"][-1]),
+                    "train/actor_lr": self.agent.actor_optim.param_groups[0]["lr"],
+                    "model_buffer/size": self.model_memory.size,
+                },
+            )
             run.save_checkpoint(self._state())
             run.write_summary()
 
         def _state(self) -> dict:
             agent = self.agent
-            state = {"modules": {n: getattr(agent, n).state_dict() for n in AGENT_MODULES},
-                     "optims": {n: getattr(agent, n).state_dict() for n in AGENT_OPTIMS},
-                     "critic_cnt": agent.critic_cnt, "alpha": agent._alpha.detach().clone(),
-                     "model_memory": buffer_state(self.model_memory, BUFFER_ARRAYS, BUFFER_COUNTERS),
-                     "eval_env_rng": self.eval_env.rng_state()}
+            state = {
+                "modules": {n: getattr(agent, n).state_dict() for n in AGENT_MODULES},
+                "optims": {n: getattr(agent, n).state_dict() for n in AGENT_OPTIMS},
+                "critic_cnt": agent.critic_cnt,
+                "alpha": agent._alpha.detach().clone(),
+                "model_memory": buffer_state(self.model_memory, BUFFER_ARRAYS, BUFFER_COUNTERS),
+                "eval_env_rng": self.eval_env.rng_state(),
+            }
             if agent._auto_alpha:
-                state |= {"log_alpha": agent._log_alpha.detach().clone(),
-                          "alpha_optim": agent._alpha_optim.state_dict()}
+                state |= {
+                    "log_alpha": agent._log_alpha.detach().clone(),
+                    "alpha_optim": agent._alpha_optim.state_dict(),
+                }
             if self.lr_scheduler is not None:
                 state["lr_scheduler"] = self.lr_scheduler.state_dict()
             return state
@@ -233,10 +252,17 @@ def main() -> None:
     if resume_state is not None and run.epoch >= args.epochs:
         print(f"[{ALGO}] {args.out}: already at epoch {run.epoch} of {args.epochs}")
         return
-    run.write_config({"name": "ADMPO (official)", "repo": REPO, "path": str(root), **peer_commit(root),
-                      "entry": "runner.offline_trainer.OFFTrainer"},
-                     {k: v for k, v in vars(pargs).items() if k not in ("action_space",)},
-                     departures(args))
+    run.write_config(
+        {
+            "name": "ADMPO (official)",
+            "repo": REPO,
+            "path": str(root),
+            **peer_commit(root),
+            "entry": "runner.offline_trainer.OFFTrainer",
+        },
+        {k: v for k, v in vars(pargs).items() if k not in ("action_space",)},
+        departures(args),
+    )
     seed_everything(args.seed)
     run.peer_dir.mkdir(parents=True, exist_ok=True)
     os.chdir(run.peer_dir)  # the peer writes ./result/... relative to the working directory
@@ -255,13 +281,21 @@ def main() -> None:
 
 def departures(args) -> list[str]:
     """What differs from running the peer's main4offline.py on D4RL (recorded in config.yaml)."""
-    return [(f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
-            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes"),
-            f"actor-lr cosine period {args.lr_schedule_epochs} epochs (peer: its n_epochs)",
-            ("data: our dataset in the raw D4RL layout; environment: gymnasium env behind the old gym API; "
-            "normalized scores: our dataset's reference returns"),
-            (f"device {args.device}, {args.threads} torch thread(s)"
-            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else ""))]
+    return [
+        (
+            f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
+            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes"
+        ),
+        f"actor-lr cosine period {args.lr_schedule_epochs} epochs (peer: its n_epochs)",
+        (
+            "data: our dataset in the raw D4RL layout; environment: gymnasium env behind the old gym API; "
+            "normalized scores: our dataset's reference returns"
+        ),
+        (
+            f"device {args.device}, {args.threads} torch thread(s)"
+            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else "")
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -57,9 +57,15 @@ SCRIPT = Path("run_example") / "run_mopo.py"
 BUFFER_ARRAYS = ["observations", "next_observations", "actions", "rewards", "terminals"]
 BUFFER_COUNTERS = ["_ptr", "_size"]
 OPTIMS = ["actor_optim", "critic1_optim", "critic2_optim"]
-TRAIN_KEYS = {"loss/actor": "train/actor_loss", "loss/critic1": "train/critic1_loss",
-              "loss/critic2": "train/critic2_loss", "loss/alpha": "train/alpha_loss", "alpha": "train/alpha",
-              "rollout_info/reward_mean": "rollout/mean_reward", "rollout_info/num_transitions": "rollout/transitions"}
+TRAIN_KEYS = {
+    "loss/actor": "train/actor_loss",
+    "loss/critic1": "train/critic1_loss",
+    "loss/critic2": "train/critic2_loss",
+    "loss/alpha": "train/alpha_loss",
+    "alpha": "train/alpha",
+    "rollout_info/reward_mean": "rollout/mean_reward",
+    "rollout_info/num_transitions": "rollout/transitions",
+}
 
 
 def suggested(root: Path, task: str) -> list[str]:
@@ -127,8 +133,13 @@ def build(pargs, env: OldGymEnv, run: RunFolder) -> SimpleNamespace:
     obs_dim = int(np.prod(pargs.obs_shape))
     actor_backbone = MLP(input_dim=obs_dim, hidden_dims=pargs.hidden_dims)
     critic_backbones = [MLP(input_dim=obs_dim + pargs.action_dim, hidden_dims=pargs.hidden_dims) for _ in range(2)]
-    dist = TanhDiagGaussian(latent_dim=actor_backbone.output_dim, output_dim=pargs.action_dim, unbounded=True,
-                            conditioned_sigma=True, max_mu=pargs.max_action)
+    dist = TanhDiagGaussian(
+        latent_dim=actor_backbone.output_dim,
+        output_dim=pargs.action_dim,
+        unbounded=True,
+        conditioned_sigma=True,
+        max_mu=pargs.max_action,
+    )
     actor = ActorProb(actor_backbone, dist, pargs.device)
     critic1, critic2 = (Critic(b, pargs.device) for b in critic_backbones)
     actor_optim = torch.optim.Adam(actor.parameters(), lr=pargs.actor_lr)
@@ -141,22 +152,51 @@ def build(pargs, env: OldGymEnv, run: RunFolder) -> SimpleNamespace:
         log_alpha = torch.zeros(1, requires_grad=True, device=pargs.device)
         alpha = (pargs.target_entropy, log_alpha, torch.optim.Adam([log_alpha], lr=pargs.alpha_lr))
 
-    model = EnsembleDynamicsModel(obs_dim=obs_dim, action_dim=pargs.action_dim, hidden_dims=pargs.dynamics_hidden_dims,
-                                  num_ensemble=pargs.n_ensemble, num_elites=pargs.n_elites,
-                                  weight_decays=pargs.dynamics_weight_decay, device=pargs.device)
-    dynamics = EnsembleDynamics(model, torch.optim.Adam(model.parameters(), lr=pargs.dynamics_lr), StandardScaler(),
-                                get_termination_fn(task=pargs.task), penalty_coef=pargs.penalty_coef)
-    policy = MOPOPolicy(dynamics, actor, critic1, critic2, actor_optim, critic1_optim, critic2_optim,
-                        tau=pargs.tau, gamma=pargs.gamma, alpha=alpha)
+    model = EnsembleDynamicsModel(
+        obs_dim=obs_dim,
+        action_dim=pargs.action_dim,
+        hidden_dims=pargs.dynamics_hidden_dims,
+        num_ensemble=pargs.n_ensemble,
+        num_elites=pargs.n_elites,
+        weight_decays=pargs.dynamics_weight_decay,
+        device=pargs.device,
+    )
+    dynamics = EnsembleDynamics(
+        model,
+        torch.optim.Adam(model.parameters(), lr=pargs.dynamics_lr),
+        StandardScaler(),
+        get_termination_fn(task=pargs.task),
+        penalty_coef=pargs.penalty_coef,
+    )
+    policy = MOPOPolicy(
+        dynamics,
+        actor,
+        critic1,
+        critic2,
+        actor_optim,
+        critic1_optim,
+        critic2_optim,
+        tau=pargs.tau,
+        gamma=pargs.gamma,
+        alpha=alpha,
+    )
 
     def buffer(size: int) -> ReplayBuffer:
-        return ReplayBuffer(buffer_size=size, obs_shape=pargs.obs_shape, obs_dtype=np.float32,
-                            action_dim=pargs.action_dim, action_dtype=np.float32, device=pargs.device)
+        return ReplayBuffer(
+            buffer_size=size,
+            obs_shape=pargs.obs_shape,
+            obs_dtype=np.float32,
+            action_dim=pargs.action_dim,
+            action_dtype=np.float32,
+            device=pargs.device,
+        )
+
     real_buffer = buffer(len(dataset["observations"]))
     real_buffer.load_dataset(dataset)
     fake_buffer = buffer(pargs.rollout_batch_size * pargs.rollout_length * pargs.model_retain_epochs)
-    return SimpleNamespace(policy=policy, dynamics=dynamics, real_buffer=real_buffer, fake_buffer=fake_buffer,
-                           lr_scheduler=lr_scheduler)
+    return SimpleNamespace(
+        policy=policy, dynamics=dynamics, real_buffer=real_buffer, fake_buffer=fake_buffer, lr_scheduler=lr_scheduler
+    )
 
 
 def make_trainer(pargs, env: OldGymEnv, parts: SimpleNamespace, logger, run: RunFolder):
@@ -167,31 +207,51 @@ def make_trainer(pargs, env: OldGymEnv, parts: SimpleNamespace, logger, run: Run
     class HarnessTrainer(MBPolicyTrainer):
         def _evaluate(self):
             info = run.timed(super()._evaluate, "evaluation")()
-            train = {ours: float(self.logger._name2val[theirs]) for theirs, ours in TRAIN_KEYS.items()
-                     if theirs in self.logger._name2val}
-            run.log_epoch(info["eval/episode_reward"], {
-                **train, "train/actor_lr": self.policy.actor_optim.param_groups[0]["lr"],
-                "model_buffer/size": self.fake_buffer._size})
+            train = {
+                ours: float(self.logger._name2val[theirs])
+                for theirs, ours in TRAIN_KEYS.items()
+                if theirs in self.logger._name2val
+            }
+            run.log_epoch(
+                info["eval/episode_reward"],
+                {
+                    **train,
+                    "train/actor_lr": self.policy.actor_optim.param_groups[0]["lr"],
+                    "model_buffer/size": self.fake_buffer._size,
+                },
+            )
             run.save_checkpoint(policy_state(parts, env))
             run.write_summary()
             return info
 
     parts.policy.rollout = run.timed(parts.policy.rollout, "rollout")
-    return HarnessTrainer(policy=parts.policy, eval_env=env, real_buffer=parts.real_buffer,
-                          fake_buffer=parts.fake_buffer, logger=logger,
-                          rollout_setting=(pargs.rollout_freq, pargs.rollout_batch_size, pargs.rollout_length),
-                          epoch=run.args.epochs - run.epoch, step_per_epoch=pargs.step_per_epoch,
-                          batch_size=pargs.batch_size, real_ratio=pargs.real_ratio,
-                          eval_episodes=pargs.eval_episodes, lr_scheduler=parts.lr_scheduler)
+    return HarnessTrainer(
+        policy=parts.policy,
+        eval_env=env,
+        real_buffer=parts.real_buffer,
+        fake_buffer=parts.fake_buffer,
+        logger=logger,
+        rollout_setting=(pargs.rollout_freq, pargs.rollout_batch_size, pargs.rollout_length),
+        epoch=run.args.epochs - run.epoch,
+        step_per_epoch=pargs.step_per_epoch,
+        batch_size=pargs.batch_size,
+        real_ratio=pargs.real_ratio,
+        eval_episodes=pargs.eval_episodes,
+        lr_scheduler=parts.lr_scheduler,
+    )
 
 
 def policy_state(parts: SimpleNamespace, env: OldGymEnv) -> dict:
     """Everything the policy phase changes: networks, optimizers, alpha, lr schedule, model buffer, eval-env RNG."""
     policy = parts.policy
-    state = {"policy": policy.state_dict(), "optims": {n: getattr(policy, n).state_dict() for n in OPTIMS},
-             "alpha": torch.as_tensor(policy._alpha).detach().clone(), "lr_scheduler": parts.lr_scheduler.state_dict(),
-             "fake_buffer": buffer_state(parts.fake_buffer, BUFFER_ARRAYS, BUFFER_COUNTERS),
-             "eval_env_rng": env.rng_state()}
+    state = {
+        "policy": policy.state_dict(),
+        "optims": {n: getattr(policy, n).state_dict() for n in OPTIMS},
+        "alpha": torch.as_tensor(policy._alpha).detach().clone(),
+        "lr_scheduler": parts.lr_scheduler.state_dict(),
+        "fake_buffer": buffer_state(parts.fake_buffer, BUFFER_ARRAYS, BUFFER_COUNTERS),
+        "eval_env_rng": env.rng_state(),
+    }
     if policy._is_auto_alpha:
         state |= {"log_alpha": policy._log_alpha.detach().clone(), "alpha_optim": policy.alpha_optim.state_dict()}
     return state
@@ -221,16 +281,23 @@ def fit_or_load_dynamics(parts: SimpleNamespace, logger, run: RunFolder, resumed
         parts.dynamics.model.eval()
         return
     start = time.perf_counter()
-    parts.dynamics.train(parts.real_buffer.sample_all(), logger, max_epochs_since_update=5,
-                         max_epochs=run.args.model_epochs_cap)
+    parts.dynamics.train(
+        parts.real_buffer.sample_all(), logger, max_epochs_since_update=5, max_epochs=run.args.model_epochs_cap
+    )
     progress = Path(logger.record_dir) / "dynamics_training_progress.csv"
     last = progress.read_text().strip().splitlines()
     header, row = last[0].split(","), last[-1].split(",")
     record = dict(zip(header, row))
-    run.extra.update(model_fit_s=time.perf_counter() - start, model_fit_epochs=int(float(record["timestep"])),
-                     model_holdout_loss=float(record["loss/dynamics_holdout_loss"]))
-    print(f"[{ALGO}] model fit: {run.extra['model_fit_epochs']} epochs, last holdout loss "
-          f"{run.extra['model_holdout_loss']:.4f}, {run.extra['model_fit_s']:.0f}s", flush=True)
+    run.extra.update(
+        model_fit_s=time.perf_counter() - start,
+        model_fit_epochs=int(float(record["timestep"])),
+        model_holdout_loss=float(record["loss/dynamics_holdout_loss"]),
+    )
+    print(
+        f"[{ALGO}] model fit: {run.extra['model_fit_epochs']} epochs, last holdout loss "
+        f"{run.extra['model_holdout_loss']:.4f}, {run.extra['model_fit_s']:.0f}s",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -248,8 +315,17 @@ def main() -> None:
     if resume_state is not None and run.epoch >= args.epochs:
         print(f"[{ALGO}] {args.out}: already at epoch {run.epoch} of {args.epochs}")
         return
-    run.write_config({"name": "MOPO (OfflineRL-Kit)", "repo": REPO, "path": str(root), **peer_commit(root),
-                      "entry": f"{SCRIPT} (defaults) + offlinerlkit MBPolicyTrainer"}, vars(pargs), departures(args))
+    run.write_config(
+        {
+            "name": "MOPO (OfflineRL-Kit)",
+            "repo": REPO,
+            "path": str(root),
+            **peer_commit(root),
+            "entry": f"{SCRIPT} (defaults) + offlinerlkit MBPolicyTrainer",
+        },
+        vars(pargs),
+        departures(args),
+    )
     env = OldGymEnv(env_id, dataset, env_kwargs)
     parts = build(pargs, env, run)
     from offlinerlkit.utils.logger import Logger
@@ -258,9 +334,15 @@ def main() -> None:
     if run.epoch > 0:
         shutil.rmtree(log_dir, ignore_errors=True)  # an earlier attempt to resume from this epoch
     log_dir.mkdir(parents=True)
-    logger = Logger(str(log_dir),
-                    {"consoleout_backup": "stdout", "policy_training_progress": "csv",
-                     "dynamics_training_progress": "csv", "tb": "tensorboard"})
+    logger = Logger(
+        str(log_dir),
+        {
+            "consoleout_backup": "stdout",
+            "policy_training_progress": "csv",
+            "dynamics_training_progress": "csv",
+            "tb": "tensorboard",
+        },
+    )
     logger.log_hyperparameters(vars(pargs))
     fit_or_load_dynamics(parts, logger, run, resume_state is not None)
     trainer = make_trainer(pargs, env, parts, logger, run)
@@ -276,13 +358,21 @@ def main() -> None:
 
 def departures(args) -> list[str]:
     """What differs from running the peer's run_mopo.py on D4RL (recorded in config.yaml)."""
-    return [(f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
-            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes"),
-            f"actor-lr cosine period {args.lr_schedule_epochs} epochs (peer: its --epoch)",
-            ("data: our dataset in the raw D4RL layout through the peer's qlearning_dataset; environment: gymnasium env "
-            "behind the old gym API; normalized scores: our dataset's reference returns"),
-            (f"device {args.device}, {args.threads} torch thread(s)"
-            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else ""))]
+    return [
+        (
+            f"budget: {args.epochs} epochs x {args.steps_per_epoch} steps, rollout batch {args.rollout_batch_size}, "
+            f"model retain {args.model_retain_epochs}, {args.eval_episodes} eval episodes"
+        ),
+        f"actor-lr cosine period {args.lr_schedule_epochs} epochs (peer: its --epoch)",
+        (
+            "data: our dataset in the raw D4RL layout through the peer's qlearning_dataset; environment: "
+            "gymnasium env behind the old gym API; normalized scores: our dataset's reference returns"
+        ),
+        (
+            f"device {args.device}, {args.threads} torch thread(s)"
+            + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else "")
+        ),
+    ]
 
 
 if __name__ == "__main__":
