@@ -44,10 +44,10 @@ from ..data.windows import Windows
 from ..envs.gym_env import env_spaces, evaluate_policy
 from ..envs.termination import termination_fn
 from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
-from ..models import build_model
+from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
-from ..rollout import bounded, rollout_adm, rollout_ensemble
+from ..rollout import bounded, rollout
 from ..runs import (
     MetricsLogger,
     load_checkpoint,
@@ -63,32 +63,10 @@ from ..uncertainty import break_even_coef
 MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
 
 
-def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> torch.nn.Module:
-    """A fresh ADM or probabilistic ensemble sized by ``config.dynamics`` (``models.build_model``)."""
-    d = config.dynamics
-    if d.model == "adm":
-        return build_model(
-            "adm",
-            obs_dim,
-            action_dim,
-            max_backtrack=d.max_backtrack,
-            hidden_dim=d.hidden_dim,
-            gru_layers=d.gru_layers,
-            head_blocks=d.head_blocks,
-            dropout=d.dropout,
-            rollout_dropout=d.rollout_dropout,
-        )
-    if d.model == "ensemble":
-        return build_model(
-            "ensemble",
-            obs_dim,
-            action_dim,
-            ensemble_size=d.ensemble_size,
-            num_elites=d.num_elites,
-            hidden_dims=d.ensemble_hidden_dims,
-            weight_decays=d.ensemble_weight_decays,
-        )
-    raise ConfigError(f"config: key 'dynamics.model' must be 'adm' or 'ensemble', got {d.model!r}")
+def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> DynamicsModel:
+    """A fresh model of kind ``config.dynamics.model`` sized by the ``dynamics`` section (``models.fields_from``)."""
+    kind = config.dynamics.model
+    return build_model(kind, obs_dim, action_dim, **fields_from(kind, config.dynamics))
 
 
 def fit_dynamics(
@@ -97,7 +75,7 @@ def fit_dynamics(
     device: torch.device,
     progress: bool = False,
     checkpoint: Path | None = None,
-) -> torch.nn.Module:
+) -> DynamicsModel:
     """Build and fit the dynamics model of ``config`` on ``dataset`` (Alg. 3 line 1); ``checkpoint``: a fit
     checkpoint file that makes a stopped fit resume (``models.fit.fit``)."""
     model = build_dynamics(config, dataset.obs_dim, dataset.action_dim).to(device)
@@ -192,7 +170,7 @@ class OfflineTrainer:
                 )
         return action_space
 
-    def _load_dynamics(self) -> torch.nn.Module:
+    def _load_dynamics(self) -> DynamicsModel:
         """The saved model at ``dynamics_path``, checked against the config and the dataset."""
         model = load_model(self.dynamics_path, self.device)
         d, where = self.config.dynamics, self.dynamics_path
@@ -204,11 +182,12 @@ class OfflineTrainer:
                     f"{where}: model {name} {getattr(model.config, name)} differs from the dataset's "
                     f"({self.dataset.source}: {getattr(self.dataset, name)})"
                 )
-        if model.kind == "adm" and model.config.max_backtrack != d.max_backtrack:
+        expected = build_config(d.model, model.config.obs_dim, model.config.action_dim, **fields_from(d.model, d))
+        if model.window_length != expected.window_length:
             raise ConfigError(
-                f"{where}: model max_backtrack {model.config.max_backtrack} differs from the config's "
+                f"{where}: model max_backtrack {model.window_length} differs from the config's "
                 f"dynamics.max_backtrack {d.max_backtrack}; pass --set dynamics.max_backtrack="
-                f"{model.config.max_backtrack} or fit with --max-backtrack {d.max_backtrack}"
+                f"{model.window_length} or fit with --max-backtrack {d.max_backtrack}"
             )
         return model
 
@@ -264,8 +243,7 @@ class OfflineTrainer:
         torch.manual_seed(
             self.config.seed + 1
         )  # the policy phase starts the same whether the model was fitted or loaded
-        m = self.model.config.max_backtrack if self.model.kind == "adm" else 1
-        self.windows = Windows(self.dataset, m, self.device)
+        self.windows = Windows(self.dataset, self.model.window_length, self.device)
         cfg, space = self.config, self.action_space
         self.sac = SAC(
             self.dataset.obs_dim,
@@ -355,20 +333,15 @@ class OfflineTrainer:
         """
         r = self.config.rollout
         rows = self.windows.sample_rows(r.rollout_batch_size)
-        if self.model.kind == "adm":
-            result = rollout_adm(
-                self.model,
-                self.policy,
-                self.windows.history(rows),
-                r.rollout_length,
-                r.penalty,
-                self.termination,
-                backtrack_sampling=r.backtrack_sampling,
-            )
-        else:
-            result = rollout_ensemble(
-                self.model, self.policy, self.windows.obs[rows], r.rollout_length, r.penalty, self.termination
-            )
+        result = rollout(
+            self.model,
+            self.policy,
+            self.windows.history(rows),
+            r.rollout_length,
+            r.penalty,
+            self.termination,
+            backtrack_sampling=r.backtrack_sampling,
+        )
         rewards = result.penalized_rewards(r.penalty_coef)  # (N,)
         keep = bounded(rewards)  # (N,) checked after the penalty
         if not keep.any():

@@ -12,7 +12,7 @@ Protocol (the paper gives no formula; this follows the public third-party reprod
   episode instead (then the models have seen the data; say so with the figure).
 * **Roll-out.** Each model is rolled out H steps **open-loop** with the segment's recorded actions, feeding
   its own sampled predictions back (Gaussian sampling on, no termination, head dropout as the model's
-  ``rollout_dropout``), with ``offline_mbrl.rollout``. ADM is run with random backtracking (Alg. 1) and with
+  ``rollout_dropout``), with ``offline_mbrl.rollout.rollout``. ADM is run with random backtracking (Alg. 1) and with
   the longest backtrack k = min(L + τ, m) = m at every step (``backtrack="longest"``).
 * **Error** at step h = 1…H: ``‖ŝ_h − s_h‖₂`` against the recorded state ``next_obs[t0 + M − 2 + h]``, and
   the squared error per state dimension. As in the paper, an overflow counts as the float32 maximum: a step
@@ -31,16 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from ..data.dataset import TransitionDataset
 from ..data.windows import HistoryBatch, Windows
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
-from ..models.adm import ADM
-from ..models.boot_rnn import BootRNN
+from ..models.base import DynamicsModel, Stepper
 from ..models.fit import FitConfig, split_holdout
-from ..rollout import Policy, RolloutResult, _ADMCache, _BootRNNWindow, _EnsembleStep, _mode, _rollout
+from ..rollout import Policy, RolloutResult, rollout
 
 F32_MAX = float(np.finfo(np.float32).max)
 ADM_BACKTRACKS = ("random", "longest")
@@ -50,7 +48,7 @@ CSV_NAME, PER_DIM_CSV_NAME, PNG_NAME = "compounding_error.csv", "compounding_err
 
 # ---------------------------------------------------------------------------------------------- roll-outs
 def model_rollout(
-    model: nn.Module,
+    model: DynamicsModel,
     policy: Policy,
     history: HistoryBatch,
     rollout_length: int,
@@ -58,30 +56,29 @@ def model_rollout(
     generator: torch.Generator | None = None,
     backtrack: str = "random",
     termination: TerminationFn | None = None,
-    observe: Callable[[object], object] | None = None,
+    observe: Callable[[Stepper], Stepper] | None = None,
 ) -> RolloutResult:
-    """Roll out any dynamics model (ADM, bootstrapping RNN, ensemble) with ``offline_mbrl.rollout``'s loop.
+    """``offline_mbrl.rollout.rollout`` of any dynamics model in one block, without penalty, with this study's
+    backtracking names.
 
     Args:
-        model: a fitted ADM, BootRNN or ProbabilisticEnsemble.
+        model: a fitted ``DynamicsModel`` (ADM, BootRNN or ProbabilisticEnsemble).
         policy: ``policy(obs (B, D)) -> (B, A)`` or open-loop actions (B, H, A) on the model's device.
         history: start histories of ``model.window_length`` states (``Windows(dataset, m).history``).
         rollout_length: H.
         generator: random source on the model's device.
-        backtrack: ADM only: ``"random"`` (Alg. 1, k per trajectory and step) or ``"longest"`` (k = m).
+        backtrack: ``"random"`` (Alg. 1, k per trajectory and step) or ``"longest"`` (k = m; models whose
+            ``backtrack_samplings`` include it: ADM).
         termination: ``termination_fn(task)`` or None (never terminate).
-        observe: optional wrapper of the per-step predictor (``stepper -> stepper``); calibration uses it to
-            record every quantifier from the roll-out's own predictions.
+        observe: optional wrapper of the stepper (``stepper -> stepper``); calibration uses it to record every
+            quantifier from the roll-out's own predictions.
     Returns:
         ``RolloutResult`` without penalty (``penalties`` are zeros).
     Raises:
-        ConfigError: unknown ``backtrack``, ``"longest"`` for a non-ADM model, or a history whose length is
+        ConfigError: unknown ``backtrack``, ``"longest"`` for a model without it, or a history whose length is
             not the model's window length.
-
-    The steppers and the loop are the private ones of ``offline_mbrl.rollout`` (the code of ``rollout_adm``,
-    ``rollout_boot_rnn``, ``rollout_ensemble``); a public stepper hook there would make this wrapper unnecessary.
     """
-    if backtrack not in ADM_BACKTRACKS or (backtrack == "longest" and not isinstance(model, ADM)):
+    if backtrack not in ADM_BACKTRACKS or (backtrack == "longest" and "longest" not in model.backtrack_samplings):
         raise ConfigError(
             f"rollout: 'backtrack' must be one of {ADM_BACKTRACKS} ('longest' for ADM only), "
             f"got {backtrack!r} for a {model.kind} model"
@@ -90,25 +87,10 @@ def model_rollout(
         raise ConfigError(
             f"rollout: history holds {history.max_backtrack} states, the {model.kind} model reads {model.window_length}"
         )
-    history = history.to(next(model.parameters()).device)
-    if isinstance(model, ADM):
-        stepper = _ADMCache(model, history, longest=backtrack == "longest")
-    elif isinstance(model, BootRNN):
-        stepper = _BootRNNWindow(model, history)
-    else:
-        stepper = _EnsembleStep(model)
-    dropout = isinstance(model, (ADM, BootRNN)) and model.config.rollout_dropout
-    with _mode(model, dropout):
-        return _rollout(
-            observe(stepper) if observe else stepper,
-            policy,
-            history.obs[:, -1],
-            rollout_length,
-            None,
-            termination,
-            generator,
-            shared_choice=False,
-        )
+    sampling = "longest" if backtrack == "longest" else "trajectory"
+    return rollout(
+        model, policy, history, rollout_length, None, termination, generator, sampling, chunk_size=None, observe=observe
+    )
 
 
 # ---------------------------------------------------------------------------------------------- segments
@@ -199,7 +181,7 @@ def select_segments(
 
 
 def rollout_segments(
-    model: nn.Module, dataset: TransitionDataset, segments: Segments, backtrack: str = "random", seed: int = 0
+    model: DynamicsModel, dataset: TransitionDataset, segments: Segments, backtrack: str = "random", seed: int = 0
 ) -> tuple[np.ndarray, int]:
     """Open-loop predictions of ``model`` on every segment.
 
@@ -306,8 +288,8 @@ class CompoundingResult:
 
 
 def model_variants(
-    models: dict[str, nn.Module], adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS
-) -> list[tuple[str, nn.Module, str]]:
+    models: dict[str, DynamicsModel], adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS
+) -> list[tuple[str, DynamicsModel, str]]:
     """(label, model, backtrack) per curve: one per model, and one per backtrack mode for ADM (``NAME`` for
     random backtracking, ``NAME (k=m=5)`` for the longest; m = 1 has one mode only).
 
@@ -321,17 +303,14 @@ def model_variants(
         )
     variants = []
     for name, model in models.items():
-        if not isinstance(model, ADM):
-            variants.append((name, model, "random"))
-            continue
-        m = model.config.max_backtrack
-        modes = ("random",) if m == 1 else adm_backtracks
+        m = model.window_length
+        modes = adm_backtracks if "longest" in model.backtrack_samplings and m > 1 else ("random",)
         variants += [(name if mode == "random" else f"{name} (k=m={m})", model, mode) for mode in modes]
     return variants
 
 
 def compounding_error(
-    models: dict[str, nn.Module],
+    models: dict[str, DynamicsModel],
     dataset: TransitionDataset,
     segments: Segments,
     adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS,
@@ -400,7 +379,7 @@ def write_compounding(result: CompoundingResult, out_dir: str | Path, title: str
 
 def evaluation_segments(
     dataset: TransitionDataset,
-    models: list[nn.Module],
+    models: list[DynamicsModel],
     horizon: int,
     segments_from: str = "holdout",
     num_segments: int | None = None,

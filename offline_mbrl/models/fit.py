@@ -38,7 +38,7 @@ from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
 from ..errors import CheckpointError, ConfigError, DatasetError
 from ..runs import load_checkpoint, rng_state, save_atomic, set_rng_state
-from .ensemble import ProbabilisticEnsemble
+from .base import DynamicsModel
 
 _HOLDOUT_SPLITS = ("episodes", "last")
 
@@ -83,9 +83,11 @@ class FitConfig:
                 raise ConfigError(f"fit config: '{name}' must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def for_model(cls, model: nn.Module, **overrides) -> FitConfig:
-        """Defaults for ``model.kind`` (ensemble: lr 1e-3, patience 5, 1 % rule) with ``overrides`` applied."""
-        base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if model.kind == "ensemble" else cls()
+    def for_model(cls, model: DynamicsModel, **overrides) -> FitConfig:
+        """Defaults for ``model.selection`` (``per_member``, the ensemble: lr 1e-3, patience 5, 1 % rule) with
+        ``overrides`` applied."""
+        per_member = model.selection == "per_member"
+        base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if per_member else cls()
         return replace(base, **overrides)
 
 
@@ -99,6 +101,8 @@ class FitResult:
         epochs: epochs run; best_epoch: last epoch whose snapshot was kept (any member, for the ensemble).
         num_train, num_holdout: rows in each split.
         history: per epoch ``{"epoch", "train_loss", "holdout_mse", "accepted"}`` (holdout_mse: mean over channels).
+        elites: the channels roll-outs sample from when the selection keeps a subset (``per_member``: the
+            ensemble's elites); empty when roll-outs use every channel.
     """
 
     holdout_errors: np.ndarray
@@ -107,6 +111,7 @@ class FitResult:
     num_train: int
     num_holdout: int
     history: list[dict[str, float]] = field(default_factory=list)
+    elites: tuple[int, ...] = ()
 
 
 def split_holdout(dataset: TransitionDataset, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +216,7 @@ def _epoch_rows(
 
 
 def fit(
-    model: nn.Module,
+    model: DynamicsModel,
     dataset: TransitionDataset,
     config: FitConfig | None = None,
     sample_weights: np.ndarray | Tensor | None = None,
@@ -253,7 +258,7 @@ def fit(
     )
 
     bootstrap = None
-    if isinstance(model, ProbabilisticEnsemble):
+    if model.selection == "per_member":
         size = model.config.ensemble_size
         bootstrap = train.sample_rows(size * len(train), generator).view(size, len(train))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -281,8 +286,10 @@ def fit(
     bar.close()
     model.load_state_dict(state.best_state)
     model.eval()
-    if isinstance(model, ProbabilisticEnsemble):
+    elites = ()
+    if model.selection == "per_member":
         model.set_elites(torch.as_tensor(state.selection.best))
+        elites = tuple(model.elites.tolist())
     best_epoch = max((h["epoch"] for h in state.history if h["accepted"]), default=0)
     return FitResult(
         holdout_errors=state.selection.best.copy(),
@@ -291,6 +298,7 @@ def fit(
         num_train=len(train_rows),
         num_holdout=len(holdout_rows),
         history=state.history,
+        elites=elites,
     )
 
 
