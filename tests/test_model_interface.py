@@ -10,6 +10,7 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError
 from offline_mbrl.models import build_config, fields_from, model_fields
 from offline_mbrl.models.base import StepperWrapper
+from offline_mbrl.models.fit import FitConfig, fit
 from offline_mbrl.rollout import rollout
 from tests.models_helpers import fit_stats, linear_policy, tiny_adm, tiny_boot_rnn, tiny_ensemble
 
@@ -93,3 +94,11 @@ def test_run_config_becomes_model_sizes(algo):
     assert getattr(model.config, expected[0]) == expected[1]
     with pytest.raises(ConfigError, match="unknown kind"):
         model_fields("gp")
+
+
+def test_fit_keeps_the_callers_random_stream(ds):
+    model = tiny_adm(max_backtrack=2)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    fit(model, ds, FitConfig(max_epochs=1, batch_size=64, seed=7))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -55,6 +55,7 @@ from ..runs import (
     rng_state,
     run_lock,
     save_atomic,
+    seeded,
     set_rng_state,
     write_text_atomic,
 )
@@ -231,18 +232,19 @@ class OfflineTrainer:
             self.epochs_extended_from.append(recorded.epochs)
         return state
 
+    def _fit_dynamics(self) -> DynamicsModel:
+        """Fit the model of the config (initial weights seeded by ``config.seed``) and save it to ``dynamics_path``;
+        a stopped fit resumes from ``dynamics.pt.partial``."""
+        partial = self.dynamics_path.with_name(self.dynamics_path.name + ".partial")
+        with seeded(self.config.seed, self.device):
+            model = fit_dynamics(self.config, self.dataset, self.device, self.progress, partial)
+        save_model(model, self.dynamics_path)
+        partial.unlink()
+        return model
+
     def _setup(self, state: dict | None) -> None:
-        torch.manual_seed(self.config.seed)
-        np.random.seed(self.config.seed)
-        if self.model is None:
-            partial = self.dynamics_path.with_name(self.dynamics_path.name + ".partial")
-            self.model = fit_dynamics(self.config, self.dataset, self.device, self.progress, partial)
-            save_model(self.model, self.dynamics_path)
-            partial.unlink()
+        """SAC, its schedule, the model buffer and the counters, restored from ``state`` when resuming."""
         self.model.eval()
-        torch.manual_seed(
-            self.config.seed + 1
-        )  # the policy phase starts the same whether the model was fitted or loaded
         self.windows = Windows(self.dataset, self.model.window_length, self.device)
         cfg, space = self.config, self.action_space
         self.sac = SAC(
@@ -441,8 +443,12 @@ class OfflineTrainer:
         with run_lock(self.run_dir):
             state = self._read_checkpoint() if resume and self.checkpoint_path.is_file() else None
             write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.config), sort_keys=False))
-            self._setup(state)
-            return self._loop()
+            if self.model is None:
+                self.model = self._fit_dynamics()
+            # the policy phase starts the same whether the model was fitted or loaded; the caller's stream is kept
+            with seeded(self.config.seed + 1, self.device):
+                self._setup(state)
+                return self._loop()
 
     def _loop(self) -> dict:
         """Epochs from ``self.epoch`` to ``config.epochs`` (module docstring, lines 2-11)."""

@@ -40,7 +40,7 @@ from ..envs.termination import TerminationFn
 from ..errors import CheckpointError, ConfigError
 from ..models.base import DynamicsModel, Stepper, StepperWrapper
 from ..rollout import RolloutResult
-from ..runs import load_checkpoint
+from ..runs import load_checkpoint, seeded
 from ..uncertainty import get_uncertainty
 from .bc import BCConfig, fit_bc
 from .compounding import model_rollout
@@ -172,10 +172,15 @@ def calibration_points(
         windows = Windows(dataset, model.window_length, device)
         history = windows.history(windows.sample_rows(num_starts, torch.Generator().manual_seed(seed)))
         for name, policy in policies.items():
-            torch.manual_seed(seed)  # the actor's samples and the dropout noise
-            result, values = rollout_uncertainties(
-                model, policy, history, rollout_length, termination, torch.Generator(device=device).manual_seed(seed)
-            )
+            with seeded(seed, device):  # the actor's samples and the dropout noise
+                result, values = rollout_uncertainties(
+                    model,
+                    policy,
+                    history,
+                    rollout_length,
+                    termination,
+                    torch.Generator(device=device).manual_seed(seed),
+                )
             errors, clipped, sim_nonfinite = true_errors(
                 oracle, *(t.cpu().double().numpy() for t in (result.obs, result.actions, result.next_obs))
             )

@@ -39,6 +39,7 @@ from ..errors import ConfigError
 from ..models.base import DynamicsModel, Stepper
 from ..models.fit import FitConfig, split_holdout
 from ..rollout import Policy, RolloutResult, rollout
+from ..runs import seeded
 
 F32_MAX = float(np.finfo(np.float32).max)
 ADM_BACKTRACKS = ("random", "longest")
@@ -205,9 +206,9 @@ def rollout_segments(
         )
     history = Windows(dataset, model.window_length, device).history(torch.as_tensor(segments.start_rows))
     actions = torch.as_tensor(segments.actions(dataset), device=device)  # (S, H, A)
-    torch.manual_seed(seed)  # dropout noise
     generator = torch.Generator(device=device).manual_seed(seed)
-    result = model_rollout(model, actions, history, segments.horizon, generator=generator, backtrack=backtrack)
+    with seeded(seed, device):  # dropout noise
+        result = model_rollout(model, actions, history, segments.horizon, generator=generator, backtrack=backtrack)
     predictions = np.full((len(segments), segments.horizon, dataset.obs_dim), np.nan)
     predictions[result.start_ids.cpu().numpy(), result.steps.cpu().numpy()] = result.next_obs.cpu().double().numpy()
     return predictions, int(result.stats["rollout/num_nonfinite"])

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
 from ..errors import CheckpointError, ConfigError, DatasetError
-from ..runs import load_checkpoint, rng_state, save_atomic, set_rng_state
+from ..runs import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from .base import DynamicsModel
 
 _HOLDOUT_SPLITS = ("episodes", "last")
@@ -57,7 +57,8 @@ class FitConfig:
         holdout_split: ``"episodes"`` (whole random episodes, default) or ``"last"`` (the last rows in
             buffer order, official ADMPO).
         eval_batch_size: windows per forward pass when computing holdout errors.
-        seed: seeds the split, the batch sampling and the network's dropout.
+        seed: seeds the split, the batch sampling and the network's dropout (in a scope: the caller's torch
+            random stream is the same after ``fit`` as before).
     """
 
     batch_size: int = 256
@@ -243,8 +244,20 @@ def fit(
         CheckpointError: ``checkpoint`` was written by a fit of another model, dataset or config (names the keys).
     """
     config = config or FitConfig.for_model(model)
+    with seeded(config.seed, next(model.parameters()).device):  # dropout; the caller's random stream is kept
+        return _fit(model, dataset, config, sample_weights, progress, checkpoint)
+
+
+def _fit(
+    model: DynamicsModel,
+    dataset: TransitionDataset,
+    config: FitConfig,
+    sample_weights: np.ndarray | Tensor | None,
+    progress: bool,
+    checkpoint: str | Path | None,
+) -> FitResult:
+    """``fit`` in its seeded scope."""
     device = next(model.parameters()).device
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     if sample_weights is not None:
         sample_weights = check_sample_weights(sample_weights, len(dataset), dataset.source)
