@@ -101,12 +101,12 @@ class Segments:
 
     Attributes:
         rows: (S,) int64 first row t0 of each segment (sorted).
-        history_length: M, states read before the first prediction (the longest model history).
+        max_backtrack: M, the largest m of the compared models: states read before the first prediction.
         horizon: H, predicted steps.
     """
 
     rows: np.ndarray
-    history_length: int
+    max_backtrack: int
     horizon: int
 
     def __len__(self) -> int:
@@ -115,7 +115,7 @@ class Segments:
     @property
     def start_rows(self) -> np.ndarray:
         """(S,) row of the roll-out start state ``s_{t0+M-1}``."""
-        return self.rows + self.history_length - 1
+        return self.rows + self.max_backtrack - 1
 
     def _steps(self) -> np.ndarray:
         return self.start_rows[:, None] + np.arange(self.horizon)[None]  # (S, H)
@@ -144,23 +144,23 @@ def holdout_mask(dataset: TransitionDataset, fit_seed: int = 0, holdout_split: s
 def select_segments(
     dataset: TransitionDataset,
     horizon: int,
-    history_length: int,
+    max_backtrack: int,
     allowed: np.ndarray | None = None,
     num_segments: int | None = None,
     seed: int = 0,
 ) -> Segments:
-    """Segments of ``history_length − 1 + horizon`` rows inside one episode, starting at rows where ``allowed``
+    """Segments of ``max_backtrack − 1 + horizon`` rows inside one episode, starting at rows where ``allowed``
     (N,) bool is True (None: everywhere) and staying in allowed rows.
 
     Args:
         num_segments: draw this many distinct starts (seeded); None takes every eligible start.
     Raises:
-        ConfigError: horizon or history_length < 1, a wrong ``allowed`` shape, no eligible start, or fewer
+        ConfigError: horizon or max_backtrack < 1, a wrong ``allowed`` shape, no eligible start, or fewer
             eligible starts than ``num_segments`` (the message gives the count).
     """
-    if horizon < 1 or history_length < 1:
-        raise ConfigError(f"segments: 'horizon' and 'history_length' must be >= 1, got {horizon}, {history_length}")
-    length = history_length - 1 + horizon
+    if horizon < 1 or max_backtrack < 1:
+        raise ConfigError(f"segments: 'horizon' and 'max_backtrack' must be >= 1, got {horizon}, {max_backtrack}")
+    length = max_backtrack - 1 + horizon
     allowed = np.ones(len(dataset), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
     if allowed.shape != (len(dataset),):
         raise ConfigError(f"segments: 'allowed' must have shape ({len(dataset)},), got {allowed.shape}")
@@ -172,13 +172,13 @@ def select_segments(
     eligible = np.flatnonzero((steps_to_end >= length) & inside)
     if len(eligible) == 0 or (num_segments is not None and len(eligible) < num_segments):
         raise ConfigError(
-            f"{dataset.source}: {len(eligible)} segments of {length} rows (history {history_length} "
+            f"{dataset.source}: {len(eligible)} segments of {length} rows (history {max_backtrack} "
             f"+ horizon {horizon} - 1) fit inside one allowed episode; need "
             f"{num_segments or 1}. Use a shorter horizon, fewer segments or segments_from='all'"
         )
     if num_segments is not None:
         eligible = np.sort(np.random.default_rng(seed).choice(eligible, size=num_segments, replace=False))
-    return Segments(rows=eligible.astype(np.int64), history_length=history_length, horizon=horizon)
+    return Segments(rows=eligible.astype(np.int64), max_backtrack=max_backtrack, horizon=horizon)
 
 
 def rollout_segments(
@@ -190,14 +190,14 @@ def rollout_segments(
         predictions (S, H, D) float64, NaN where the roll-out produced no step (a dropped non-finite sample
         ends its trajectory), and the number of dropped non-finite samples.
     Raises:
-        ConfigError: the model's history is longer than ``segments.history_length``, its dims differ from the
+        ConfigError: the model's history is longer than ``segments.max_backtrack``, its dims differ from the
             dataset's, or as ``model_rollout``.
     """
     device = next(model.parameters()).device
-    if model.window_length > segments.history_length:
+    if model.window_length > segments.max_backtrack:
         raise ConfigError(
             f"compounding error: the {model.kind} model reads {model.window_length} states, the "
-            f"segments hold {segments.history_length}"
+            f"segments hold {segments.max_backtrack}"
         )
     if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
         raise ConfigError(
@@ -367,7 +367,7 @@ def write_compounding(result: CompoundingResult, out_dir: str | Path, title: str
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     plot_error_curves(result.summary, ax, ylabel="mean L2 error over segments")
     ax.set_title(
-        f"{title}\n{len(result.segments)} segments, history {result.segments.history_length}", fontsize="medium"
+        f"{title}\n{len(result.segments)} segments, history {result.segments.max_backtrack}", fontsize="medium"
     )
     fig.tight_layout()
     paths = [out_dir / PNG_NAME, out_dir / CSV_NAME, out_dir / PER_DIM_CSV_NAME]

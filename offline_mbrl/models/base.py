@@ -50,7 +50,8 @@ class DynamicsModel(Protocol):
         kind: registry name (``"adm"``, ``"ensemble"``, ``"boot_rnn"``), written into checkpoints.
         config: the model's frozen config (``RecurrentConfig`` or ``EnsembleConfig``; ``obs_dim``, ``action_dim``).
         window_length: states a roll-out start and a training window hold: m = ``max_backtrack`` for ADM and the
-            bootstrapping RNN, 1 for the ensemble (it has no backtracking).
+            bootstrapping RNN, 1 for the ensemble. A name of its own because it is not a backtrack length for the
+            ensemble (which has none); everywhere else m is ``max_backtrack``.
         quantifiers: names of the ``offline_mbrl.uncertainty`` quantifiers that apply to its candidates (ADM
             ``("adm_var", "adm_std")``, ensemble ``("ensemble_std", "max_aleatoric")``, RNN none).
         selection: the fit's model-selection rule, ``"any_step"`` (channels = window positions) or
