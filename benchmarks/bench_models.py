@@ -6,12 +6,12 @@ ensemble: 7 × MLP 4 × 200). Random weights and data: throughput does not depen
 (a) ADM training, (window, k) samples/s: the all-k pass (one GRU pass over the m-step window trains every k,
     Eq. 2) against the official scheme (draw one k per batch, run the GRU over k steps, head on the last step).
 (b) ADM roll-out with the ``adm_std`` penalty, B = 50,000 starts, H = 5, dropout on (official): cached
-    hidden states (``offline_mbrl.rollout.rollout_adm``) against the official scheme — every step re-runs
+    hidden states (``models.adm.ADMStepper`` in ``rollout.rollout``) against the official scheme — every step re-runs
     the m sequences (s_{τ+1-k}, a_{τ+1-k:τ}), k = 1…m, one model call each, with NumPy round trips; the
     sample reuses the chosen k's output (the official code even runs one more call for it). Both process
     the starts in the same blocks of ``DEFAULT_CHUNK`` rows, so the ratio is the caching alone.
     A check on a small batch (dropout off, same random numbers) reports the largest difference.
-(c) Ensemble roll-out (``rollout_ensemble``, max_aleatoric penalty), same B and H, compared with (b).
+(c) Ensemble roll-out (``rollout`` with ``EnsembleStepper``, max_aleatoric penalty), same B and H, compared with (b).
 (d) The cached ADM roll-out of B / 5 starts in one block against blocks of ``DEFAULT_CHUNK`` starts (CPU:
     whole-batch temporaries of hundreds of MB are mapped and unmapped every step, costing page faults).
 
@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from offline_mbrl.data.dataset import TransitionDataset  # noqa: E402
 from offline_mbrl.data.windows import Windows  # noqa: E402
 from offline_mbrl.models import build_model  # noqa: E402
-from offline_mbrl.rollout import DEFAULT_CHUNK, rollout_adm, rollout_ensemble  # noqa: E402
+from offline_mbrl.rollout import DEFAULT_CHUNK, rollout  # noqa: E402
 
 D, A, M = 11, 3, 5
 
@@ -126,7 +126,7 @@ def check_equal(adm, policy, windows, batch: int) -> tuple[float, float]:
     model = build_model("adm", D, A, max_backtrack=M, rollout_dropout=False)
     model.load_state_dict(adm.state_dict())
     model.eval()
-    cached = rollout_adm(
+    cached = rollout(
         model,
         policy,
         history,
@@ -187,7 +187,7 @@ def main() -> None:
     adm.train()  # official: dropout on
     transitions = args.batch * args.horizon
     cached = timed(
-        lambda: rollout_adm(
+        lambda: rollout(
             adm, policy, history, args.horizon, penalty="adm_std", generator=torch.Generator().manual_seed(2)
         )
     )
@@ -207,7 +207,7 @@ def main() -> None:
         f"rollout: {reference[0] / cached[0]:.1f}x"
     )
     ens = timed(
-        lambda: rollout_ensemble(
+        lambda: rollout(
             ensemble,
             policy,
             history.obs[:, -1],
@@ -223,7 +223,7 @@ def main() -> None:
     )
     blocks = args.batch // 5
     whole = timed(
-        lambda: rollout_adm(
+        lambda: rollout(
             adm,
             policy,
             history[:blocks],
@@ -234,7 +234,7 @@ def main() -> None:
         )
     )
     chunked = timed(
-        lambda: rollout_adm(
+        lambda: rollout(
             adm, policy, history[:blocks], args.horizon, penalty="adm_std", generator=torch.Generator().manual_seed(4)
         )
     )

@@ -96,7 +96,7 @@ def main() -> None:
     summary = compounding_error(models, dataset, segments, seed=args.seed).summary
     steps = sorted({1, 5, 10, args.horizon})
     table = summary[summary["h"].isin(steps)].pivot(index="model", columns="h", values="mean")
-    print(f"\n(2) open-loop mean L2 error over {len(segments)} held-out segments (history {segments.history_length})")
+    print(f"\n(2) open-loop mean L2 error over {len(segments)} held-out segments (history {segments.max_backtrack})")
     print(table.to_string(float_format=lambda x: f"{x:.4f}"))
     overflow = summary.groupby("model")["n_overflow"].sum()
     print(f"    overflow points (counted as float32 max): {overflow.to_dict()}")

@@ -5,7 +5,7 @@ import torch
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.envs.termination import termination_fn
 from offline_mbrl.errors import ConfigError
-from offline_mbrl.rollout import rollout_adm, rollout_boot_rnn, rollout_ensemble
+from offline_mbrl.rollout import rollout
 from tests.models_helpers import (
     fit_stats,
     linear_policy,
@@ -39,9 +39,7 @@ def adm(ds, **kw):
 @pytest.mark.parametrize("sampling", ["trajectory", "batch"])
 def test_cached_adm_rollout_equals_recomputation(ds, history, penalty, sampling):
     model = adm(ds)
-    result = rollout_adm(
-        model, linear_policy(), history, H, penalty=penalty, generator=gen(1), backtrack_sampling=sampling
-    )
+    result = rollout(model, linear_policy(), history, H, penalty=penalty, generator=gen(1), backtrack_sampling=sampling)
     reference = recompute_rollout(
         model, linear_policy(), history, H, gen(1), penalty, shared_choice=sampling == "batch"
     )
@@ -55,7 +53,7 @@ def test_cached_adm_rollout_equals_recomputation(ds, history, penalty, sampling)
 
 def test_chunks_are_rolled_out_one_after_another(ds, history):
     model = adm(ds)
-    result = rollout_adm(model, linear_policy(), history, H, penalty="adm_var", generator=gen(1), chunk_size=4)
+    result = rollout(model, linear_policy(), history, H, penalty="adm_var", generator=gen(1), chunk_size=4)
     generator, parts = gen(1), []
     for start in range(0, len(history), 4):  # blocks 0-3, 4-7, 8-9
         block = history[start : start + 4]
@@ -76,7 +74,7 @@ def test_backtrack_sampling_modes(ds, sampling):
         model.logvar_bounds.min_logvar.fill_(-40.0)
     rows = torch.from_numpy(np.flatnonzero(Windows(ds, M).steps_from_start.numpy() >= M - 1)[:40])
     full = Windows(ds, M).history(rows)
-    result = rollout_adm(model, linear_policy(), full, 1, generator=gen(4), backtrack_sampling=sampling)
+    result = rollout(model, linear_policy(), full, 1, generator=gen(4), backtrack_sampling=sampling)
     action = linear_policy()(full.obs[:, -1])
     with torch.no_grad():
         predictions = torch.stack(
@@ -93,7 +91,7 @@ def test_backtrack_sampling_modes(ds, sampling):
 
 def test_boot_rnn_rollout_equals_recomputation(ds, history):
     model = fit_stats(tiny_boot_rnn(max_backtrack=M, rollout_dropout=False), ds)
-    result = rollout_boot_rnn(model, linear_policy(), history, H, generator=gen(2))
+    result = rollout(model, linear_policy(), history, H, generator=gen(2))
     reference = recompute_rollout(model, linear_policy(), history, H, gen(2))
     for key in ("obs", "actions", "next_obs", "rewards"):
         torch.testing.assert_close(getattr(result, key), reference[key], atol=1e-5, rtol=0)
@@ -108,7 +106,7 @@ def test_ensemble_samples_only_elites(ds):
         model.layers[-1].bias[:, 0, :12] += 10.0 * torch.arange(4.0)[:, None]  # members far apart
     model.elites.copy_(torch.tensor([1, 3]))
     obs = torch.from_numpy(ds.obs[:200])
-    result = rollout_ensemble(model, linear_policy(), obs, 1, generator=gen(3))
+    result = rollout(model, linear_policy(), obs, 1, generator=gen(3))
     with torch.no_grad():
         mean, _ = model(obs, linear_policy()(obs))
     distance = (mean[..., :-1] + obs - result.next_obs).abs().amax(-1)  # (E, B)
@@ -121,7 +119,7 @@ def test_ensemble_samples_only_elites(ds):
 def test_trajectories_stop_at_their_first_terminal(ds, history, kind):
     termination = termination_fn("Hopper-v5")
     if kind == "ensemble":
-        result = rollout_ensemble(
+        result = rollout(
             fit_stats(tiny_ensemble(), ds),
             linear_policy(),
             history.obs[:, -1],
@@ -130,9 +128,9 @@ def test_trajectories_stop_at_their_first_terminal(ds, history, kind):
             generator=gen(),
         )
     elif kind == "adm":
-        result = rollout_adm(adm(ds), linear_policy(), history, H, termination=termination, generator=gen())
+        result = rollout(adm(ds), linear_policy(), history, H, termination=termination, generator=gen())
     else:
-        result = rollout_boot_rnn(
+        result = rollout(
             fit_stats(tiny_boot_rnn(max_backtrack=M), ds),
             linear_policy(),
             history,
@@ -164,9 +162,9 @@ def test_nonfinite_steps_are_dropped_and_counted(ds, history, kind):
     height = history.obs[:, -1, 0]
     policy = exploding_policy(height.median())
     if kind == "adm":
-        result = rollout_adm(adm(ds), policy, history, H, penalty="adm_var", generator=gen(), chunk_size=3)
+        result = rollout(adm(ds), policy, history, H, penalty="adm_var", generator=gen(), chunk_size=3)
     else:
-        result = rollout_ensemble(
+        result = rollout(
             fit_stats(tiny_ensemble(), ds),
             policy,
             history.obs[:, -1],
@@ -187,7 +185,7 @@ def test_exploding_model_weights_leave_no_nonfinite_output(ds, history):
     model = adm(ds)
     with torch.no_grad():
         model.head[-1].weight.mul_(1e38)  # means overflow to ±inf
-    result = rollout_adm(model, linear_policy(), history, H, penalty="adm_std", generator=gen())
+    result = rollout(model, linear_policy(), history, H, penalty="adm_std", generator=gen())
     assert len(result.rewards) == 0 and result.stats["rollout/num_nonfinite"] == len(history)
     assert result.stats["rollout/mean_penalty"] == 0.0 and result.stats["rollout/mean_length"] == 0.0
 
@@ -195,10 +193,10 @@ def test_exploding_model_weights_leave_no_nonfinite_output(ds, history):
 def test_open_loop_actions_and_determinism(ds, history):
     model = adm(ds)
     actions = torch.rand(len(history), H, 3, generator=gen(9)) * 2 - 1
-    a = rollout_adm(model, actions, history, H, generator=gen(5))
+    a = rollout(model, actions, history, H, penalty="adm_std", generator=gen(5))
     torch.testing.assert_close(a.actions, actions[a.start_ids, a.steps])
-    b = rollout_adm(model, actions, history, H, generator=gen(5))
-    c = rollout_adm(model, actions, history, H, generator=gen(6))
+    b = rollout(model, actions, history, H, generator=gen(5))
+    c = rollout(model, actions, history, H, generator=gen(6))
     assert torch.equal(a.next_obs, b.next_obs) and not torch.equal(a.next_obs, c.next_obs)
     torch.testing.assert_close(a.penalized_rewards(2.5), a.rewards - 2.5 * a.penalties)
     assert a.stats["rollout/mean_penalty"] == pytest.approx(a.penalties.mean().item())
@@ -210,22 +208,22 @@ def test_rollout_dropout_switch(ds, history):
     runs = []
     for seed in (0, 1):
         torch.manual_seed(seed)  # dropout masks come from torch's global RNG
-        runs.append(rollout_adm(model, linear_policy(), history, 2, generator=gen()).next_obs)
+        runs.append(rollout(model, linear_policy(), history, 2, generator=gen()).next_obs)
     assert not torch.equal(*runs) and not model.training  # dropout was on, mode restored
 
 
 def test_errors_name_the_problem(ds, history):
     with pytest.raises(ConfigError, match="history holds 4 states, the adm model's max_backtrack is 5"):
-        rollout_adm(fit_stats(tiny_adm(max_backtrack=5), ds), linear_policy(), history, H)
+        rollout(fit_stats(tiny_adm(max_backtrack=5), ds), linear_policy(), history, H)
     with pytest.raises(ConfigError, match="chunk_size"):
-        rollout_adm(adm(ds), linear_policy(), history, H, chunk_size=0)
+        rollout(adm(ds), linear_policy(), history, H, chunk_size=0)
     with pytest.raises(ConfigError, match="no start states"):
-        rollout_ensemble(fit_stats(tiny_ensemble(), ds), linear_policy(), history.obs[:0, -1], H)
+        rollout(fit_stats(tiny_ensemble(), ds), linear_policy(), history.obs[:0, -1], H)
     with pytest.raises(ConfigError, match="rollout_length"):
-        rollout_adm(adm(ds), linear_policy(), history, 0)
+        rollout(adm(ds), linear_policy(), history, 0)
     with pytest.raises(ConfigError, match="backtrack_sampling"):
-        rollout_adm(adm(ds), linear_policy(), history, H, backtrack_sampling="per-step")
+        rollout(adm(ds), linear_policy(), history, H, backtrack_sampling="per-step")
     with pytest.raises(ConfigError, match=r"open-loop 'policy' actions must have shape \(B=10, H>=6, A=3\)"):
-        rollout_adm(adm(ds), torch.zeros(10, 2, 3), history, H)
+        rollout(adm(ds), torch.zeros(10, 2, 3), history, H)
     with pytest.raises(ConfigError, match="unknown quantifier"):
-        rollout_ensemble(fit_stats(tiny_ensemble(), ds), linear_policy(), history.obs[:, -1], H, penalty="var")
+        rollout(fit_stats(tiny_ensemble(), ds), linear_policy(), history.obs[:, -1], H, penalty="var")

@@ -44,10 +44,10 @@ from ..data.windows import Windows
 from ..envs.gym_env import env_spaces, evaluate_policy
 from ..envs.termination import termination_fn
 from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
-from ..models import build_model
+from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
-from ..rollout import bounded, rollout_adm, rollout_ensemble
+from ..rollout import bounded, rollout
 from ..runs import (
     MetricsLogger,
     load_checkpoint,
@@ -55,6 +55,7 @@ from ..runs import (
     rng_state,
     run_lock,
     save_atomic,
+    seeded,
     set_rng_state,
     write_text_atomic,
 )
@@ -63,32 +64,10 @@ from ..uncertainty import break_even_coef
 MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
 
 
-def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> torch.nn.Module:
-    """A fresh ADM or probabilistic ensemble sized by ``config.dynamics`` (``models.build_model``)."""
-    d = config.dynamics
-    if d.model == "adm":
-        return build_model(
-            "adm",
-            obs_dim,
-            action_dim,
-            max_backtrack=d.max_backtrack,
-            hidden_dim=d.hidden_dim,
-            gru_layers=d.gru_layers,
-            head_blocks=d.head_blocks,
-            dropout=d.dropout,
-            rollout_dropout=d.rollout_dropout,
-        )
-    if d.model == "ensemble":
-        return build_model(
-            "ensemble",
-            obs_dim,
-            action_dim,
-            ensemble_size=d.ensemble_size,
-            num_elites=d.num_elites,
-            hidden_dims=d.ensemble_hidden_dims,
-            weight_decays=d.ensemble_weight_decays,
-        )
-    raise ConfigError(f"config: key 'dynamics.model' must be 'adm' or 'ensemble', got {d.model!r}")
+def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> DynamicsModel:
+    """A fresh model of kind ``config.dynamics.model`` sized by the ``dynamics`` section (``models.fields_from``)."""
+    kind = config.dynamics.model
+    return build_model(kind, obs_dim, action_dim, **fields_from(kind, config.dynamics))
 
 
 def fit_dynamics(
@@ -97,7 +76,7 @@ def fit_dynamics(
     device: torch.device,
     progress: bool = False,
     checkpoint: Path | None = None,
-) -> torch.nn.Module:
+) -> DynamicsModel:
     """Build and fit the dynamics model of ``config`` on ``dataset`` (Alg. 3 line 1); ``checkpoint``: a fit
     checkpoint file that makes a stopped fit resume (``models.fit.fit``)."""
     model = build_dynamics(config, dataset.obs_dim, dataset.action_dim).to(device)
@@ -192,7 +171,7 @@ class OfflineTrainer:
                 )
         return action_space
 
-    def _load_dynamics(self) -> torch.nn.Module:
+    def _load_dynamics(self) -> DynamicsModel:
         """The saved model at ``dynamics_path``, checked against the config and the dataset."""
         model = load_model(self.dynamics_path, self.device)
         d, where = self.config.dynamics, self.dynamics_path
@@ -204,11 +183,12 @@ class OfflineTrainer:
                     f"{where}: model {name} {getattr(model.config, name)} differs from the dataset's "
                     f"({self.dataset.source}: {getattr(self.dataset, name)})"
                 )
-        if model.kind == "adm" and model.config.max_backtrack != d.max_backtrack:
+        expected = build_config(d.model, model.config.obs_dim, model.config.action_dim, **fields_from(d.model, d))
+        if model.window_length != expected.window_length:
             raise ConfigError(
-                f"{where}: model max_backtrack {model.config.max_backtrack} differs from the config's "
+                f"{where}: model max_backtrack {model.window_length} differs from the config's "
                 f"dynamics.max_backtrack {d.max_backtrack}; pass --set dynamics.max_backtrack="
-                f"{model.config.max_backtrack} or fit with --max-backtrack {d.max_backtrack}"
+                f"{model.window_length} or fit with --max-backtrack {d.max_backtrack}"
             )
         return model
 
@@ -252,20 +232,20 @@ class OfflineTrainer:
             self.epochs_extended_from.append(recorded.epochs)
         return state
 
+    def _fit_dynamics(self) -> DynamicsModel:
+        """Fit the model of the config (initial weights seeded by ``config.seed``) and save it to ``dynamics_path``;
+        a stopped fit resumes from ``dynamics.pt.partial``."""
+        partial = self.dynamics_path.with_name(self.dynamics_path.name + ".partial")
+        with seeded(self.config.seed, self.device):
+            model = fit_dynamics(self.config, self.dataset, self.device, self.progress, partial)
+        save_model(model, self.dynamics_path)
+        partial.unlink()
+        return model
+
     def _setup(self, state: dict | None) -> None:
-        torch.manual_seed(self.config.seed)
-        np.random.seed(self.config.seed)
-        if self.model is None:
-            partial = self.dynamics_path.with_name(self.dynamics_path.name + ".partial")
-            self.model = fit_dynamics(self.config, self.dataset, self.device, self.progress, partial)
-            save_model(self.model, self.dynamics_path)
-            partial.unlink()
+        """SAC, its schedule, the model buffer and the counters, restored from ``state`` when resuming."""
         self.model.eval()
-        torch.manual_seed(
-            self.config.seed + 1
-        )  # the policy phase starts the same whether the model was fitted or loaded
-        m = self.model.config.max_backtrack if self.model.kind == "adm" else 1
-        self.windows = Windows(self.dataset, m, self.device)
+        self.windows = Windows(self.dataset, self.model.window_length, self.device)
         cfg, space = self.config, self.action_space
         self.sac = SAC(
             self.dataset.obs_dim,
@@ -355,20 +335,15 @@ class OfflineTrainer:
         """
         r = self.config.rollout
         rows = self.windows.sample_rows(r.rollout_batch_size)
-        if self.model.kind == "adm":
-            result = rollout_adm(
-                self.model,
-                self.policy,
-                self.windows.history(rows),
-                r.rollout_length,
-                r.penalty,
-                self.termination,
-                backtrack_sampling=r.backtrack_sampling,
-            )
-        else:
-            result = rollout_ensemble(
-                self.model, self.policy, self.windows.obs[rows], r.rollout_length, r.penalty, self.termination
-            )
+        result = rollout(
+            self.model,
+            self.policy,
+            self.windows.history(rows),
+            r.rollout_length,
+            r.penalty,
+            self.termination,
+            backtrack_sampling=r.backtrack_sampling,
+        )
         rewards = result.penalized_rewards(r.penalty_coef)  # (N,)
         keep = bounded(rewards)  # (N,) checked after the penalty
         if not keep.any():
@@ -468,8 +443,12 @@ class OfflineTrainer:
         with run_lock(self.run_dir):
             state = self._read_checkpoint() if resume and self.checkpoint_path.is_file() else None
             write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.config), sort_keys=False))
-            self._setup(state)
-            return self._loop()
+            if self.model is None:
+                self.model = self._fit_dynamics()
+            # the policy phase starts the same whether the model was fitted or loaded; the caller's stream is kept
+            with seeded(self.config.seed + 1, self.device):
+                self._setup(state)
+                return self._loop()
 
     def _loop(self) -> dict:
         """Epochs from ``self.epoch`` to ``config.epochs`` (module docstring, lines 2-11)."""

@@ -24,7 +24,7 @@ from ..buffers import TensorBuffer
 from ..config import check_section
 from ..envs.gym_env import evaluate_policy
 from ..errors import ConfigError
-from ..runs import MetricsLogger, load_checkpoint, rng_state, run_lock, save_atomic, set_rng_state
+from ..runs import MetricsLogger, load_checkpoint, rng_state, run_lock, save_atomic, seeded, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class OnlineSACTrainer:
         Raises:
             RunLockedError: another live process trains in ``run_dir``.
         """
-        with run_lock(self.run_dir):
+        with run_lock(self.run_dir), seeded(self.config.seed, self.device):  # the caller's random stream is kept
             self._train(resume)
 
     def _train(self, resume: bool) -> None:
@@ -188,8 +188,6 @@ class OnlineSACTrainer:
         resumed = resume and self.checkpoint_path.exists()
         if resumed:
             self.load()
-        else:
-            torch.manual_seed(cfg.seed)
         logger = MetricsLogger(self.run_dir, tensorboard=False, resume_after=self.step if resumed else None, key="step")
         obs = self.env.reset(seed=cfg.seed + self.episodes)[0]
         next_checkpoint = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every

@@ -28,6 +28,7 @@ from ..models import build_model
 from ..models.adm import ADM
 from ..models.checkpoint import save_model
 from ..models.fit import FitConfig, fit
+from ..runs import seeded
 from .compounding import compounding_error, evaluation_segments, plot_error_curves
 from .runs_io import read_run
 from .tables import seed_scores
@@ -88,8 +89,8 @@ def fit_per_m(
     """
     models, rows = {}, []
     for m in check_max_backtracks(max_backtracks):
-        torch.manual_seed(fit_config.seed)
-        model = build_model("adm", dataset.obs_dim, dataset.action_dim, max_backtrack=m, **(model_fields or {}))
+        with seeded(fit_config.seed):  # the same initial weights for every m
+            model = build_model("adm", dataset.obs_dim, dataset.action_dim, max_backtrack=m, **(model_fields or {}))
         result = fit(model.to(device), dataset, fit_config, progress=progress)
         models[m] = model
         rows.append(pd.DataFrame({"m": m, "k": np.arange(1, m + 1), "holdout_mse": result.holdout_errors}))

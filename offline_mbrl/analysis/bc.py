@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..agents.sac import LOG_STD_MAX, LOG_STD_MIN, TanhGaussianActor
 from ..data.dataset import TransitionDataset
 from ..errors import ConfigError, DatasetError
+from ..runs import seeded
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,16 @@ def fit_bc(
             f"{dataset.source}: {outside} rows of field 'actions' lie outside the action box "
             f"[{low.tolist()}, {high.tolist()}]"
         )
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    actor = TanhGaussianActor(dataset.obs_dim, dataset.action_dim, config.hidden_dims, low, high).to(device)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
-    bar = tqdm(range(config.steps), desc="fit bc", disable=not progress, leave=False)
-    for _ in bar:
-        rows = torch.randint(len(dataset), (config.batch_size,), generator=generator).to(device)
-        loss, metrics = bc_loss(actor, obs[rows], actions[rows], config.action_eps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.set_postfix(nll=f"{metrics['bc/nll']:.3g}")
+    with seeded(config.seed, device):  # the actor's initial weights; the caller's random stream is kept
+        actor = TanhGaussianActor(dataset.obs_dim, dataset.action_dim, config.hidden_dims, low, high).to(device)
+        optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
+        bar = tqdm(range(config.steps), desc="fit bc", disable=not progress, leave=False)
+        for _ in bar:
+            rows = torch.randint(len(dataset), (config.batch_size,), generator=generator).to(device)
+            loss, metrics = bc_loss(actor, obs[rows], actions[rows], config.action_eps)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.set_postfix(nll=f"{metrics['bc/nll']:.3g}")
     return actor.eval()

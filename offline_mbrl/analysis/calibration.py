@@ -8,8 +8,8 @@ get the largest uncertainty. The error definition is not published; here:
 * **Roll-outs.** B start histories drawn uniformly from the dataset (seeded; the same rows for every policy
   and model), H steps with each policy (actions sampled, as in training roll-outs), the task's termination
   function, the model's own roll-out settings (``analysis.compounding.model_rollout``).
-* **Uncertainty.** Every quantifier that applies to the model (``QUANTIFIERS``: ``adm_var``, ``adm_std`` for
-  ADM; ``ensemble_std``, ``max_aleatoric`` for the ensemble) is computed at each roll-out step from the very
+* **Uncertainty.** Every quantifier that applies to the model (``model.quantifiers``: ``adm_var``, ``adm_std``
+  for ADM; ``ensemble_std``, ``max_aleatoric`` for the ensemble) is computed at each roll-out step from the very
   predictions (means, log-variances, available k) the roll-out sampled from.
 * **Model error** ``‖ŝ' − s'_true‖₂`` over the state dims: ŝ' is the roll-out's sampled next state (what the
   agent trains on), s'_true the MuJoCo oracle's next state from the *model* state s and action a
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..agents.sac import TanhGaussianActor, load_actor
 from ..algos.collect import random_policy, stochastic
@@ -38,14 +38,14 @@ from ..envs.gym_env import Policy, make_env
 from ..envs.oracle import MujocoOracle, get_oracle
 from ..envs.termination import TerminationFn
 from ..errors import CheckpointError, ConfigError
+from ..models.base import DynamicsModel, Stepper, StepperWrapper
 from ..rollout import RolloutResult
-from ..runs import load_checkpoint
+from ..runs import load_checkpoint, seeded
 from ..uncertainty import get_uncertainty
 from .bc import BCConfig, fit_bc
 from .compounding import model_rollout
 from .tables import markdown_rows
 
-QUANTIFIERS = {"adm": ("adm_var", "adm_std"), "ensemble": ("ensemble_std", "max_aleatoric")}
 POINTS_CSV, SUMMARY_CSV, SUMMARY_MD, PNG_NAME = (
     "calibration_points.csv",
     "calibration_summary.csv",
@@ -54,53 +54,52 @@ POINTS_CSV, SUMMARY_CSV, SUMMARY_MD, PNG_NAME = (
 )
 
 
-def quantifiers_for(model: nn.Module) -> tuple[str, ...]:
-    """The quantifier names that apply to ``model`` (``QUANTIFIERS``).
+def quantifiers_for(model: DynamicsModel) -> tuple[str, ...]:
+    """The quantifier names that apply to ``model`` (``model.quantifiers``).
 
     Raises:
-        ConfigError: the model kind has none (the bootstrapping RNN).
+        ConfigError: the model has none (the bootstrapping RNN).
     """
-    if model.kind not in QUANTIFIERS:
+    if not model.quantifiers:
         raise ConfigError(
-            f"calibration: no uncertainty quantifier for a '{model.kind}' model; use one of {sorted(QUANTIFIERS)}"
+            f"calibration: no uncertainty quantifier for a '{model.kind}' model; use a model that declares some "
+            "(ADM, the ensemble)"
         )
-    return QUANTIFIERS[model.kind]
+    return model.quantifiers
 
 
-class _Recorder:
+class _Recorder(StepperWrapper):
     """Wraps a roll-out stepper: at each step computes every quantifier from the step's predictions
     (C, b, D + 1) and stores U by (trajectory, step) in ``values`` (Q, B, H), NaN where no step was taken."""
 
     def __init__(
-        self, stepper, names: tuple[str, ...], num_starts: int, rollout_length: int, device: torch.device
+        self, stepper: Stepper, names: tuple[str, ...], num_starts: int, rollout_length: int, device: torch.device
     ) -> None:
-        self.stepper, self.quantifiers = stepper, [get_uncertainty(name) for name in names]
+        super().__init__(stepper)
+        self.quantifiers = [get_uncertainty(name) for name in names]
         self.values = torch.full((len(names), num_starts, rollout_length), float("nan"), device=device)
         self.ids = torch.arange(num_starts, device=device)  # (b,) live trajectories
         self.step = 0
 
-    def predict(self, obs: Tensor, action: Tensor):
-        mean, logvar, available = self.stepper.predict(obs, action)
+    def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        mean, logvar, available = super().predict(obs, action)
         self.values[:, self.ids, self.step] = torch.stack([q(mean, logvar, available) for q in self.quantifiers])
         self.step += 1
         return mean, logvar, available
 
-    def choose(self, uniform: Tensor) -> Tensor:
-        return self.stepper.choose(uniform)
-
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         self.ids = self.ids[keep]
-        self.stepper.advance(next_obs, keep)
+        super().advance(next_obs, keep)
 
 
 def rollout_uncertainties(
-    model: nn.Module,
+    model: DynamicsModel,
     policy: Policy,
     history: HistoryBatch,
     rollout_length: int,
     termination: TerminationFn | None = None,
     generator: torch.Generator | None = None,
-    observe: Callable[[object], object] | None = None,
+    observe: Callable[[Stepper], Stepper] | None = None,
 ) -> tuple[RolloutResult, dict[str, Tensor]]:
     """Roll ``model`` out (``compounding.model_rollout``) and return, per applicable quantifier, U (N,) of every
     returned transition, computed from the predictions that transition was sampled from. ``observe`` wraps the
@@ -113,7 +112,7 @@ def rollout_uncertainties(
     device = next(model.parameters()).device
     recorders: list[_Recorder] = []
 
-    def record(stepper):
+    def record(stepper: Stepper) -> Stepper:
         recorders.append(_Recorder(stepper, names, len(history), rollout_length, device))
         return observe(recorders[-1]) if observe else recorders[-1]
 
@@ -144,7 +143,7 @@ def true_errors(
 
 
 def calibration_points(
-    models: dict[str, nn.Module],
+    models: dict[str, DynamicsModel],
     dataset: TransitionDataset,
     policies: dict[str, Policy],
     oracle: MujocoOracle,
@@ -173,10 +172,15 @@ def calibration_points(
         windows = Windows(dataset, model.window_length, device)
         history = windows.history(windows.sample_rows(num_starts, torch.Generator().manual_seed(seed)))
         for name, policy in policies.items():
-            torch.manual_seed(seed)  # the actor's samples and the dropout noise
-            result, values = rollout_uncertainties(
-                model, policy, history, rollout_length, termination, torch.Generator(device=device).manual_seed(seed)
-            )
+            with seeded(seed, device):  # the actor's samples and the dropout noise
+                result, values = rollout_uncertainties(
+                    model,
+                    policy,
+                    history,
+                    rollout_length,
+                    termination,
+                    torch.Generator(device=device).manual_seed(seed),
+                )
             errors, clipped, sim_nonfinite = true_errors(
                 oracle, *(t.cpu().double().numpy() for t in (result.obs, result.actions, result.next_obs))
             )

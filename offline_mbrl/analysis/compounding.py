@@ -12,7 +12,7 @@ Protocol (the paper gives no formula; this follows the public third-party reprod
   episode instead (then the models have seen the data; say so with the figure).
 * **Roll-out.** Each model is rolled out H steps **open-loop** with the segment's recorded actions, feeding
   its own sampled predictions back (Gaussian sampling on, no termination, head dropout as the model's
-  ``rollout_dropout``), with ``offline_mbrl.rollout``. ADM is run with random backtracking (Alg. 1) and with
+  ``rollout_dropout``), with ``offline_mbrl.rollout.rollout``. ADM is run with random backtracking (Alg. 1) and with
   the longest backtrack k = min(L + τ, m) = m at every step (``backtrack="longest"``).
 * **Error** at step h = 1…H: ``‖ŝ_h − s_h‖₂`` against the recorded state ``next_obs[t0 + M − 2 + h]``, and
   the squared error per state dimension. As in the paper, an overflow counts as the float32 maximum: a step
@@ -31,16 +31,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from ..data.dataset import TransitionDataset
 from ..data.windows import HistoryBatch, Windows
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
-from ..models.adm import ADM
-from ..models.boot_rnn import BootRNN
+from ..models.base import DynamicsModel, Stepper
 from ..models.fit import FitConfig, split_holdout
-from ..rollout import Policy, RolloutResult, _ADMCache, _BootRNNWindow, _EnsembleStep, _mode, _rollout
+from ..rollout import Policy, RolloutResult, rollout
+from ..runs import seeded
 
 F32_MAX = float(np.finfo(np.float32).max)
 ADM_BACKTRACKS = ("random", "longest")
@@ -50,7 +49,7 @@ CSV_NAME, PER_DIM_CSV_NAME, PNG_NAME = "compounding_error.csv", "compounding_err
 
 # ---------------------------------------------------------------------------------------------- roll-outs
 def model_rollout(
-    model: nn.Module,
+    model: DynamicsModel,
     policy: Policy,
     history: HistoryBatch,
     rollout_length: int,
@@ -58,30 +57,29 @@ def model_rollout(
     generator: torch.Generator | None = None,
     backtrack: str = "random",
     termination: TerminationFn | None = None,
-    observe: Callable[[object], object] | None = None,
+    observe: Callable[[Stepper], Stepper] | None = None,
 ) -> RolloutResult:
-    """Roll out any dynamics model (ADM, bootstrapping RNN, ensemble) with ``offline_mbrl.rollout``'s loop.
+    """``offline_mbrl.rollout.rollout`` of any dynamics model in one block, without penalty, with this study's
+    backtracking names.
 
     Args:
-        model: a fitted ADM, BootRNN or ProbabilisticEnsemble.
+        model: a fitted ``DynamicsModel`` (ADM, BootRNN or ProbabilisticEnsemble).
         policy: ``policy(obs (B, D)) -> (B, A)`` or open-loop actions (B, H, A) on the model's device.
         history: start histories of ``model.window_length`` states (``Windows(dataset, m).history``).
         rollout_length: H.
         generator: random source on the model's device.
-        backtrack: ADM only: ``"random"`` (Alg. 1, k per trajectory and step) or ``"longest"`` (k = m).
+        backtrack: ``"random"`` (Alg. 1, k per trajectory and step) or ``"longest"`` (k = m; models whose
+            ``backtrack_samplings`` include it: ADM).
         termination: ``termination_fn(task)`` or None (never terminate).
-        observe: optional wrapper of the per-step predictor (``stepper -> stepper``); calibration uses it to
-            record every quantifier from the roll-out's own predictions.
+        observe: optional wrapper of the stepper (``stepper -> stepper``); calibration uses it to record every
+            quantifier from the roll-out's own predictions.
     Returns:
         ``RolloutResult`` without penalty (``penalties`` are zeros).
     Raises:
-        ConfigError: unknown ``backtrack``, ``"longest"`` for a non-ADM model, or a history whose length is
+        ConfigError: unknown ``backtrack``, ``"longest"`` for a model without it, or a history whose length is
             not the model's window length.
-
-    The steppers and the loop are the private ones of ``offline_mbrl.rollout`` (the code of ``rollout_adm``,
-    ``rollout_boot_rnn``, ``rollout_ensemble``); a public stepper hook there would make this wrapper unnecessary.
     """
-    if backtrack not in ADM_BACKTRACKS or (backtrack == "longest" and not isinstance(model, ADM)):
+    if backtrack not in ADM_BACKTRACKS or (backtrack == "longest" and "longest" not in model.backtrack_samplings):
         raise ConfigError(
             f"rollout: 'backtrack' must be one of {ADM_BACKTRACKS} ('longest' for ADM only), "
             f"got {backtrack!r} for a {model.kind} model"
@@ -90,25 +88,10 @@ def model_rollout(
         raise ConfigError(
             f"rollout: history holds {history.max_backtrack} states, the {model.kind} model reads {model.window_length}"
         )
-    history = history.to(next(model.parameters()).device)
-    if isinstance(model, ADM):
-        stepper = _ADMCache(model, history, longest=backtrack == "longest")
-    elif isinstance(model, BootRNN):
-        stepper = _BootRNNWindow(model, history)
-    else:
-        stepper = _EnsembleStep(model)
-    dropout = isinstance(model, (ADM, BootRNN)) and model.config.rollout_dropout
-    with _mode(model, dropout):
-        return _rollout(
-            observe(stepper) if observe else stepper,
-            policy,
-            history.obs[:, -1],
-            rollout_length,
-            None,
-            termination,
-            generator,
-            shared_choice=False,
-        )
+    sampling = "longest" if backtrack == "longest" else "trajectory"
+    return rollout(
+        model, policy, history, rollout_length, None, termination, generator, sampling, chunk_size=None, observe=observe
+    )
 
 
 # ---------------------------------------------------------------------------------------------- segments
@@ -118,12 +101,12 @@ class Segments:
 
     Attributes:
         rows: (S,) int64 first row t0 of each segment (sorted).
-        history_length: M, states read before the first prediction (the longest model history).
+        max_backtrack: M, the largest m of the compared models: states read before the first prediction.
         horizon: H, predicted steps.
     """
 
     rows: np.ndarray
-    history_length: int
+    max_backtrack: int
     horizon: int
 
     def __len__(self) -> int:
@@ -132,7 +115,7 @@ class Segments:
     @property
     def start_rows(self) -> np.ndarray:
         """(S,) row of the roll-out start state ``s_{t0+M-1}``."""
-        return self.rows + self.history_length - 1
+        return self.rows + self.max_backtrack - 1
 
     def _steps(self) -> np.ndarray:
         return self.start_rows[:, None] + np.arange(self.horizon)[None]  # (S, H)
@@ -161,23 +144,23 @@ def holdout_mask(dataset: TransitionDataset, fit_seed: int = 0, holdout_split: s
 def select_segments(
     dataset: TransitionDataset,
     horizon: int,
-    history_length: int,
+    max_backtrack: int,
     allowed: np.ndarray | None = None,
     num_segments: int | None = None,
     seed: int = 0,
 ) -> Segments:
-    """Segments of ``history_length − 1 + horizon`` rows inside one episode, starting at rows where ``allowed``
+    """Segments of ``max_backtrack − 1 + horizon`` rows inside one episode, starting at rows where ``allowed``
     (N,) bool is True (None: everywhere) and staying in allowed rows.
 
     Args:
         num_segments: draw this many distinct starts (seeded); None takes every eligible start.
     Raises:
-        ConfigError: horizon or history_length < 1, a wrong ``allowed`` shape, no eligible start, or fewer
+        ConfigError: horizon or max_backtrack < 1, a wrong ``allowed`` shape, no eligible start, or fewer
             eligible starts than ``num_segments`` (the message gives the count).
     """
-    if horizon < 1 or history_length < 1:
-        raise ConfigError(f"segments: 'horizon' and 'history_length' must be >= 1, got {horizon}, {history_length}")
-    length = history_length - 1 + horizon
+    if horizon < 1 or max_backtrack < 1:
+        raise ConfigError(f"segments: 'horizon' and 'max_backtrack' must be >= 1, got {horizon}, {max_backtrack}")
+    length = max_backtrack - 1 + horizon
     allowed = np.ones(len(dataset), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
     if allowed.shape != (len(dataset),):
         raise ConfigError(f"segments: 'allowed' must have shape ({len(dataset)},), got {allowed.shape}")
@@ -189,17 +172,17 @@ def select_segments(
     eligible = np.flatnonzero((steps_to_end >= length) & inside)
     if len(eligible) == 0 or (num_segments is not None and len(eligible) < num_segments):
         raise ConfigError(
-            f"{dataset.source}: {len(eligible)} segments of {length} rows (history {history_length} "
+            f"{dataset.source}: {len(eligible)} segments of {length} rows (history {max_backtrack} "
             f"+ horizon {horizon} - 1) fit inside one allowed episode; need "
             f"{num_segments or 1}. Use a shorter horizon, fewer segments or segments_from='all'"
         )
     if num_segments is not None:
         eligible = np.sort(np.random.default_rng(seed).choice(eligible, size=num_segments, replace=False))
-    return Segments(rows=eligible.astype(np.int64), history_length=history_length, horizon=horizon)
+    return Segments(rows=eligible.astype(np.int64), max_backtrack=max_backtrack, horizon=horizon)
 
 
 def rollout_segments(
-    model: nn.Module, dataset: TransitionDataset, segments: Segments, backtrack: str = "random", seed: int = 0
+    model: DynamicsModel, dataset: TransitionDataset, segments: Segments, backtrack: str = "random", seed: int = 0
 ) -> tuple[np.ndarray, int]:
     """Open-loop predictions of ``model`` on every segment.
 
@@ -207,14 +190,14 @@ def rollout_segments(
         predictions (S, H, D) float64, NaN where the roll-out produced no step (a dropped non-finite sample
         ends its trajectory), and the number of dropped non-finite samples.
     Raises:
-        ConfigError: the model's history is longer than ``segments.history_length``, its dims differ from the
+        ConfigError: the model's history is longer than ``segments.max_backtrack``, its dims differ from the
             dataset's, or as ``model_rollout``.
     """
     device = next(model.parameters()).device
-    if model.window_length > segments.history_length:
+    if model.window_length > segments.max_backtrack:
         raise ConfigError(
             f"compounding error: the {model.kind} model reads {model.window_length} states, the "
-            f"segments hold {segments.history_length}"
+            f"segments hold {segments.max_backtrack}"
         )
     if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
         raise ConfigError(
@@ -223,9 +206,9 @@ def rollout_segments(
         )
     history = Windows(dataset, model.window_length, device).history(torch.as_tensor(segments.start_rows))
     actions = torch.as_tensor(segments.actions(dataset), device=device)  # (S, H, A)
-    torch.manual_seed(seed)  # dropout noise
     generator = torch.Generator(device=device).manual_seed(seed)
-    result = model_rollout(model, actions, history, segments.horizon, generator=generator, backtrack=backtrack)
+    with seeded(seed, device):  # dropout noise
+        result = model_rollout(model, actions, history, segments.horizon, generator=generator, backtrack=backtrack)
     predictions = np.full((len(segments), segments.horizon, dataset.obs_dim), np.nan)
     predictions[result.start_ids.cpu().numpy(), result.steps.cpu().numpy()] = result.next_obs.cpu().double().numpy()
     return predictions, int(result.stats["rollout/num_nonfinite"])
@@ -306,8 +289,8 @@ class CompoundingResult:
 
 
 def model_variants(
-    models: dict[str, nn.Module], adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS
-) -> list[tuple[str, nn.Module, str]]:
+    models: dict[str, DynamicsModel], adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS
+) -> list[tuple[str, DynamicsModel, str]]:
     """(label, model, backtrack) per curve: one per model, and one per backtrack mode for ADM (``NAME`` for
     random backtracking, ``NAME (k=m=5)`` for the longest; m = 1 has one mode only).
 
@@ -321,17 +304,14 @@ def model_variants(
         )
     variants = []
     for name, model in models.items():
-        if not isinstance(model, ADM):
-            variants.append((name, model, "random"))
-            continue
-        m = model.config.max_backtrack
-        modes = ("random",) if m == 1 else adm_backtracks
+        m = model.window_length
+        modes = adm_backtracks if "longest" in model.backtrack_samplings and m > 1 else ("random",)
         variants += [(name if mode == "random" else f"{name} (k=m={m})", model, mode) for mode in modes]
     return variants
 
 
 def compounding_error(
-    models: dict[str, nn.Module],
+    models: dict[str, DynamicsModel],
     dataset: TransitionDataset,
     segments: Segments,
     adm_backtracks: tuple[str, ...] = ADM_BACKTRACKS,
@@ -387,7 +367,7 @@ def write_compounding(result: CompoundingResult, out_dir: str | Path, title: str
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     plot_error_curves(result.summary, ax, ylabel="mean L2 error over segments")
     ax.set_title(
-        f"{title}\n{len(result.segments)} segments, history {result.segments.history_length}", fontsize="medium"
+        f"{title}\n{len(result.segments)} segments, history {result.segments.max_backtrack}", fontsize="medium"
     )
     fig.tight_layout()
     paths = [out_dir / PNG_NAME, out_dir / CSV_NAME, out_dir / PER_DIM_CSV_NAME]
@@ -400,7 +380,7 @@ def write_compounding(result: CompoundingResult, out_dir: str | Path, title: str
 
 def evaluation_segments(
     dataset: TransitionDataset,
-    models: list[nn.Module],
+    models: list[DynamicsModel],
     horizon: int,
     segments_from: str = "holdout",
     num_segments: int | None = None,

@@ -3,7 +3,7 @@
 MOPO / ADMPO-OFF train on ``r̃ = r̂ − β·U`` (ADM paper Eq. 8, MOPO Eq. 3). On Hopper and Walker2d a roll-out ends
 where the termination function fires, with no value after it; once the mean penalized reward of the states a
 policy can reach falls to zero, falling early is as good as hopping, and SAC learns to fall. This study measures,
-for one fitted model and every quantifier that applies to it (``calibration.QUANTIFIERS``), the distributions of
+for one fitted model and every quantifier that applies to it (``model.quantifiers``), the distributions of
 the predicted reward r̂, the uncertainty U and r̂ − βU on three sets of model transitions:
 
 * ``dataset``: one model step from dataset start histories with the recorded action (the data's own pairs);
@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data.dataset import TransitionDataset
 from ..data.windows import Windows
 from ..envs.gym_env import Policy
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
+from ..models.base import DynamicsModel, Stepper, StepperWrapper
 from ..runs import seeded
 from ..uncertainty import break_even_coef, dimension_spread
 from .calibration import quantifiers_for, rollout_uncertainties
@@ -84,14 +85,15 @@ class PenaltyStudy:
     dimensions: pd.DataFrame
 
 
-class _DimensionRecorder:
+class _DimensionRecorder(StepperWrapper):
     """Wraps a roll-out stepper and sums ``dimension_spread`` over the finite rows of every step."""
 
-    def __init__(self, stepper) -> None:
-        self.stepper, self.epistemic, self.aleatoric, self.rows = stepper, 0.0, 0.0, 0
+    def __init__(self, stepper: Stepper) -> None:
+        super().__init__(stepper)
+        self.epistemic, self.aleatoric, self.rows = 0.0, 0.0, 0
 
-    def predict(self, obs: Tensor, action: Tensor):
-        mean, logvar, available = self.stepper.predict(obs, action)
+    def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        mean, logvar, available = super().predict(obs, action)
         epistemic, aleatoric = dimension_spread(mean, logvar, available)  # (b, D), (b, D + 1)
         finite = torch.isfinite(epistemic).all(dim=1) & torch.isfinite(aleatoric).all(dim=1)
         self.epistemic = self.epistemic + epistemic[finite].double().sum(dim=0)
@@ -99,15 +101,9 @@ class _DimensionRecorder:
         self.rows += int(finite.sum())
         return mean, logvar, available
 
-    def choose(self, uniform: Tensor) -> Tensor:
-        return self.stepper.choose(uniform)
-
-    def advance(self, next_obs: Tensor, keep: Tensor) -> None:
-        self.stepper.advance(next_obs, keep)
-
 
 def penalty_study(
-    model: nn.Module,
+    model: DynamicsModel,
     dataset: TransitionDataset,
     policies: dict[str, Policy],
     num_starts: int,
@@ -163,7 +159,7 @@ def penalty_study(
     for source, (policy, horizon) in runs.items():
         recorders: list[_DimensionRecorder] = []
 
-        def observe(stepper):
+        def observe(stepper: Stepper) -> Stepper:
             recorders.append(_DimensionRecorder(stepper))
             return recorders[-1]
 

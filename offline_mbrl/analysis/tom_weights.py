@@ -14,7 +14,7 @@
 * **Model error** (``model_error_study``): ADM fitted on the combined dataset with each method's weights
   (``offline_mbrl.models.fit``, resampling), evaluated on held-out π_T transitions: the one-step error
   (k = 1 mean prediction, eval mode) and the open-loop error of a sampled ADM roll-out (Alg. 1, cached
-  hidden states, ``rollout_adm`` with the model's ``rollout_dropout``) fed π_T's *recorded* actions for H
+  hidden states, ``rollout.rollout`` with the model's ``rollout_dropout``) fed π_T's *recorded* actions for H
   steps from every held-out row with H steps left in its episode, its history window from the same episode.
   Error = mean over the D obs dims of (ŝ − s)², averaged over trajectories (REFERENCE-algorithms 5).
 
@@ -52,7 +52,7 @@ from ..errors import ConfigError, DatasetError
 from ..models import build_model
 from ..models.adm import ADM
 from ..models.fit import FitConfig, fit
-from ..rollout import rollout_adm
+from ..rollout import rollout
 from ..runs import seeded
 from .tables import markdown_rows
 
@@ -526,7 +526,7 @@ def open_loop_mse(model: ADM, test: TransitionDataset, horizon: int, seed: int =
 
     Returns:
         (H,) mean over trajectories of mean_D (ŝ − s)², and (H,) trajectories still finite at each step (a
-        non-finite sample ends its roll-out, ``rollout_adm``).
+        non-finite sample ends its roll-out, ``rollout.rollout``).
 
     Raises:
         ConfigError: ``horizon`` < 1. DatasetError: no episode of ``test`` has ``horizon`` rows.
@@ -540,9 +540,10 @@ def open_loop_mse(model: ADM, test: TransitionDataset, horizon: int, seed: int =
         raise DatasetError(f"{test.source}: no episode has {horizon} rows for a {horizon}-step open-loop roll-out")
     index = starts[:, None] + torch.arange(horizon, device=device)  # (B, H)
     generator = torch.Generator(device).manual_seed(seed)
-    result = rollout_adm(
-        model, windows.actions[index], windows.history(starts), horizon, penalty=None, generator=generator
-    )  # actions (B, H, A)
+    with seeded(seed, device):  # dropout noise
+        result = rollout(
+            model, windows.actions[index], windows.history(starts), horizon, penalty=None, generator=generator
+        )  # actions (B, H, A)
     truth = windows.next_obs[index[result.start_ids, result.steps]]  # (rows, D)
     errors = (result.next_obs - truth).pow(2).mean(dim=1)
     counts = torch.bincount(result.steps, minlength=horizon)
@@ -563,7 +564,7 @@ def model_error_study(
 ) -> pd.DataFrame:
     """Fit one ADM per weighting method on ``dataset`` and measure its error on π_T's held-out transitions ``test``.
 
-    Every model has the same init (``torch.manual_seed(fit_config.seed)`` before building) and fit seed. A fit
+    Every model has the same init (built in ``seeded(fit_config.seed)``) and fit seed. A fit
     that raises DatasetError (e.g. bad weights, or no holdout row with a non-zero float32 weight) is reported in
     ``note`` with NaN errors instead of ending the study.
 
@@ -581,8 +582,8 @@ def model_error_study(
     """
     rows = []
     for method, w in weights.items():
-        torch.manual_seed(fit_config.seed)
-        model = build_model("adm", dataset.obs_dim, dataset.action_dim, **dict(model_fields or {})).to(device)
+        with seeded(fit_config.seed):  # the same initial weights for every method
+            model = build_model("adm", dataset.obs_dim, dataset.action_dim, **dict(model_fields or {})).to(device)
         try:
             result = fit(model, dataset, fit_config, None if method == "uniform" else w, progress=progress)
         except DatasetError as exc:

@@ -105,14 +105,14 @@ def tom_target_from_args(args: argparse.Namespace, dataset, device):
     return tom_target(args.target_policy, env_id_of(dataset, args.env_id), args.target_steps, config, args.seed, device)
 
 
-def format_holdout_table(kind: str, holdout_errors, elites=()) -> str:
-    """The holdout MSE per channel: k (ADM), history length (bootstrapping RNN) or member (ensemble, elites marked)."""
-    label = {"adm": "k", "boot_rnn": "history", "ensemble": "member"}[kind]
-    offset = 0 if kind == "ensemble" else 1
-    lines = [f"{label:>8}  holdout MSE"]
+def format_holdout_table(model, result) -> str:
+    """The holdout MSE of a ``FitResult`` per channel of ``model`` (``model.channel``: k for ADM, history length for
+    the bootstrapping RNN, member for the ensemble), elites marked."""
+    holdout_errors = result.holdout_errors
+    lines = [f"{model.channel:>8}  holdout MSE"]
     for i, error in enumerate(holdout_errors):
-        mark = "  elite" if i in elites else ""
-        lines.append(f"{i + offset:>8}  {error:.6g}{mark}")
+        mark = "  elite" if i in result.elites else ""
+        lines.append(f"{i + model.first_channel:>8}  {error:.6g}{mark}")
     lines.append(f"{'mean':>8}  {sum(holdout_errors) / len(holdout_errors):.6g}")
     return "\n".join(lines)
 
@@ -121,7 +121,7 @@ def _fit(args: argparse.Namespace) -> int:
     from ..analysis.tom_weights import format_weight_summary, transition_weights
     from ..data.load import load_dataset
     from ..errors import ConfigError
-    from ..models import build_model
+    from ..models import build_model, model_fields
     from ..models.checkpoint import save_model
     from ..models.fit import FitConfig, fit
     from ..runs import check_output_file
@@ -129,8 +129,9 @@ def _fit(args: argparse.Namespace) -> int:
     kind = _KINDS[args.model]
     fields = {}
     if args.max_backtrack is not None:
-        if kind == "ensemble":
-            raise ConfigError("--max-backtrack applies to --model adm and boot-rnn only")
+        if "max_backtrack" not in model_fields(kind):
+            backtracking = [name for name, k in _KINDS.items() if "max_backtrack" in model_fields(k)]
+            raise ConfigError(f"--max-backtrack applies to --model {' and '.join(backtracking)} only")
         fields["max_backtrack"] = args.max_backtrack
     if args.target_policy is not None and args.weights != "tom":
         raise ConfigError(f"--target-policy applies to --weights tom only (got --weights {args.weights})")
@@ -153,11 +154,10 @@ def _fit(args: argparse.Namespace) -> int:
     result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress, checkpoint=partial)
     save_model(model, out)
     partial.unlink()
-    elites = model.elites.tolist() if kind == "ensemble" else ()
     print(
         f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "
         f"{result.num_train} train / {result.num_holdout} holdout rows"
     )
-    print(format_holdout_table(kind, result.holdout_errors, elites))
+    print(format_holdout_table(model, result))
     print(f"saved {out}")
     return 0

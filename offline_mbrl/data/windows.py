@@ -75,6 +75,18 @@ class HistoryBatch:
     actions: Tensor
     lengths: Tensor
 
+    @classmethod
+    def of_states(cls, obs: Tensor, action_dim: int) -> HistoryBatch:
+        """Histories of one state (M = 1) from start states obs (B, D), as ``Windows(dataset, 1).history`` gives
+        them; ``rows`` are −1 (no dataset row is known)."""
+        batch = len(obs)
+        return cls(
+            rows=torch.full((batch,), -1, dtype=torch.int64, device=obs.device),
+            obs=obs[:, None],
+            actions=obs.new_zeros(batch, 0, action_dim),
+            lengths=torch.ones(batch, dtype=torch.int64, device=obs.device),
+        )
+
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 

@@ -4,7 +4,9 @@
 E members (default 7, 5 elites), each an MLP 4 × 200 with Swish, computed together as one batched
 ``(E, B, ·)`` computation (``torch.baddbmm``; no loop over members). Each member outputs a Gaussian over
 ``(s' − s, r)`` with log-variance soft-clamped between learned bounds shared by all members. Inputs
-``[s, a]`` are z-scored; targets are not.
+``[s, a]`` are z-scored; targets are not. Roll-outs (MBPO/MOPO, ``EnsembleStepper``): all members predict in
+one ``(E, B, ·)`` pass, each row samples from a random **elite** (never a non-elite), the penalty uses all
+members (OfflineRL-Kit).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.windows import WindowBatch
+from ..data.windows import HistoryBatch, WindowBatch
 from ..errors import ConfigError
+from .base import check_backtrack_sampling, check_history, to_state_space
 from .layers import LogVarBounds, Normalizer, gaussian_nll
 
 
@@ -54,6 +57,11 @@ class EnsembleConfig:
                 f"(hidden layers + output), got {len(self.weight_decays)}"
             )
 
+    @property
+    def window_length(self) -> int:
+        """1: roll-outs start from single states and train on single transitions (no backtracking)."""
+        return 1
+
 
 def _target(batch: WindowBatch) -> Tensor:
     """Length-1 windows -> regression target ``(s' − s, r)`` (B, D + 1)."""
@@ -88,7 +96,10 @@ class ProbabilisticEnsemble(nn.Module):
 
     kind = "ensemble"
     selection = "per_member"
-    window_length = 1
+    quantifiers = ("ensemble_std", "max_aleatoric")
+    channel, first_channel = "member", 0
+    backtrack_samplings = ()
+    rollout_dropout = False  # no dropout: roll-outs run in eval mode
 
     def __init__(self, config: EnsembleConfig) -> None:
         super().__init__()
@@ -101,6 +112,11 @@ class ProbabilisticEnsemble(nn.Module):
         )
         self.logvar_bounds = LogVarBounds(d + 1)
         self.register_buffer("elites", torch.arange(config.num_elites))
+
+    @property
+    def window_length(self) -> int:
+        """``config.window_length`` (= 1)."""
+        return self.config.window_length
 
     @property
     def member_parameter_names(self) -> tuple[str, ...]:
@@ -150,3 +166,37 @@ class ProbabilisticEnsemble(nn.Module):
         """Make the ``num_elites`` members with the lowest holdout errors (E,) the elites (sorted indices)."""
         best = torch.argsort(torch.as_tensor(holdout_errors, device=self.elites.device))[: self.config.num_elites]
         self.elites.copy_(torch.sort(best).values)
+
+    def stepper(self, history: HistoryBatch, backtrack_sampling: str = "trajectory") -> EnsembleStepper:
+        """The roll-out stepper from the start states of histories of one state (B, 1, D); ``backtrack_sampling``
+        is checked and ignored (no backtracking: each row draws an elite).
+
+        Raises:
+            ConfigError: the histories hold more than one state, or an unknown ``backtrack_sampling``.
+        """
+        check_backtrack_sampling(backtrack_sampling)
+        check_history(self, history)
+        return EnsembleStepper(self)
+
+
+class EnsembleStepper:
+    """Stateless: all E members predict (C = E); a row samples from a uniformly drawn elite. Build it with
+    ``ProbabilisticEnsemble.stepper``."""
+
+    shared_choice = False
+
+    def __init__(self, model: ProbabilisticEnsemble) -> None:
+        self.model = model
+
+    def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, None]:
+        """obs (b, D), action (b, A) -> mean, logvar (E, b, D+1) of every member, None (all available)."""
+        mean, logvar = self.model(obs, action)  # (E, b, D+1)
+        return to_state_space(mean, obs), logvar, None
+
+    def choose(self, uniform: Tensor) -> Tensor:
+        """Member index (b,) of a uniformly drawn elite per row."""
+        elites = self.model.elites
+        return elites[torch.clamp((uniform * len(elites)).long(), max=len(elites) - 1)]
+
+    def advance(self, next_obs: Tensor, keep: Tensor) -> None:
+        """Nothing to carry: the loop passes the kept next states as the next step's obs."""

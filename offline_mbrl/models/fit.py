@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
 from ..errors import CheckpointError, ConfigError, DatasetError
-from ..runs import load_checkpoint, rng_state, save_atomic, set_rng_state
-from .ensemble import ProbabilisticEnsemble
+from ..runs import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
+from .base import DynamicsModel
 
 _HOLDOUT_SPLITS = ("episodes", "last")
 
@@ -57,7 +57,8 @@ class FitConfig:
         holdout_split: ``"episodes"`` (whole random episodes, default) or ``"last"`` (the last rows in
             buffer order, official ADMPO).
         eval_batch_size: windows per forward pass when computing holdout errors.
-        seed: seeds the split, the batch sampling and the network's dropout.
+        seed: seeds the split, the batch sampling and the network's dropout (in a scope: the caller's torch
+            random stream is the same after ``fit`` as before).
     """
 
     batch_size: int = 256
@@ -83,9 +84,11 @@ class FitConfig:
                 raise ConfigError(f"fit config: '{name}' must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def for_model(cls, model: nn.Module, **overrides) -> FitConfig:
-        """Defaults for ``model.kind`` (ensemble: lr 1e-3, patience 5, 1 % rule) with ``overrides`` applied."""
-        base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if model.kind == "ensemble" else cls()
+    def for_model(cls, model: DynamicsModel, **overrides) -> FitConfig:
+        """Defaults for ``model.selection`` (``per_member``, the ensemble: lr 1e-3, patience 5, 1 % rule) with
+        ``overrides`` applied."""
+        per_member = model.selection == "per_member"
+        base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if per_member else cls()
         return replace(base, **overrides)
 
 
@@ -99,6 +102,8 @@ class FitResult:
         epochs: epochs run; best_epoch: last epoch whose snapshot was kept (any member, for the ensemble).
         num_train, num_holdout: rows in each split.
         history: per epoch ``{"epoch", "train_loss", "holdout_mse", "accepted"}`` (holdout_mse: mean over channels).
+        elites: the channels roll-outs sample from when the selection keeps a subset (``per_member``: the
+            ensemble's elites); empty when roll-outs use every channel.
     """
 
     holdout_errors: np.ndarray
@@ -107,6 +112,7 @@ class FitResult:
     num_train: int
     num_holdout: int
     history: list[dict[str, float]] = field(default_factory=list)
+    elites: tuple[int, ...] = ()
 
 
 def split_holdout(dataset: TransitionDataset, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +217,7 @@ def _epoch_rows(
 
 
 def fit(
-    model: nn.Module,
+    model: DynamicsModel,
     dataset: TransitionDataset,
     config: FitConfig | None = None,
     sample_weights: np.ndarray | Tensor | None = None,
@@ -238,8 +244,20 @@ def fit(
         CheckpointError: ``checkpoint`` was written by a fit of another model, dataset or config (names the keys).
     """
     config = config or FitConfig.for_model(model)
+    with seeded(config.seed, next(model.parameters()).device):  # dropout; the caller's random stream is kept
+        return _fit(model, dataset, config, sample_weights, progress, checkpoint)
+
+
+def _fit(
+    model: DynamicsModel,
+    dataset: TransitionDataset,
+    config: FitConfig,
+    sample_weights: np.ndarray | Tensor | None,
+    progress: bool,
+    checkpoint: str | Path | None,
+) -> FitResult:
+    """``fit`` in its seeded scope."""
     device = next(model.parameters()).device
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     if sample_weights is not None:
         sample_weights = check_sample_weights(sample_weights, len(dataset), dataset.source)
@@ -253,7 +271,7 @@ def fit(
     )
 
     bootstrap = None
-    if isinstance(model, ProbabilisticEnsemble):
+    if model.selection == "per_member":
         size = model.config.ensemble_size
         bootstrap = train.sample_rows(size * len(train), generator).view(size, len(train))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -281,8 +299,10 @@ def fit(
     bar.close()
     model.load_state_dict(state.best_state)
     model.eval()
-    if isinstance(model, ProbabilisticEnsemble):
+    elites = ()
+    if model.selection == "per_member":
         model.set_elites(torch.as_tensor(state.selection.best))
+        elites = tuple(model.elites.tolist())
     best_epoch = max((h["epoch"] for h in state.history if h["accepted"]), default=0)
     return FitResult(
         holdout_errors=state.selection.best.copy(),
@@ -291,6 +311,7 @@ def fit(
         num_train=len(train_rows),
         num_holdout=len(holdout_rows),
         history=state.history,
+        elites=elites,
     )
 
 

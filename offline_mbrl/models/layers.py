@@ -133,6 +133,11 @@ class RecurrentConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model config: field 'dropout' must be in [0, 1), got {self.dropout}")
 
+    @property
+    def window_length(self) -> int:
+        """m = ``max_backtrack``: states of a roll-out start history and steps of a training window."""
+        return self.max_backtrack
+
 
 class RecurrentGaussianNet(nn.Module):
     """GRU + residual head emitting a Gaussian over ``(Δs, r)`` (D + 1 dims), the network of ADM and of the
@@ -144,6 +149,7 @@ class RecurrentGaussianNet(nn.Module):
 
     kind = ""
     selection = "any_step"  # fit.py: accept an epoch if some channel improves and the channel mean drops
+    first_channel = 1
 
     def __init__(self, config: RecurrentConfig) -> None:
         super().__init__()
@@ -157,7 +163,13 @@ class RecurrentGaussianNet(nn.Module):
 
     @property
     def window_length(self) -> int:
-        return self.config.max_backtrack
+        """``config.window_length`` (= m, ``max_backtrack``)."""
+        return self.config.window_length
+
+    @property
+    def rollout_dropout(self) -> bool:
+        """``config.rollout_dropout``: roll-outs run in train mode (head dropout on) when True."""
+        return self.config.rollout_dropout
 
     def gaussian(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """GRU outputs (..., h) -> mean (..., D + 1), bounded logvar (..., D + 1); last dim is the reward."""
