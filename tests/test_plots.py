@@ -75,3 +75,16 @@ def test_reference_lines_in_every_panel_and_cli_errors(runs_root, tmp_path, caps
         with pytest.raises(SystemExit):
             main(["analyze", "curves", str(runs_root), "--out", str(out), "--reference", bad])
         assert "expected NAME=SCORE with a finite number" in capsys.readouterr().err
+
+
+def test_a_task_reference_is_drawn_in_its_panel_only(runs_root):
+    evals = evaluations(read_runs([runs_root]), "normalized")
+    tasks = sorted(evals["task"].unique())
+    assert len(tasks) > 1
+    grid = draw_curves(evals, "normalized", "sd", {f"behaviour@{tasks[0]}": 12.5})
+    for task, ax in grid.axes_dict.items():
+        lines = [line for line in ax.get_lines() if len(line.get_ydata()) and np.allclose(line.get_ydata(), 12.5)]
+        assert len(lines) == (task == tasks[0])
+        assert [t.get_text() for t in ax.texts] == (["behaviour 12.5"] if task == tasks[0] else [])
+    with pytest.raises(RunFolderError, match=r"reference 'b@nope': no panel 'nope'"):
+        draw_curves(evals, "normalized", "sd", {"b@nope": 1.0})

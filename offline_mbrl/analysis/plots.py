@@ -52,12 +52,13 @@ def plot_curves(
 
     Args:
         references: name -> score drawn as a dashed horizontal line labelled ``name`` in every panel (e.g.
-            ``{"behaviour": 33.7}``: the dataset's behaviour policy, in the units of ``value``).
+            ``{"behaviour": 33.7}``: the dataset's behaviour policy, in the units of ``value``); a name
+            ``NAME@TASK`` draws its line only in the panel of that task (a dataset's own behaviour score).
     Returns:
         (PNG path, CSV path), the CSV being ``out`` with suffix ``.csv`` (``curve_summary`` output).
     Raises:
-        RunFolderError: ``out`` does not end in ``.png``, unknown ``band``/``value``, no evaluations yet,
-            or as ``runs_io.evaluations``.
+        RunFolderError: ``out`` does not end in ``.png``, unknown ``band``/``value``, no evaluations yet, a
+            reference names a task with no panel, or as ``runs_io.evaluations``.
     """
     import matplotlib.pyplot as plt  # heavy imports kept out of `offline-mbrl` start-up
 
@@ -98,8 +99,11 @@ def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[
         facet_kws={"sharey": False},
     )
     grid.set_titles("{col_name}").set_axis_labels("SAC step", _Y_LABELS[value])
-    for ax in grid.axes.flat:
-        for name, score in references.items():
+    for key, score in references.items():
+        name, _, task = key.partition("@")
+        if task and task not in grid.axes_dict:
+            raise RunFolderError(f"reference '{key}': no panel '{task}'; the panels are {tasks}")
+        for ax in [grid.axes_dict[task]] if task else grid.axes.flat:
             ax.axhline(score, color="0.35", linestyle="--", linewidth=1.0)
             ax.annotate(
                 f"{name} {score:g}",

@@ -88,14 +88,15 @@ def _add_curves(subparsers: argparse._SubParsersAction) -> None:
         type=_reference,
         default=[],
         metavar="NAME=SCORE",
-        help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value)",
+        help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value); "
+        "NAME@TASK=SCORE draws it in that task's panel only, e.g. behaviour@offline_mbrl/hopper/medium-v0=33.7",
     )
     parser.set_defaults(func=_run_curves)
 
 
 def _reference(text: str) -> tuple[str, float]:
-    """argparse type of ``NAME=SCORE`` with a finite float score."""
-    name, _, score = text.partition("=")
+    """argparse type of ``NAME=SCORE`` (or ``NAME@TASK=SCORE``) with a finite float score."""
+    name, _, score = text.rpartition("=")
     try:
         value = float(score)
     except ValueError:
