@@ -4,7 +4,7 @@ through the one roll-out loop, and the registry helpers that turn the run config
 import pytest
 import torch
 
-from offline_mbrl.algos.offline import build_dynamics
+from offline_mbrl.algos.harness import build_dynamics
 from offline_mbrl.config import resolve
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError

@@ -117,7 +117,7 @@ def _resume(args: argparse.Namespace):
 
 def _recorded_dynamics(run_dir: Path) -> str | None:
     """The ``--dynamics`` path a run was started with (``summary.json``; None: fitted in the run folder)."""
-    from ..algos.offline import read_summary
+    from ..algos.harness import read_summary
 
     return read_summary(run_dir).get("dynamics")
 
@@ -147,7 +147,7 @@ def _resolve(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..algos.offline import OfflineTrainer
+    from ..algos.harness import OfflineTrainer
 
     config, run_dir, dataset, dynamics = _resolve(args)
     trainer = OfflineTrainer(config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress)
@@ -168,7 +168,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..algos.offline import evaluate_run
+    from ..algos.harness import evaluate_run
 
     returns, scores = evaluate_run(args.run_dir, args.episodes, args.seed, args.device)
     print(
@@ -196,7 +196,7 @@ FULL_RESULT_TIMING = (
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from ..algos.offline import OfflineTrainer
+    from ..algos.harness import OfflineTrainer
     from ..config import resolve
     from ..data.load import load_dataset
     from ..data.scores import normalized_score
