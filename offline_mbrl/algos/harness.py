@@ -23,6 +23,7 @@ a non-finite SAC loss or weight stops the run with :class:`DivergenceError`, kee
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -47,6 +48,7 @@ from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
 from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
+from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
 from ..runs import (
     MetricsLogger,
@@ -60,12 +62,17 @@ from ..runs import (
     write_text_atomic,
 )
 from ..uncertainty import break_even_coef
-from .admpo_off import ADMPOOff
 from .base import Algorithm
-from .mopo import MOPO
 
-MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
-ALGORITHM_CLASSES: dict[str, type[Algorithm]] = {"admpo-off": ADMPOOff, "mopo": MOPO}
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The :class:`Algorithm` subclass that ``registry.ALGORITHMS[name]`` names by dotted path.
+
+    Raises:
+        ConfigError: an unknown algorithm.
+    """
+    module, cls = algorithm_entry(name).algorithm.split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> DynamicsModel:
@@ -137,13 +144,13 @@ class OfflineTrainer:
     ) -> None:
         from ..data.load import load_dataset
 
-        if config.dynamics.model != MODEL_FOR_ALGO[config.algo]:
+        model_kind = algorithm_entry(config.algo).model
+        if config.dynamics.model != model_kind:
             raise ConfigError(
-                f"config: algo '{config.algo}' needs dynamics.model '{MODEL_FOR_ALGO[config.algo]}', "
-                f"got '{config.dynamics.model}'"
+                f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
             )
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
-        self.algorithm = ALGORITHM_CLASSES[config.algo](config)
+        self.algorithm = algorithm_class(config.algo)(config)
         self.device = parse_device(str(device))
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
         self.env_id = config.env_id or self.dataset.metadata.get("env_id")

@@ -1,5 +1,5 @@
-"""`offline-mbrl train` (ADMPO-OFF / MOPO, Alg. 3), `offline-mbrl evaluate RUN_DIR` and
-`offline-mbrl quickstart` (the README's `make run`)."""
+"""`offline-mbrl train` (the algorithms of ``registry.ALGORITHMS`` on the Alg. 3 harness), `offline-mbrl evaluate
+RUN_DIR` and `offline-mbrl quickstart` (the README's `make run`)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from pathlib import Path
 
 from ..config import CONFIG_DIR
 from ..errors import ConfigError
+from ..registry import ALGORITHMS
 from .collect_cmd import RECIPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train ADMPO-OFF or MOPO on an offline dataset",
-        description="Train ADMPO-OFF or MOPO (ADM paper Alg. 3) on a dataset spec. The config "
-        "is the algorithm's defaults <- --config (default: the shipped per-task "
-        "file) <- --set overrides.",
+        help=f"train an offline model-based algorithm ({', '.join(ALGORITHMS)}) on a dataset",
+        description="Train an offline model-based algorithm on a dataset spec: "
+        + "; ".join(f"{e.name}: {e.summary}" for e in ALGORITHMS.values())
+        + ". The config is the algorithm's defaults <- --config (default: the shipped per-task file) <- --set "
+        "overrides.",
     )
-    p.add_argument("--algo", choices=("admpo-off", "mopo"), help="algorithm (required unless --resume)")
+    p.add_argument("--algo", choices=tuple(ALGORITHMS), help="algorithm (required unless --resume)")
     p.add_argument("--dataset", help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--seed", type=int)
