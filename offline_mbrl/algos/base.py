@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..agents.sac import SAC
 from ..config import TrainConfig
+from ..models import DynamicsModel
 
 
 class Algorithm:
@@ -32,7 +33,8 @@ class Algorithm:
         ``rollout.penalty_coef``."""
         return self.config.rollout.penalty, self.config.rollout.penalty_coef
 
-    def update(self, sac: SAC, batch: dict[str, Tensor], num_real: int) -> dict[str, Tensor]:
+    def update(self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int) -> dict[str, Tensor]:
         """One SAC step on a mixed batch (B rows: the first ``num_real`` from the dataset, then model rows; keys as
-        ``SAC.update``) -> detached metric tensors. Default: SAC's own update (Alg. 3 lines 9-11)."""
+        ``SAC.update``), with the fitted dynamics ``model`` (eval mode) at hand -> detached metric tensors. Default:
+        SAC's own update (Alg. 3 lines 9-11)."""
         return sac.update(batch)

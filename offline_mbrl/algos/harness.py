@@ -481,7 +481,7 @@ class OfflineTrainer:
                     rollout_stats = self.rollout()
                     times.rollout += time.perf_counter() - t
                 t = time.perf_counter()
-                metrics = self.algorithm.update(self.sac, self.sac_batch(), self.num_real)
+                metrics = self.algorithm.update(self.sac, self.model, self.sac_batch(), self.num_real)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 times.sac += time.perf_counter() - t
