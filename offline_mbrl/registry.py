@@ -67,6 +67,19 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
                 "sac": {"auto_alpha": True, "alpha": 1.0},
             },
         ),
+        AlgorithmEntry(
+            name="mobile",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.mobile:MOBILE",
+            config_folder="mobile",
+            summary="MOBILE (Sun et al. 2023): ensemble, Bellman-target penalty (OfflineRL-Kit settings)",
+            defaults={  # OfflineRL-Kit run_mobile.py argument defaults
+                "epochs": 3000,
+                "dynamics": {"max_epochs": 30},
+                "rollout": {"rollout_length": 1, "penalty_coef": 1.5},
+                "sac": {"auto_alpha": True, "alpha": 1.0},
+            },
+        ),
     )
 }
 
