@@ -1,7 +1,7 @@
 """Wall time of one ADMPO-OFF epoch and its split: 1000 SAC steps (batch 256, Table 3 networks) + one roll-out
 of 50,000 trajectories x H = 5 with m = 5 (official ADM sizes, adm_std penalty) + 10 evaluation episodes.
 
-It runs the real loop (``offline_mbrl.algos.offline.OfflineTrainer``) for one epoch on a Hopper-v5 dataset of
+It runs the real loop (``offline_mbrl.algos.harness.OfflineTrainer``) for one epoch on a Hopper-v5 dataset of
 ``--dataset-steps`` uniform-random transitions, with an ADM fitted for one epoch (fit time not counted). The
 termination function is switched off so that every trajectory runs the full H steps (the worst case; with it,
 roll-outs of a weak policy end early). Prints the per-phase times from the run's metrics.csv.
@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import torch
 
-from offline_mbrl.algos.offline import OfflineTrainer
+from offline_mbrl.algos.harness import OfflineTrainer
 from offline_mbrl.config import resolve
 from offline_mbrl.envs.gym_env import collect_transitions
 

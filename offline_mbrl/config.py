@@ -1,7 +1,7 @@
 """Typed run configuration for the offline model-based loop (ADMPO-OFF, MOPO): frozen dataclasses,
 YAML files and dotted ``--set key=value`` overrides.
 
-Resolution order: the algorithm's defaults (:data:`ALGO_DEFAULTS`) <- a YAML file <- ``--set``
+Resolution order: the algorithm's defaults (``registry.ALGORITHMS``) <- a YAML file <- ``--set``
 overrides. An unknown key or a value of the wrong type raises :class:`ConfigError` naming the dotted
 key (and the file). The resolved config is written to the run folder as ``config.yaml`` and loads
 back to an equal object.
@@ -24,9 +24,9 @@ import dacite
 import yaml
 
 from .errors import ConfigError
+from .registry import ALGORITHMS, algorithm_entry
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-ALGOS = ("admpo-off", "mopo")
 DYNAMICS_MODELS = ("adm", "ensemble")
 HOLDOUT_SPLITS = ("episodes", "last")
 BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
@@ -229,23 +229,12 @@ class TrainConfig:
             self,
             "",
             at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1, "checkpoint_every": 1, "seed": 0},
-            choices={"algo": ALGOS},
+            choices={"algo": tuple(ALGORITHMS)},
         )
         if not 0.0 <= self.real_ratio <= 1.0:
             _fail("real_ratio", "in [0, 1]", self.real_ratio)
         if self.seed >= 2**32:
             _fail("seed", "< 2**32", self.seed)
-
-
-#: algorithm -> overrides of the dataclass defaults (MOPO: OfflineRL-Kit settings)
-ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "admpo-off": {},
-    "mopo": {
-        "dynamics": {"model": "ensemble"},
-        "rollout": {"penalty": "max_aleatoric", "penalty_coef": 0.5},
-        "sac": {"auto_alpha": True, "alpha": 1.0},
-    },
-}
 
 
 # ------------------------------------------------------------------------------ dict <-> dataclass
@@ -342,9 +331,8 @@ def resolve(
     if algo and data.get("algo", algo) != algo:
         raise ConfigError(f"{where}: key 'algo' is {data['algo']!r} but --algo is {algo!r}")
     algo = algo or data.get("algo", "admpo-off")
-    if algo not in ALGO_DEFAULTS:
-        raise ConfigError(f"{where}: key 'algo' must be one of {ALGOS}, got {algo!r}")
-    return _apply(_merge(ALGO_DEFAULTS[algo], data), overrides, {"algo": algo, **top_level}, where)
+    defaults = algorithm_entry(algo, where).config_defaults()
+    return _apply(_merge(defaults, data), overrides, {"algo": algo, **top_level}, where)
 
 
 def _apply(merged: dict, overrides: list[str], top_level: dict[str, Any], where: str) -> TrainConfig:
@@ -403,7 +391,8 @@ def config_hash(config: TrainConfig) -> str:
 
 
 def default_config_file(algo: str, task: str | None, source: str | None) -> Path | None:
-    """The shipped per-task config for ``algo`` and a dataset, if one exists.
+    """The shipped per-task config for ``algo`` and a dataset, if one exists (``<algo>``: the algorithm's
+    ``config_folder`` in ``registry.ALGORITHMS``).
 
     ``task`` like ``hopper-medium-v2`` -> ``configs/<algo>/d4rl/hopper-medium.yaml``; ``neorl-hopper-low``
     -> ``configs/<algo>/neorl/hopper-low.yaml``; a Minari id ``<namespace>/<env>/<kind>-vN`` (``source``) ->
@@ -411,7 +400,7 @@ def default_config_file(algo: str, task: str | None, source: str | None) -> Path
     hosted ``mujoco/hopper/medium-v0`` -> ``minari/mujoco/hopper-medium.yaml``), else
     ``configs/<algo>/minari/<env>-<kind>.yaml`` (the collected ``offline_mbrl/hopper/medium-v0``).
     """
-    folder = CONFIG_DIR / algo.replace("-", "_")
+    folder = CONFIG_DIR / algorithm_entry(algo).config_folder
     candidates = []
     if task:
         base = task.rsplit("-v", 1)[0] if task[-1].isdigit() and "-v" in task else task

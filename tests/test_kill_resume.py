@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-import offline_mbrl.algos.offline as offline
-from offline_mbrl.algos.offline import OfflineTrainer
+import offline_mbrl.algos.harness as harness
+from offline_mbrl.algos.harness import OfflineTrainer
 from offline_mbrl.errors import CheckpointError, DivergenceError
 from offline_mbrl.models import build_model
 from offline_mbrl.models.checkpoint import save_model
@@ -58,13 +58,13 @@ class _KillInSAC(OfflineTrainer):
 
 
 def _kill_in_fit(monkeypatch):
-    real = offline.fit
+    real = harness.fit
 
     def fit_then_die(*args, **kwargs):
         real(*args, **kwargs)
         raise _Killed  # the fitted model is lost before it is saved
 
-    monkeypatch.setattr(offline, "fit", fit_then_die)
+    monkeypatch.setattr(harness, "fit", fit_then_die)
 
 
 def _kill_in_checkpoint_write(monkeypatch):

@@ -4,7 +4,7 @@ through the one roll-out loop, and the registry helpers that turn the run config
 import pytest
 import torch
 
-from offline_mbrl.algos.offline import build_dynamics
+from offline_mbrl.algos.harness import build_dynamics
 from offline_mbrl.config import resolve
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import ConfigError
@@ -56,6 +56,13 @@ def test_any_model_rolls_out_through_its_stepper(ds, models, kind):
     mean, logvar, available = step.predict(history.obs[:, -1], linear_policy()(history.obs[:, -1]))
     assert mean.shape == logvar.shape and mean.shape[1:] == (len(history), ds.obs_dim + 1)
     assert available is None or available.shape == mean.shape[:2]
+    sampled = step.sampled_candidates()
+    if sampled is None:
+        assert StepperWrapper(step).sampled_candidates() is None
+    else:  # the ensemble: exactly its elites are chosen
+        chosen = step.choose(torch.rand(1000, generator=torch.Generator().manual_seed(0)))
+        assert torch.equal(sampled, StepperWrapper(step).sampled_candidates()) and sampled.shape == mean.shape[:1]
+        assert set(chosen.tolist()) == set(torch.nonzero(sampled).flatten().tolist()) == set(model.elites.tolist())
 
 
 def test_start_states_equal_histories_of_one_state(ds, models):

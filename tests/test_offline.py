@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from offline_mbrl.algos.offline import OfflineTrainer, evaluate_run
+from offline_mbrl.algos.harness import OfflineTrainer, evaluate_run
 from offline_mbrl.cli import main
 from offline_mbrl.cli.train_cmd import run_dir_for
 from offline_mbrl.config import resolve
@@ -120,7 +120,7 @@ def test_algo_and_model_must_match(dataset, tmp_path):
 
 
 def test_train_cli_two_step_path_and_resume(dataset, tmp_path, capsys):
-    from offline_mbrl.algos.offline import fit_dynamics
+    from offline_mbrl.algos.harness import fit_dynamics
     from offline_mbrl.data.minari_io import write_minari
     from offline_mbrl.models.checkpoint import save_model
 

@@ -15,6 +15,7 @@ from offline_mbrl.agents.sac import (
     alpha_loss,
     critic_loss,
     load_actor,
+    soft_bellman_target,
 )
 from offline_mbrl.errors import CheckpointError
 from offline_mbrl.runs import save_atomic
@@ -46,6 +47,34 @@ def test_critic_loss_matches_numpy():
 
     loss, _ = critic_loss(t(q_pred), t(r), t(d).bool(), t(next_q), t(logp), t(alpha), gamma)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_critic_loss_regresses_on_the_target_hook():
+    rng = np.random.default_rng(2)
+    q_pred, next_q = torch.as_tensor(rng.normal(size=(2, 5))), torch.as_tensor(rng.normal(size=(2, 5)))
+    r, d, logp = (
+        torch.as_tensor(rng.normal(size=5)),
+        torch.zeros(5, dtype=torch.bool),
+        torch.as_tensor(rng.normal(size=5)),
+    )
+    fixed = torch.as_tensor(rng.normal(size=5))
+    loss, _ = critic_loss(q_pred, r, d, next_q, logp, torch.tensor(0.3), 0.99, lambda *args: fixed)
+    assert loss.item() == pytest.approx(((q_pred - fixed) ** 2).mean(1).sum().item(), rel=1e-12)
+
+
+def test_update_with_the_default_target_given_explicitly_is_the_same_update():
+    torch.manual_seed(0)
+    agents = [SAC(D, A, SACConfig(hidden_dims=(16, 16))) for _ in range(3)]
+    for agent in agents[1:]:
+        agent.load_state_dict(agents[0].state_dict())
+    targets = [None, soft_bellman_target, lambda r, *rest: soft_bellman_target(r - 1.0, *rest)]
+    metrics = []
+    for agent, target in zip(agents, targets):
+        torch.manual_seed(1)
+        metrics.append(agent.update(_batch()) if target is None else agent.update(_batch(), target=target))
+    for k in metrics[0]:
+        torch.testing.assert_close(metrics[0][k], metrics[1][k], rtol=0, atol=0)
+    assert metrics[2]["train/critic_loss"].item() != pytest.approx(metrics[0]["train/critic_loss"].item())
 
 
 def test_actor_and_alpha_loss_match_numpy():

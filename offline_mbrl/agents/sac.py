@@ -13,6 +13,7 @@ only orchestrates (zero_grad, backward, step, Polyak averaging).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -138,6 +139,20 @@ class TanhGaussianActor(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- losses
+#: ``target(rewards (B,), terminals (B,) bool, next_q (E, B), next_log_prob (B,), alpha, gamma) -> y (B,)``: the
+#: Bellman target of the critics, the hook through which an algorithm penalizes it (MOBILE)
+BellmanTarget = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, float], Tensor]
+
+
+def soft_bellman_target(
+    rewards: Tensor, terminals: Tensor, next_q: Tensor, next_log_prob: Tensor, alpha: Tensor, gamma: float
+) -> Tensor:
+    """SAC's soft target ``y = r + gamma (1 - d) (min_e Q'_e(s', a') - alpha log pi(a'|s'))`` (B,), ``a' ~ pi(s')``;
+    ``next_q (E, B)`` from the target critics, ``rewards``/``terminals``/``next_log_prob (B,)``."""
+    soft_v = next_q.min(dim=0).values - alpha * next_log_prob
+    return rewards + gamma * (1.0 - terminals.to(rewards.dtype)) * soft_v  # (B,)
+
+
 def critic_loss(
     q_pred: Tensor,
     rewards: Tensor,
@@ -146,17 +161,17 @@ def critic_loss(
     next_log_prob: Tensor,
     alpha: Tensor,
     gamma: float,
+    target: BellmanTarget = soft_bellman_target,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Soft Bellman loss for all critics at once.
+    """Bellman loss for all critics at once: sum over critics of the MSE to ``target(...)`` (B,), computed without
+    gradients (default :func:`soft_bellman_target`).
 
     ``q_pred (E, B)`` current Q of every critic; ``next_q (E, B)`` target critics at ``(s', a')``,
-    ``a' ~ pi(s')``; ``next_log_prob (B,)``; ``rewards``/``terminals (B,)``. Target
-    ``y = r + gamma (1 - d) (min_e Q'_e - alpha log pi(a'|s'))``; loss = sum over critics of the MSE.
+    ``a' ~ pi(s')``; ``next_log_prob (B,)``; ``rewards``/``terminals (B,)``.
     """
     with torch.no_grad():
-        soft_v = next_q.min(dim=0).values - alpha * next_log_prob
-        target = rewards + gamma * (1.0 - terminals.to(rewards.dtype)) * soft_v  # (B,)
-    loss = (q_pred - target).pow(2).mean(dim=1).sum()
+        y = target(rewards, terminals, next_q, next_log_prob, alpha, gamma)  # (B,)
+    loss = (q_pred - y).pow(2).mean(dim=1).sum()
     return loss, {"train/critic_loss": loss.detach(), "train/q_mean": q_pred.detach().mean()}
 
 
@@ -227,9 +242,11 @@ class SAC(nn.Module):
         """Actions ``(B, A)`` for observations ``(B, D)`` (a stochastic sample unless deterministic)."""
         return self.actor(obs, deterministic=deterministic, with_log_prob=False)[0]
 
-    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def update(self, batch: dict[str, Tensor], target: BellmanTarget = soft_bellman_target) -> dict[str, Tensor]:
         """One SAC update on ``batch`` with keys ``obs (B, D)``, ``actions (B, A)``, ``rewards (B,)``,
-        ``next_obs (B, D)``, ``terminals (B,)``. Returns detached metric tensors (no host sync)."""
+        ``next_obs (B, D)``, ``terminals (B,)``; the critics regress on ``target`` (default: SAC's soft target; an
+        algorithm that penalizes the Bellman target passes its own, e.g. MOBILE). Returns detached metric tensors
+        (no host sync)."""
         obs, actions = batch["obs"], batch["actions"]
         alpha = self.alpha
         with torch.no_grad():
@@ -243,6 +260,7 @@ class SAC(nn.Module):
             next_log_prob,
             alpha,
             self.config.gamma,
+            target,
         )
         self.critic_optim.zero_grad(set_to_none=True)
         loss_c.backward()

@@ -1,5 +1,5 @@
-"""`offline-mbrl train` (ADMPO-OFF / MOPO, Alg. 3), `offline-mbrl evaluate RUN_DIR` and
-`offline-mbrl quickstart` (the README's `make run`)."""
+"""`offline-mbrl train` (the algorithms of ``registry.ALGORITHMS`` on the Alg. 3 harness), `offline-mbrl evaluate
+RUN_DIR` and `offline-mbrl quickstart` (the README's `make run`)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from pathlib import Path
 
 from ..config import CONFIG_DIR
 from ..errors import ConfigError
+from ..registry import ALGORITHMS
 from .collect_cmd import RECIPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train ADMPO-OFF or MOPO on an offline dataset",
-        description="Train ADMPO-OFF or MOPO (ADM paper Alg. 3) on a dataset spec. The config "
-        "is the algorithm's defaults <- --config (default: the shipped per-task "
-        "file) <- --set overrides.",
+        help=f"train an offline model-based algorithm ({', '.join(ALGORITHMS)}) on a dataset",
+        description="Train an offline model-based algorithm on a dataset spec: "
+        + "; ".join(f"{e.name}: {e.summary}" for e in ALGORITHMS.values())
+        + ". The config is the algorithm's defaults <- --config (default: the shipped per-task file) <- --set "
+        "overrides.",
     )
-    p.add_argument("--algo", choices=("admpo-off", "mopo"), help="algorithm (required unless --resume)")
+    p.add_argument("--algo", choices=tuple(ALGORITHMS), help="algorithm (required unless --resume)")
     p.add_argument("--dataset", help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--seed", type=int)
@@ -117,7 +119,7 @@ def _resume(args: argparse.Namespace):
 
 def _recorded_dynamics(run_dir: Path) -> str | None:
     """The ``--dynamics`` path a run was started with (``summary.json``; None: fitted in the run folder)."""
-    from ..algos.offline import read_summary
+    from ..algos.harness import read_summary
 
     return read_summary(run_dir).get("dynamics")
 
@@ -147,7 +149,7 @@ def _resolve(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..algos.offline import OfflineTrainer
+    from ..algos.harness import OfflineTrainer
 
     config, run_dir, dataset, dynamics = _resolve(args)
     trainer = OfflineTrainer(config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress)
@@ -168,7 +170,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..algos.offline import evaluate_run
+    from ..algos.harness import evaluate_run
 
     returns, scores = evaluate_run(args.run_dir, args.episodes, args.seed, args.device)
     print(
@@ -196,7 +198,7 @@ FULL_RESULT_TIMING = (
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from ..algos.offline import OfflineTrainer
+    from ..algos.harness import OfflineTrainer
     from ..config import resolve
     from ..data.load import load_dataset
     from ..data.scores import normalized_score

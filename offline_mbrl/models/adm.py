@@ -128,6 +128,9 @@ class ADMStepper:
             return self.lengths - 1
         return torch.minimum((uniform * self.lengths).long(), self.lengths - 1)
 
+    def sampled_candidates(self) -> None:
+        """None: any available backtrack may be drawn (``predict``'s ``available``)."""
+
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         """Keep rows ``keep`` (b,) and recycle the oldest slot for the new start ``next_obs`` (b, D)."""
         hidden = self._advanced.view(self.hidden.shape[0], self.m, -1, self.hidden.shape[-1])

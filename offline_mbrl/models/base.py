@@ -39,6 +39,10 @@ class Stepper(Protocol):
     def choose(self, uniform: Tensor) -> Tensor:
         """U[0, 1) draws (b,) -> candidate index (b,) int64 each row samples from."""
 
+    def sampled_candidates(self) -> Tensor | None:
+        """(C,) bool: the candidates ``choose`` may ever return (the ensemble's elites); None: any available one.
+        Lets a caller that draws from the candidates itself (MOBILE's next-state samples) use the same ones."""
+
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         """Move to the next step with the sampled next states (b, D), keeping rows ``keep`` (b,) bool."""
 
@@ -124,6 +128,10 @@ class StepperWrapper:
     def choose(self, uniform: Tensor) -> Tensor:
         """As ``Stepper.choose``."""
         return self.stepper.choose(uniform)
+
+    def sampled_candidates(self) -> Tensor | None:
+        """As ``Stepper.sampled_candidates``."""
+        return self.stepper.sampled_candidates()
 
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         """As ``Stepper.advance``."""

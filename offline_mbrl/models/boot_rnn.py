@@ -81,6 +81,9 @@ class BootRNNStepper:
         """The one candidate: zeros (b,)."""
         return torch.zeros_like(uniform, dtype=torch.long)
 
+    def sampled_candidates(self) -> None:
+        """None: the one candidate."""
+
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         """Shift the window by the sampled state ``next_obs`` (b, D) and keep rows ``keep`` (b,)."""
         self.states = torch.cat([self.states[:, 1:], next_obs[:, None]], dim=1)[keep]

@@ -198,5 +198,10 @@ class EnsembleStepper:
         elites = self.model.elites
         return elites[torch.clamp((uniform * len(elites)).long(), max=len(elites) - 1)]
 
+    def sampled_candidates(self) -> Tensor:
+        """(E,) bool, true for the elites (the only members ``choose`` returns)."""
+        mask = torch.zeros(self.model.config.ensemble_size, dtype=torch.bool, device=self.model.elites.device)
+        return mask.index_fill_(0, self.model.elites, True)
+
     def advance(self, next_obs: Tensor, keep: Tensor) -> None:
         """Nothing to carry: the loop passes the kept next states as the next step's obs."""

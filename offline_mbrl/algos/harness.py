@@ -1,19 +1,19 @@
-"""Offline model-based policy optimization: ADMPO-OFF (ADM paper Alg. 3) and MOPO, one loop.
+"""The offline model-based harness (ADM paper Alg. 3, MOPO, MOBILE): everything but where the penalty goes and how SAC
+updates, which the algorithm decides (``algos.base.Algorithm``; ``algos.admpo_off``, ``algos.mopo``).
 
     1  fit the dynamics model on the dataset (or load one made by `offline-mbrl model fit`)
     2  for each epoch, for each of ``steps_per_epoch`` SAC steps:
-    3-7   every ``rollout_freq`` steps: sample ``rollout_batch_size`` starts from the dataset (ADM:
-          history windows, Alg. 3 line 4; ensemble: single states), roll out H steps with the current
-          policy (Alg. 1 / MOPO), penalize ``r~ = r - beta * U`` (Eq. 8) and add to the model buffer
-          (it keeps ``model_retain_epochs`` roll-outs, FIFO)
-    9-11  one SAC update on a batch of ``real_ratio`` dataset rows + model rows
-       then: cosine step of the actor lr, deterministic evaluation in the real environment, metrics,
-       checkpoint.
+    3-7   every ``rollout_freq`` steps: sample ``rollout_batch_size`` starts from the dataset (ADM: history windows,
+          Alg. 3 line 4; ensemble: single states), roll out H steps with the current policy (Alg. 1 / MOPO), store
+          ``r~ = r - beta * U`` with the algorithm's roll-out penalty (Eq. 8; none for MOBILE) in the model buffer (it
+          keeps ``model_retain_epochs`` roll-outs, FIFO)
+    9-11  one algorithm update (SAC, possibly with a penalized Bellman target) on a batch of ``real_ratio`` dataset
+          rows followed by model rows
+       then: cosine step of the actor lr, deterministic evaluation in the real environment, metrics, checkpoint.
 
-ADMPO-OFF and MOPO differ only in the model, the start sampling and the quantifier (config).
-The run folder (DESIGN section 7) holds ``config.yaml``, ``metrics.csv``, TensorBoard events,
-``dynamics.pt``, ``checkpoints/last.pt`` (everything needed to resume: SAC with its optimizers and
-schedule, model buffer, counters, RNG states, the config it was made with) and ``summary.json``.
+The run folder (DESIGN section 7) holds ``config.yaml``, ``metrics.csv``, TensorBoard events, ``dynamics.pt``,
+``checkpoints/last.pt`` (everything needed to resume: SAC with its optimizers and schedule, model buffer, counters,
+RNG states, the config it was made with) and ``summary.json``.
 
 Reliability: every check (config ranges, device, env and dataset dims, a given model's kind, dims and m, the
 checkpoint's config against ``config.yaml``) runs before anything is written; one process at a time holds the
@@ -23,6 +23,7 @@ a non-finite SAC loss or weight stops the run with :class:`DivergenceError`, kee
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -47,6 +48,7 @@ from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
 from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
+from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
 from ..runs import (
     MetricsLogger,
@@ -60,8 +62,17 @@ from ..runs import (
     write_text_atomic,
 )
 from ..uncertainty import break_even_coef
+from .base import Algorithm
 
-MODEL_FOR_ALGO = {"admpo-off": "adm", "mopo": "ensemble"}
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The :class:`Algorithm` subclass that ``registry.ALGORITHMS[name]`` names by dotted path.
+
+    Raises:
+        ConfigError: an unknown algorithm.
+    """
+    module, cls = algorithm_entry(name).algorithm.split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> DynamicsModel:
@@ -133,12 +144,13 @@ class OfflineTrainer:
     ) -> None:
         from ..data.load import load_dataset
 
-        if config.dynamics.model != MODEL_FOR_ALGO[config.algo]:
+        model_kind = algorithm_entry(config.algo).model
+        if config.dynamics.model != model_kind:
             raise ConfigError(
-                f"config: algo '{config.algo}' needs dynamics.model '{MODEL_FOR_ALGO[config.algo]}', "
-                f"got '{config.dynamics.model}'"
+                f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
             )
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.algorithm = algorithm_class(config.algo)(config)
         self.device = parse_device(str(device))
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
         self.env_id = config.env_id or self.dataset.metadata.get("env_id")
@@ -334,17 +346,18 @@ class OfflineTrainer:
                 model (the message names it).
         """
         r = self.config.rollout
+        penalty, penalty_coef = self.algorithm.rollout_penalty()
         rows = self.windows.sample_rows(r.rollout_batch_size)
         result = rollout(
             self.model,
             self.policy,
             self.windows.history(rows),
             r.rollout_length,
-            r.penalty,
+            penalty,
             self.termination,
             backtrack_sampling=r.backtrack_sampling,
         )
-        rewards = result.penalized_rewards(r.penalty_coef)  # (N,)
+        rewards = result.penalized_rewards(penalty_coef)  # (N,)
         keep = bounded(rewards)  # (N,) checked after the penalty
         if not keep.any():
             self._check_diverged({})  # a diverged policy (NaN actions) is the more likely culprit
@@ -370,32 +383,36 @@ class OfflineTrainer:
         stats["rollout/mean_reward"] = result.rewards[keep].mean().item()
         stats["rollout/break_even_coef"] = break_even_coef(result.rewards[keep], result.penalties[keep])
         if self.step == 0:
-            self._check_break_even(stats)
+            self._check_break_even(stats, penalty, penalty_coef)
         return stats
 
-    def _check_break_even(self, stats: dict[str, float]) -> None:
-        """Warn when β is at or past the break-even β* of the first roll-out (``analysis.penalty``)."""
-        r, beta = self.config.rollout, stats["rollout/break_even_coef"]
-        if 0 < r.penalty_coef and beta <= r.penalty_coef:
+    def _check_break_even(self, stats: dict[str, float], penalty: str | None, penalty_coef: float) -> None:
+        """Warn when the roll-out's β (``penalty_coef``) is at or past the break-even β* of the first roll-out
+        (``analysis.penalty``)."""
+        beta = stats["rollout/break_even_coef"]
+        if 0 < penalty_coef and beta <= penalty_coef:
             where = (
                 f"at or past the break-even {beta:.3g}"
                 if beta > 0
                 else "applied to a non-positive mean predicted reward"
             )
             warnings.warn(
-                f"rollout.penalty_coef = {r.penalty_coef:g} is {where} of the first roll-out (mean predicted "
-                f"reward {stats['rollout/mean_reward']:.3g}, mean {r.penalty} "
+                f"rollout.penalty_coef = {penalty_coef:g} is {where} of the first roll-out (mean predicted "
+                f"reward {stats['rollout/mean_reward']:.3g}, mean {penalty} "
                 f"{stats['rollout/mean_penalty']:.3g}): penalized rewards average <= 0, so ending roll-outs "
                 f"early (falling) pays as well as staying up. See `offline-mbrl analyze penalty`.",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
+    @property
+    def num_real(self) -> int:
+        """Dataset rows per SAC batch: ``int(batch_size x real_ratio)`` (OfflineRL-Kit's rounding)."""
+        return int(self.config.sac.batch_size * self.config.real_ratio)
+
     def sac_batch(self) -> dict[str, torch.Tensor]:
-        """``real_ratio`` x batch dataset rows followed by model-buffer rows."""
-        batch_size = self.config.sac.batch_size
-        num_real = int(batch_size * self.config.real_ratio)
-        w = self.windows
+        """:attr:`num_real` dataset rows followed by model-buffer rows (``sac.batch_size`` in all)."""
+        num_real, w = self.num_real, self.windows
         rows = torch.randint(len(w), (num_real,), device=self.device)
         real = {
             "obs": w.obs[rows],
@@ -404,7 +421,7 @@ class OfflineTrainer:
             "next_obs": w.next_obs[rows],
             "terminals": w.terminals[rows],
         }
-        fake = self.model_buffer.sample(batch_size - num_real)
+        fake = self.model_buffer.sample(self.config.sac.batch_size - num_real)
         return {k: torch.cat([real[k], fake[k]]) for k in real}
 
     def evaluate(self) -> dict[str, float]:
@@ -464,7 +481,7 @@ class OfflineTrainer:
                     rollout_stats = self.rollout()
                     times.rollout += time.perf_counter() - t
                 t = time.perf_counter()
-                metrics = self.sac.update(self.sac_batch())
+                metrics = self.algorithm.update(self.sac, self.model, self.sac_batch(), self.num_real)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 times.sac += time.perf_counter() - t

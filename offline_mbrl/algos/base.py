@@ -1,0 +1,40 @@
+"""What an offline model-based algorithm decides on the harness (``algos.harness``): where the penalty goes and how
+SAC updates. Everything else (data, model, roll-out schedule, model buffer, mixed batches, evaluation, checkpoints)
+is the harness's.
+
+The default is a **reward penalty** (ADM paper Eq. 8, Alg. 3 line 6; MOPO): roll-out rewards become
+``r̃ = r̂ − β·U(s, a)`` with the quantifier ``rollout.penalty`` and ``β = rollout.penalty_coef``, and SAC updates
+with its own soft target. An algorithm that penalizes elsewhere (MOBILE: the Bellman target) overrides
+:meth:`Algorithm.rollout_penalty` and :meth:`Algorithm.update`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..agents.sac import SAC
+from ..config import TrainConfig
+from ..models import DynamicsModel
+
+
+class Algorithm:
+    """An algorithm on the model-based harness, built from the run config.
+
+    Args:
+        config: the resolved run config (``config.algo`` names this algorithm).
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def rollout_penalty(self) -> tuple[str | None, float]:
+        """``(quantifier name or None, β)``: the roll-out computes U with the quantifier (``offline_mbrl.uncertainty``;
+        None: U = 0) and the model buffer stores ``r̂ − β·U`` (Eq. 8). Default: ``rollout.penalty`` and
+        ``rollout.penalty_coef``."""
+        return self.config.rollout.penalty, self.config.rollout.penalty_coef
+
+    def update(self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int) -> dict[str, Tensor]:
+        """One SAC step on a mixed batch (B rows: the first ``num_real`` from the dataset, then model rows; keys as
+        ``SAC.update``), with the fitted dynamics ``model`` (eval mode) at hand -> detached metric tensors. Default:
+        SAC's own update (Alg. 3 lines 9-11)."""
+        return sac.update(batch)

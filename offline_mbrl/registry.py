@@ -1,0 +1,95 @@
+"""The offline algorithms, one entry each: CLI name, dynamics-model kind, config defaults, config folder and the class
+that implements it on the harness.
+
+Plain data on the bottom floor (it imports only ``errors``) because both sides of the import stack read it:
+``config`` (its defaults, names and folders) sits below ``algos`` and must not import it, while ``algos.harness``
+and ``cli`` sit above. So the class is named by dotted path and imported only by the harness
+(``algos.harness.algorithm_class``), never by ``config``. Adding an algorithm = one entry here, its file under
+``algos/`` and its ``configs/<config_folder>/`` tree.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AlgorithmEntry:
+    """One algorithm.
+
+    Fields:
+        name: the ``--algo`` choice and the config's ``algo`` value.
+        model: the dynamics-model kind it needs (``offline_mbrl.models.MODEL_CLASSES``), also its default
+            ``dynamics.model``.
+        algorithm: ``"module:Class"`` of its ``algos.base.Algorithm`` subclass.
+        config_folder: its folder under ``configs/`` (``<folder>/d4rl``, ``/neorl``, ``/minari``).
+        summary: one line for ``--help``, with the source.
+        defaults: overrides of the run config's dataclass defaults (nested dict, as a config file); read it through
+            :meth:`config_defaults`.
+    """
+
+    name: str
+    model: str
+    algorithm: str
+    config_folder: str
+    summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def config_defaults(self) -> dict[str, Any]:
+        """A fresh nested dict of :attr:`defaults` with ``dynamics.model`` set to :attr:`model`."""
+        defaults = copy.deepcopy(self.defaults)
+        defaults.setdefault("dynamics", {})["model"] = self.model
+        return defaults
+
+
+ALGORITHMS: dict[str, AlgorithmEntry] = {
+    entry.name: entry
+    for entry in (
+        AlgorithmEntry(
+            name="admpo-off",
+            model="adm",
+            algorithm="offline_mbrl.algos.admpo_off:ADMPOOff",
+            config_folder="admpo_off",
+            summary="ADMPO-OFF (ADM paper Alg. 3): any-step model, reward penalty (Eq. 8)",
+        ),
+        AlgorithmEntry(
+            name="mopo",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.mopo:MOPO",
+            config_folder="mopo",
+            summary="MOPO (Yu et al. 2020): ensemble, reward penalty max aleatoric std (OfflineRL-Kit settings)",
+            defaults={
+                "rollout": {"penalty": "max_aleatoric", "penalty_coef": 0.5},
+                "sac": {"auto_alpha": True, "alpha": 1.0},
+            },
+        ),
+        AlgorithmEntry(
+            name="mobile",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.mobile:MOBILE",
+            config_folder="mobile",
+            summary="MOBILE (Sun et al. 2023): ensemble, Bellman-target penalty (OfflineRL-Kit settings)",
+            defaults={  # OfflineRL-Kit run_mobile.py argument defaults
+                "epochs": 3000,
+                "dynamics": {"max_epochs": 30},
+                "rollout": {"rollout_length": 1, "penalty_coef": 1.5},
+                "sac": {"auto_alpha": True, "alpha": 1.0},
+            },
+        ),
+    )
+}
+
+
+def algorithm_entry(name: str, where: str = "config") -> AlgorithmEntry:
+    """The entry of ``name``.
+
+    Raises:
+        ConfigError: an unknown name, naming ``where`` and the known names.
+    """
+    if name not in ALGORITHMS:
+        raise ConfigError(f"{where}: key 'algo' must be one of {tuple(ALGORITHMS)}, got {name!r}")
+    return ALGORITHMS[name]
