@@ -248,3 +248,9 @@ def test_markdown_rows_header_separator_and_empty_error():
     assert markdown_rows([["a", "b"], ["1", "2"]]) == "| a | b |\n| --- | --- |\n| 1 | 2 |"
     with pytest.raises(ValueError, match="need at least a header row"):
         markdown_rows([])
+
+
+def test_unfinished_runs_below_the_working_directory_are_shown_relative(runs_root, monkeypatch):
+    monkeypatch.chdir(runs_root)
+    text = format_tables(read_runs(["."]))
+    assert f"- mopo / {WALKER} seed 0: 3/12 (mopo/-data-walker2d-medium-v2-hdf5/cfg0/seed0)" in text

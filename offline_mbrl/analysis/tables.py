@@ -15,6 +15,7 @@ only for algorithms with a cell on every task row (as in the paper).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -224,10 +225,18 @@ def _notes(tables: list[ScoreTable], runs: list[Run], symbols: _Symbols) -> str:
     if unfinished:
         notes.append(f"{symbols.dagger} unfinished runs (epochs completed/total):")
         notes += [
-            f"- {r.algo} / {r.dataset} seed {r.seed}: {r.epochs_completed}/{r.epochs_total} ({r.path})"
+            f"- {r.algo} / {r.dataset} seed {r.seed}: {r.epochs_completed}/{r.epochs_total} ({_shown(r.path)})"
             for r in unfinished
         ]
     return "\n".join(notes)
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies below it (the same text in any checkout)."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def _csv(tables: list[ScoreTable]) -> str:
