@@ -302,6 +302,11 @@ def model_fits(trials: list[Trial]) -> list[ModelFit]:
     return list(dict.fromkeys(t.fit for t in trials if t.fit is not None))
 
 
+def device_flags(gpus_per_trial: float) -> tuple[str, ...]:
+    """``--device cuda`` when trials get GPUs (Ray makes the task's share device 0), else nothing (CPU)."""
+    return ("--device", "cuda") if gpus_per_trial > 0 else ()
+
+
 def command_line(argv: tuple[str, ...]) -> str:
     """``offline-mbrl <argv>`` as one shell-quoted line."""
     return shlex.join(["offline-mbrl", *argv])
@@ -462,7 +467,7 @@ def run_sweep(
     todo = [t for t in trials if t.error is None and trial_status(t, runs).state not in ("done", "running")]
     started_here = _init_ray(address, num_cpus)
     try:
-        device = ("--device", "cuda") if gpus_per_trial > 0 else ()
+        device = device_flags(gpus_per_trial)
         task = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_command)
         cwd, pending, results = os.getcwd(), {}, {}
 

@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", help="an existing Ray cluster (e.g. auto, ray://head:10001); default: a local Ray")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all); one per trial")
     p.add_argument("--max-concurrent", type=int, help="trials running at once (default: as many as CPUs/GPUs allow)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (0: CPU)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial, fractions allowed; > 0 runs (and prints) the commands with --device cuda (0: CPU)",
+    )
     what = p.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="list the trials and their state; run nothing")
     what.add_argument(
@@ -42,7 +47,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.print_commands:
         lines = [] if args.print_commands == "train" else [f.argv for f in sweep.model_fits(trials)]
         lines += [] if args.print_commands == "fit" else [t.argv for t in trials if t.error is None]
-        print("\n".join(sweep.command_line(argv) for argv in lines))
+        print("\n".join(sweep.command_line(argv + sweep.device_flags(args.gpus_per_trial)) for argv in lines))
         invalid = [t for t in trials if t.error]
         for trial in invalid:
             print(
