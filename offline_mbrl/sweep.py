@@ -392,7 +392,12 @@ def _first_error_line(text: str) -> str:
 def run_command(argv: tuple[str, ...], runs: str, key: str, cwd: str, after: str | None = None) -> str | None:
     """Run ``offline-mbrl <argv>`` in this process (a Ray task) with one torch thread, its output appended to
     the key's log, its state recorded under ``<runs>/.sweep/``; ``after``: the error of the fit it waited on
-    (the command is not run then). Returns None on success, else the error's first line; never raises."""
+    (the command is not run then). Returns None on success, else the error's first line.
+
+    Raises:
+        OSError: ``cwd`` (the sweep's working directory) does not exist here, or ``runs`` cannot be written; the
+            sweep records Ray's error as the trial's failure.
+    """
     import torch
 
     from .cli import main
@@ -412,6 +417,8 @@ def run_command(argv: tuple[str, ...], runs: str, key: str, cwd: str, after: str
         start = log.stat().st_size
         try:
             error = None if main(list(argv)) == 0 else ""
+        except SystemExit:  # argparse: its message is the log's last line
+            error = ""
         except Exception as exc:  # a trial's failure is recorded, never raised into the sweep
             traceback.print_exc()
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]

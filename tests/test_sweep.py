@@ -176,3 +176,15 @@ def test_sweep_finishes_skips_what_is_done_and_isolates_failures(local_ray, tmp_
     assert attempts == {t.key: 2 if t is blocked else 1 for t in valid}
     assert main(["sweep", str(spec), "--status"]) == 0
     assert "4 done" in capsys.readouterr().out
+
+
+def test_a_trial_records_its_failure_and_one_after_a_failed_fit_does_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # run_command moves to the sweep's folder; this puts the test's back afterwards
+    runs = tmp_path / "runs"
+    missing = tmp_path / "no-run"
+    error = sweep.run_command(("train", "--resume", str(missing)), str(runs), "t1", str(tmp_path))
+    assert error.startswith(f"{missing / 'config.yaml'}: config file does not exist")
+    assert sweep.log_path(runs, "t1").read_text().startswith("=== ")
+    assert json.loads((runs / sweep.BOOKKEEPING / "t1.json").read_text())["error"] == error
+    error = sweep.run_command(("train", "--resume", str(missing)), str(runs), "t2", str(tmp_path), after="boom")
+    assert error == "shared dynamics model fit failed: boom" and not sweep.log_path(runs, "t2").exists()
