@@ -10,6 +10,7 @@ import yaml
 
 from offline_mbrl import sweep
 from offline_mbrl.cli import main
+from offline_mbrl.config import CONFIG_DIR
 from offline_mbrl.errors import ConfigError
 from tests.test_offline import TINY
 
@@ -77,6 +78,11 @@ def _spec(tmp_path: Path, **changes) -> Path:
 def test_a_bad_spec_is_rejected_naming_the_key(change, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         sweep.load_spec(_spec(tmp_path, **change))
+
+
+@pytest.mark.parametrize("path", sorted((CONFIG_DIR / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_spec_is_valid(path):
+    assert sweep.load_spec(path).algos
 
 
 def test_expansion_grid_per_algo_overrides_and_shared_models(sweep_dataset, tmp_path):
