@@ -15,7 +15,8 @@ from offline_mbrl.config import (
 )
 from offline_mbrl.errors import ConfigError
 
-ALL_FILES = sorted(CONFIG_DIR.rglob("*.yaml"))
+# run configs; configs/sweeps/ holds sweep specs (tests/test_sweep.py)
+ALL_FILES = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p.relative_to(CONFIG_DIR).parts[0] != "sweeps")
 TABLE5_D4RL = {
     "hopper-random": (5, 50, 5),
     "halfcheetah-random": (2, 10, 2.5),
