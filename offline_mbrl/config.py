@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -248,9 +249,15 @@ def _float(value: Any) -> Any:
         return value
 
 
+def _sequence(cast: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Type hook for ``tuple[T, ...]``: a YAML list becomes a tuple of cast items; anything else is left for dacite
+    to report as a wrong type naming the key (``tuple(16)`` would raise a bare TypeError)."""
+    return lambda value: tuple(cast(x) for x in value) if isinstance(value, (list, tuple)) else value
+
+
 _DACITE = dacite.Config(
     strict=True,
-    type_hooks={float: _float, tuple[int, ...]: tuple, tuple[float, ...]: lambda v: tuple(_float(x) for x in v)},
+    type_hooks={float: _float, tuple[int, ...]: _sequence(lambda x: x), tuple[float, ...]: _sequence(_float)},
 )
 
 

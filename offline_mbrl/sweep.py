@@ -45,8 +45,9 @@ from typing import Any
 
 import yaml
 
-from .config import ALGOS, DynamicsConfig, TrainConfig, default_config_file, load_yaml, resolve
+from .config import DynamicsConfig, TrainConfig, default_config_file, load_yaml, resolve
 from .errors import ConfigError, OfflineMBRLError
+from .registry import ALGORITHMS
 
 SPEC_KEYS = ("algos", "datasets", "seeds", "epochs", "config", "set", "algo_set", "dynamics", "runs")
 DYNAMICS_KEYS = ("share", "seed")
@@ -117,7 +118,7 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
     for key in data:
         if key not in SPEC_KEYS:
             raise ConfigError(f"{where}: unknown key '{key}'; known keys: {', '.join(SPEC_KEYS)}")
-    algos = _nonempty_list(data, "algos", lambda a: a in ALGOS, f"algorithms from {ALGOS}", where)
+    algos = _nonempty_list(data, "algos", lambda a: a in ALGORITHMS, f"algorithms from {tuple(ALGORITHMS)}", where)
     datasets = _nonempty_list(data, "datasets", lambda d: isinstance(d, str) and d, "dataset specs", where)
     seeds = _nonempty_list(data, "seeds", lambda s: _is_int(s) and s >= 0, "ints >= 0", where)
     epochs = data.get("epochs")
