@@ -175,3 +175,8 @@ def test_seeded_block_repeats_its_draws_and_leaves_the_caller_stream_alone():
         second = torch.rand(4)
     assert torch.equal(first, second)
     assert torch.equal(torch.rand(3), expected_after)  # the caller's stream did not move
+
+
+def test_config_from_an_older_checkpoint_record_ignores_settings_that_are_gone():
+    record = {"hidden_dims": [16, 16], "alpha": 0.5, "auto_alpha": True, "target_entropy": None, "num_critics": 2}
+    assert SACConfig.from_record(record) == SACConfig(hidden_dims=(16, 16), alpha=0.5, auto_alpha=True)

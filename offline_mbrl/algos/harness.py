@@ -262,25 +262,12 @@ class OfflineTrainer:
         self.sac = SAC(
             self.dataset.obs_dim,
             self.dataset.action_dim,
-            SACConfig(
-                cfg.sac.hidden_dims,
-                cfg.sac.actor_lr,
-                cfg.sac.critic_lr,
-                cfg.sac.alpha_lr,
-                cfg.sac.gamma,
-                cfg.sac.tau,
-                cfg.sac.alpha,
-                cfg.sac.auto_alpha,
-            ),
+            cfg.sac,
             torch.as_tensor(space.low),
             torch.as_tensor(space.high),
             self.device,
         )
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.sac.actor_optim, cfg.sac.lr_schedule_epochs or cfg.epochs)
-            if cfg.sac.lr_schedule
-            else None
-        )
+        self.scheduler = self.sac.actor_lr_scheduler(cfg.epochs)
         r = cfg.rollout
         capacity = r.rollout_batch_size * r.rollout_length * r.model_retain_epochs
         f32, D, A = torch.float32, self.dataset.obs_dim, self.dataset.action_dim
@@ -606,7 +593,7 @@ def evaluate_run(
     path = Path(run_dir) / "checkpoints" / "last.pt"
     try:
         state = load_checkpoint(path, device)["sac"]
-        config = SACConfig(**{**state["config"], "hidden_dims": tuple(state["config"]["hidden_dims"])})
+        config = SACConfig.from_record(state["config"])
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: not an offline-run checkpoint (missing {exc})") from exc
     env_kwargs = summary.get("env_kwargs") or {}
