@@ -25,16 +25,20 @@ import yaml
 from .agents.sac_config import SACConfig
 from .checks import check_section, fail
 from .errors import ConfigError
+from .model_configs import HOLDOUT_SPLITS, MAX_BACKTRACK, EnsembleConfig, FitConfig, RecurrentConfig
 from .registry import ALGORITHMS, algorithm_entry
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DYNAMICS_MODELS = ("adm", "ensemble")
-HOLDOUT_SPLITS = ("episodes", "last")
 BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
-#: largest m: the history windows hold N x m x D floats (m = 5 000 000 asked for 246 GB on a 1M-row dataset)
-MAX_BACKTRACK = 64
 #: largest model buffer (rollout_batch_size x rollout_length x model_retain_epochs rows), allocated up front
 MAX_MODEL_BUFFER_ROWS = 100_000_000
+
+
+def default_of(config_cls: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``config_cls``: how a run-config section takes a component
+    config's default instead of declaring it again."""
+    return next(f.default for f in dataclasses.fields(config_cls) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -50,20 +54,20 @@ class DynamicsConfig:
     """
 
     model: str = "adm"
-    max_backtrack: int = 5
-    hidden_dim: int = 200
-    gru_layers: int = 3
-    head_blocks: int = 4
-    dropout: float = 0.1
-    rollout_dropout: bool = True
-    ensemble_size: int = 7
-    num_elites: int = 5
-    ensemble_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
-    ensemble_weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-    max_epochs: int | None = None
-    holdout_split: str = "episodes"
+    max_backtrack: int = default_of(RecurrentConfig, "max_backtrack")
+    hidden_dim: int = default_of(RecurrentConfig, "hidden_dim")
+    gru_layers: int = default_of(RecurrentConfig, "gru_layers")
+    head_blocks: int = default_of(RecurrentConfig, "head_blocks")
+    dropout: float = default_of(RecurrentConfig, "dropout")
+    rollout_dropout: bool = default_of(RecurrentConfig, "rollout_dropout")
+    ensemble_size: int = default_of(EnsembleConfig, "ensemble_size")
+    num_elites: int = default_of(EnsembleConfig, "num_elites")
+    ensemble_hidden_dims: tuple[int, ...] = default_of(EnsembleConfig, "hidden_dims")
+    ensemble_weight_decays: tuple[float, ...] = default_of(EnsembleConfig, "weight_decays")
+    max_epochs: int | None = default_of(FitConfig, "max_epochs")
+    holdout_split: str = default_of(FitConfig, "holdout_split")
     learning_rate: float | None = None
-    batch_size: int = 256
+    batch_size: int = default_of(FitConfig, "batch_size")
 
     def __post_init__(self) -> None:
         check_section(
