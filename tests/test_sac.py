@@ -18,7 +18,7 @@ from offline_mbrl.agents.sac import (
     soft_bellman_target,
 )
 from offline_mbrl.errors import CheckpointError
-from offline_mbrl.runs import save_atomic
+from offline_mbrl.persist import save_atomic
 
 D, A = 11, 3
 
@@ -164,7 +164,7 @@ def test_actor_file_round_trip_and_errors(tmp_path):
 
 
 def test_seeded_block_repeats_its_draws_and_leaves_the_caller_stream_alone():
-    from offline_mbrl.runs import seeded
+    from offline_mbrl.persist import seeded
 
     torch.manual_seed(123)
     expected_after = torch.rand(3)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import CheckpointError
-from ..runs import load_checkpoint
+from ..persist import load_checkpoint
 from .sac_config import SACConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0

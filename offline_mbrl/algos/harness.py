@@ -48,19 +48,10 @@ from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
 from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
+from ..persist import load_checkpoint, parse_device, rng_state, save_atomic, seeded, set_rng_state, write_text_atomic
 from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
-from ..runs import (
-    MetricsLogger,
-    load_checkpoint,
-    parse_device,
-    rng_state,
-    run_lock,
-    save_atomic,
-    seeded,
-    set_rng_state,
-    write_text_atomic,
-)
+from ..runs import MetricsLogger, run_lock
 from ..uncertainty import break_even_coef
 from .base import Algorithm
 

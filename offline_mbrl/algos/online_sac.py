@@ -23,7 +23,8 @@ from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
 from ..checks import check_section
 from ..envs.gym_env import evaluate_policy
-from ..runs import MetricsLogger, load_checkpoint, rng_state, run_lock, save_atomic, seeded, set_rng_state
+from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
+from ..runs import MetricsLogger, run_lock
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ from ..envs.oracle import MujocoOracle, get_oracle
 from ..envs.termination import TerminationFn
 from ..errors import CheckpointError, ConfigError
 from ..models.base import DynamicsModel, Stepper, StepperWrapper
+from ..persist import load_checkpoint, seeded
 from ..rollout import RolloutResult
-from ..runs import load_checkpoint, seeded
 from ..uncertainty import get_uncertainty
 from .bc import BCConfig, fit_bc
 from .compounding import model_rollout

@@ -54,7 +54,7 @@ def _collect(args: argparse.Namespace) -> int:
     from ..algos.online_sac import OnlineSACConfig, OnlineSACTrainer
     from ..data.minari_io import dataset_path
     from ..envs.gym_env import env_spaces
-    from ..runs import parse_device, write_text_atomic
+    from ..persist import parse_device, write_text_atomic
 
     if args.hidden is not None and min(args.hidden) < 1:
         raise ConfigError(f"collect: --hidden must be widths >= 1, got {args.hidden}")

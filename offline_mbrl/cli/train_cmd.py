@@ -203,7 +203,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     from ..data.load import load_dataset
     from ..data.scores import normalized_score
     from ..errors import DatasetNotFoundError
-    from ..runs import parse_device
+    from ..persist import parse_device
     from .collect_cmd import load_recipe
     from .dataset_cmd import format_summary
 

@@ -38,7 +38,7 @@ from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
 from ..errors import CheckpointError, DatasetError
 from ..model_configs import FitConfig
-from ..runs import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
+from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from .base import DynamicsModel
 
 _HOLDOUT_SPLITS = ("episodes", "last")
