@@ -3,7 +3,7 @@
     python analysis/export_results.py RUNS_ROOT [--out analysis/results]
 
 For every run folder under RUNS_ROOT (``<algo>/<dataset-slug>/<config-hash>/seed<S>/``, see
-``offline_mbrl.analysis.runs_io``) it copies ``config.yaml``, ``metrics.csv`` and ``summary.json`` (never
+``offline_mbrl.runs``) it copies ``config.yaml``, ``metrics.csv`` and ``summary.json`` (never
 checkpoints or models) to ``OUT/<dataset-slug>/<algo>/seed<S>/``, so that ``offline-mbrl tabulate OUT`` and
 ``offline-mbrl analyze curves OUT`` reproduce the README's results. Two configs of one algorithm on one dataset
 would collide there: that is an error naming both folders.
@@ -16,8 +16,9 @@ import shutil
 from pathlib import Path
 
 from offline_mbrl.analysis.runs_io import find_run_dirs
+from offline_mbrl.runs import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 
-FILES = ("config.yaml", "metrics.csv", "summary.json")
+FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE)
 
 
 def export(runs_root: Path, out: Path) -> list[Path]:

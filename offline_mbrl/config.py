@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,51 +23,23 @@ from typing import Any
 import dacite
 import yaml
 
+from .agents.sac_config import SACConfig
+from .checks import check_section, fail
 from .errors import ConfigError
+from .model_configs import HOLDOUT_SPLITS, MAX_BACKTRACK, EnsembleConfig, FitConfig, RecurrentConfig
 from .registry import ALGORITHMS, algorithm_entry
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DYNAMICS_MODELS = ("adm", "ensemble")
-HOLDOUT_SPLITS = ("episodes", "last")
 BACKTRACK_SAMPLING = ("trajectory", "batch", "longest")
-#: largest m: the history windows hold N x m x D floats (m = 5 000 000 asked for 246 GB on a 1M-row dataset)
-MAX_BACKTRACK = 64
 #: largest model buffer (rollout_batch_size x rollout_length x model_retain_epochs rows), allocated up front
 MAX_MODEL_BUFFER_ROWS = 100_000_000
 
 
-def _fail(key: str, rule: str, value: Any) -> None:
-    raise ConfigError(f"config: key '{key}' must be {rule}, got {value!r}")
-
-
-def check_section(
-    section: Any,
-    prefix: str,
-    at_least: dict[str, int] | None = None,
-    positive: tuple[str, ...] = (),
-    choices: dict[str, tuple] | None = None,
-) -> None:
-    """Shared checks of one config section (``prefix`` like ``"rollout."``): every float (also inside tuples) is
-    finite; ``at_least`` keys are >= their bound (None allowed: "not set"); ``positive`` keys are > 0 or None;
-    ``choices`` keys are one of their values.
-
-    Raises:
-        ConfigError: naming the dotted key, the rule and the value.
-    """
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        values = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            _fail(prefix + f.name, "finite (no nan/inf)", value)
-    for key, low in (at_least or {}).items():
-        if getattr(section, key) is not None and getattr(section, key) < low:
-            _fail(prefix + key, f">= {low}", getattr(section, key))
-    for key in positive:
-        if getattr(section, key) is not None and getattr(section, key) <= 0:
-            _fail(prefix + key, "> 0", getattr(section, key))
-    for key, allowed in (choices or {}).items():
-        if getattr(section, key) not in allowed:
-            _fail(prefix + key, f"one of {allowed}", getattr(section, key))
+def default_of(config_cls: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``config_cls``: how a run-config section takes a component
+    config's default instead of declaring it again."""
+    return next(f.default for f in dataclasses.fields(config_cls) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -84,20 +55,20 @@ class DynamicsConfig:
     """
 
     model: str = "adm"
-    max_backtrack: int = 5
-    hidden_dim: int = 200
-    gru_layers: int = 3
-    head_blocks: int = 4
-    dropout: float = 0.1
-    rollout_dropout: bool = True
-    ensemble_size: int = 7
-    num_elites: int = 5
-    ensemble_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
-    ensemble_weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-    max_epochs: int | None = None
-    holdout_split: str = "episodes"
+    max_backtrack: int = default_of(RecurrentConfig, "max_backtrack")
+    hidden_dim: int = default_of(RecurrentConfig, "hidden_dim")
+    gru_layers: int = default_of(RecurrentConfig, "gru_layers")
+    head_blocks: int = default_of(RecurrentConfig, "head_blocks")
+    dropout: float = default_of(RecurrentConfig, "dropout")
+    rollout_dropout: bool = default_of(RecurrentConfig, "rollout_dropout")
+    ensemble_size: int = default_of(EnsembleConfig, "ensemble_size")
+    num_elites: int = default_of(EnsembleConfig, "num_elites")
+    ensemble_hidden_dims: tuple[int, ...] = default_of(EnsembleConfig, "hidden_dims")
+    ensemble_weight_decays: tuple[float, ...] = default_of(EnsembleConfig, "weight_decays")
+    max_epochs: int | None = default_of(FitConfig, "max_epochs")
+    holdout_split: str = default_of(FitConfig, "holdout_split")
     learning_rate: float | None = None
-    batch_size: int = 256
+    batch_size: int = default_of(FitConfig, "batch_size")
 
     def __post_init__(self) -> None:
         check_section(
@@ -117,16 +88,16 @@ class DynamicsConfig:
             choices={"model": DYNAMICS_MODELS, "holdout_split": HOLDOUT_SPLITS},
         )
         if self.max_backtrack > MAX_BACKTRACK:
-            _fail("dynamics.max_backtrack", f"<= {MAX_BACKTRACK}", self.max_backtrack)
+            fail("dynamics.max_backtrack", f"<= {MAX_BACKTRACK}", self.max_backtrack)
         if not 0.0 <= self.dropout < 1.0:
-            _fail("dynamics.dropout", "in [0, 1)", self.dropout)
+            fail("dynamics.dropout", "in [0, 1)", self.dropout)
         if self.num_elites > self.ensemble_size:
-            _fail("dynamics.num_elites", f"<= dynamics.ensemble_size ({self.ensemble_size})", self.num_elites)
+            fail("dynamics.num_elites", f"<= dynamics.ensemble_size ({self.ensemble_size})", self.num_elites)
         if not self.ensemble_hidden_dims or min(self.ensemble_hidden_dims) < 1:
-            _fail("dynamics.ensemble_hidden_dims", "a non-empty list of widths >= 1", self.ensemble_hidden_dims)
+            fail("dynamics.ensemble_hidden_dims", "a non-empty list of widths >= 1", self.ensemble_hidden_dims)
         decays = self.ensemble_weight_decays
         if len(decays) != len(self.ensemble_hidden_dims) + 1 or min(decays) < 0:
-            _fail(
+            fail(
                 "dynamics.ensemble_weight_decays",
                 f"{len(self.ensemble_hidden_dims) + 1} values >= 0 (one per hidden layer, then the output layer)",
                 decays,
@@ -159,49 +130,15 @@ class RolloutConfig:
             choices={"penalty": tuple(sorted(UNCERTAINTY)), "backtrack_sampling": BACKTRACK_SAMPLING},
         )
         if self.penalty_coef < 0:
-            _fail("rollout.penalty_coef", ">= 0", self.penalty_coef)
+            fail("rollout.penalty_coef", ">= 0", self.penalty_coef)
         rows = self.rollout_batch_size * self.rollout_length * self.model_retain_epochs
         if rows > MAX_MODEL_BUFFER_ROWS:
-            _fail(
+            fail(
                 "rollout.rollout_batch_size",
                 f"such that the model buffer (rollout_batch_size x rollout_length x "
                 f"model_retain_epochs = {rows} rows) holds at most {MAX_MODEL_BUFFER_ROWS}",
                 self.rollout_batch_size,
             )
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """SAC (Table 3): widths, learning rates (Adam), alpha fixed or learned, cosine actor-lr schedule.
-
-    ``lr_schedule``: anneal the actor lr with a cosine over ``lr_schedule_epochs`` epochs (official code:
-    over the run's ``epochs``, the default None). Setting it to the full run's length (e.g. 5000) lets a
-    shortened run follow the first part of the full run's schedule instead of a compressed copy of it."""
-
-    hidden_dims: tuple[int, ...] = (256, 256)
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    alpha: float = 0.1
-    auto_alpha: bool = False
-    gamma: float = 0.99
-    tau: float = 5e-3
-    batch_size: int = 256
-    lr_schedule: bool = True
-    lr_schedule_epochs: int | None = None
-
-    def __post_init__(self) -> None:
-        check_section(
-            self,
-            "sac.",
-            at_least={"batch_size": 1, "lr_schedule_epochs": 1},
-            positive=("actor_lr", "critic_lr", "alpha_lr", "alpha"),
-        )
-        if not self.hidden_dims or min(self.hidden_dims) < 1:
-            _fail("sac.hidden_dims", "a non-empty list of widths >= 1", self.hidden_dims)
-        for key in ("gamma", "tau"):
-            if not 0.0 < getattr(self, key) <= 1.0:
-                _fail(f"sac.{key}", "in (0, 1]", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -223,7 +160,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    sac: PolicyConfig = field(default_factory=PolicyConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
 
     def __post_init__(self) -> None:
         check_section(
@@ -233,9 +170,9 @@ class TrainConfig:
             choices={"algo": tuple(ALGORITHMS)},
         )
         if not 0.0 <= self.real_ratio <= 1.0:
-            _fail("real_ratio", "in [0, 1]", self.real_ratio)
+            fail("real_ratio", "in [0, 1]", self.real_ratio)
         if self.seed >= 2**32:
-            _fail("seed", "< 2**32", self.seed)
+            fail("seed", "< 2**32", self.seed)
 
 
 # ------------------------------------------------------------------------------ dict <-> dataclass

@@ -21,6 +21,10 @@ class CheckpointError(OfflineMBRLError, ValueError):
     """A checkpoint file is missing, truncated or does not match the object it is loaded into."""
 
 
+class RunFolderError(CheckpointError):
+    """A run folder is missing, malformed, or clashes with another one (message names the path)."""
+
+
 class ScoreError(OfflineMBRLError, KeyError):
     """No normalization reference is known for a task or dataset."""
 

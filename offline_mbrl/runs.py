@@ -1,103 +1,216 @@
-"""Run folders: atomic checkpoints and text files, the run-folder lock, device parsing, RNG state capture, and
-the metrics logger (CSV + TensorBoard).
+"""The run folder (DESIGN section 7): its path rule, its layout, writing it and the one reader of it (``evaluate``,
+calibration's learned policy and ``tabulate`` read through :class:`RunFolder`), its lock and the metrics logger.
+
+``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>/`` (:func:`run_dir_for`) holds the resolved ``config.yaml``,
+``metrics.csv`` (one row per completed epoch), TensorBoard events, ``dynamics.pt`` (the fitted model),
+``checkpoints/last.pt`` (everything needed to resume; its ``sac`` entry is ``agents.sac.SAC.full_state()``) and
+``summary.json`` (``env_id``, ``epochs_completed``, ``epochs_total``, ``finished``, final scores, score reference).
 
 A run that is stopped loses at most the work since its last checkpoint: checkpoints, ``config.yaml`` and
-``summary.json`` are written to a temporary file and moved into place with ``os.replace`` (atomic on POSIX);
-a failed write (disk full) removes the temporary file and names the target. Checkpoints are loaded with
-``torch.load(weights_only=True)``. One process at a time writes a run folder (:func:`run_lock`).
+``summary.json`` are written atomically (``persist``). One process at a time writes a run folder (:func:`run_lock`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
-import random
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+import yaml
 
-from .errors import CheckpointError, ConfigError, RunLockedError, WriteError
+from .config import TrainConfig, config_hash
+from .errors import RunFolderError, RunLockedError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .agents.sac import TanhGaussianActor
+
+# torch (persist, agents) is imported where it is used, so that reading run folders for tables stays torch-free
 
 LOCK_NAME = ".lock"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoints/last.pt"
+DYNAMICS_FILE = "dynamics.pt"
+#: keys every ``config.yaml`` must hold for the run to be tabulated
+REQUIRED_CONFIG_KEYS = ("algo", "dataset", "seed", "epochs")
 
 
-def _write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then ``os.replace(tmp, path)``; on any OSError the temporary file is removed.
+def run_dir_for(runs: Path, config: TrainConfig) -> Path:
+    """``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>`` (DESIGN section 7): the same config always gets the same
+    folder, so a rerun resumes or skips."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", config.dataset.removeprefix("minari:")).strip("_")
+    return runs / config.algo / slug / config_hash(config) / f"seed{config.seed}"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder: where each of its files lives, writing them, and reading them back.
+
+    Readers raise :class:`RunFolderError` (a :class:`CheckpointError`) naming the file.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def dynamics_file(self) -> Path:
+        return self.path / DYNAMICS_FILE
+
+    # ------------------------------------------------------------------ writing
+    def write_config(self, config: dict) -> None:
+        """``config.yaml``: the resolved config as a plain dict (``config.to_dict``), keys in declaration order."""
+        from .persist import write_text_atomic
+
+        write_text_atomic(self.config_file, yaml.safe_dump(config, sort_keys=False))
+
+    def write_summary(self, summary: dict) -> None:
+        """``summary.json``."""
+        from .persist import write_text_atomic
+
+        write_text_atomic(self.summary_file, json.dumps(summary, indent=2))
+
+    def save_checkpoint(self, state: dict) -> None:
+        """``checkpoints/last.pt``, written atomically."""
+        from .persist import save_atomic
+
+        save_atomic(state, self.checkpoint_file)
+
+    # ------------------------------------------------------------------ reading
+    def read_config(self) -> dict:
+        """``config.yaml`` as a dict holding at least :data:`REQUIRED_CONFIG_KEYS`.
+
+        Raises:
+            RunFolderError: unreadable, not a mapping, or missing a required key.
+        """
+        config = _read_mapping(
+            self.config_file, yaml.safe_load, yaml.YAMLError, "run config", "YAML", ", ".join(REQUIRED_CONFIG_KEYS)
+        )
+        missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+        if missing:
+            raise RunFolderError(f"{self.config_file}: missing keys {missing}")
+        return config
+
+    def read_metrics(self):
+        """``metrics.csv`` as a DataFrame (``pandas``), in epoch order.
+
+        Raises:
+            RunFolderError: unreadable, without ``epoch``/``step`` columns, repeated or unordered epochs, or an empty
+                ``step``.
+        """
+        import pandas as pd
+
+        path = self.metrics_file
+        try:
+            metrics = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise RunFolderError(f"{path}: cannot read metrics ({exc})") from exc
+        missing = [column for column in ("epoch", "step") if column not in metrics.columns]
+        if missing:
+            raise RunFolderError(f"{path}: missing columns {missing}")
+        if (
+            metrics["step"].isna().any()
+            or not metrics["epoch"].is_monotonic_increasing
+            or metrics["epoch"].duplicated().any()
+        ):
+            raise RunFolderError(
+                f"{path}: 'epoch' must be strictly increasing and 'step' filled (epochs "
+                f"{metrics['epoch'].tolist()[:10]})"
+            )
+        return metrics.reset_index(drop=True)
+
+    def read_summary(self, required: bool = False) -> dict:
+        """``summary.json`` as a dict; ``{}`` when there is none yet (no epoch finished) unless ``required``.
+
+        Raises:
+            RunFolderError: ``required`` and missing; not valid JSON; not a mapping.
+        """
+        if not self.summary_file.is_file():
+            if required:
+                raise RunFolderError(f"{self.path}: no {SUMMARY_FILE} (not a run folder, or no epoch finished yet)")
+            return {}
+        return _read_mapping(
+            self.summary_file,
+            json.loads,
+            json.JSONDecodeError,
+            "run summary",
+            "JSON",
+            "env_id, epochs_completed, finished",
+        )
+
+    def read_checkpoint(self, device: str | torch.device = "cpu") -> dict:
+        """``checkpoints/last.pt`` (loaded with ``weights_only=True``): the state the harness saved to resume.
+
+        Raises:
+            CheckpointError: missing or unreadable (the message names the file).
+        """
+        from .persist import load_checkpoint
+
+        return load_checkpoint(self.checkpoint_file, device)
+
+    def read_actor(self, device: str | torch.device = "cpu") -> TanhGaussianActor:
+        """The learned actor of ``checkpoints/last.pt`` (its ``sac`` entry, ``SAC.full_state()``), in eval mode.
+
+        Raises:
+            CheckpointError: missing or unreadable checkpoint, or no actor weights in it (the message names the file).
+        """
+        from .agents.sac import TanhGaussianActor
+
+        path = self.checkpoint_file
+        try:
+            sac = self.read_checkpoint(device)["sac"]
+            hidden_dims = tuple(sac["config"]["hidden_dims"])
+            actor = TanhGaussianActor(int(sac["obs_dim"]), int(sac["action_dim"]), hidden_dims)
+            actor.load_state_dict(
+                {k.removeprefix("actor."): v for k, v in sac["model"].items() if k.startswith("actor.")}
+            )
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise RunFolderError(f"{path}: not an offline run checkpoint with SAC actor weights ({exc})") from exc
+        return actor.to(device).eval()
+
+
+def _read_mapping(path: Path, parse, parse_error: type[Exception], what: str, fmt: str, fields: str) -> dict:
+    """``parse(path.read_text())``, checked to be a mapping (``fields``: what it should hold, for the message).
 
     Raises:
-        WriteError: the folder cannot be made, the write failed (e.g. disk full) or ``path`` is a directory;
-            the message names ``path`` and the OS error.
+        RunFolderError: unreadable, not valid ``fmt``, or not a mapping; naming ``path`` and ``what``.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
+        mapping = parse(path.read_text())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise WriteError(f"{path}: cannot write ({exc.strerror or exc}); nothing was replaced") from exc
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj, path)`` through ``path.tmp`` + ``os.replace``: never a half-written file.
-
-    Raises:
-        WriteError: the write failed (disk full, ``path`` is a directory, ...); ``path.tmp`` is removed.
-    """
-    _write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through ``path.tmp`` + ``os.replace`` (``config.yaml``, ``summary.json``).
-
-    Raises:
-        WriteError: as :func:`save_atomic`.
-    """
-    _write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def check_output_file(path: str | Path, flag: str) -> Path:
-    """Check, before any work, that ``path`` can be written as a file: not an existing directory, and no
-    existing file where one of its parent folders should be.
-
-    Raises:
-        ConfigError: naming ``flag`` and the path.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a directory; give a file path")
-    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise ConfigError(f"{flag} {path}: {blocking} is a file, not a folder")
-    return path
-
-
-def parse_device(text: str, flag: str = "--device") -> torch.device:
-    """``torch.device(text)``, checked to be usable here (CUDA/MPS present, index in range).
-
-    Raises:
-        ConfigError: naming ``flag``: torch rejects the string, or the device is not available.
-    """
-    try:
-        device = torch.device(text)
-    except RuntimeError as exc:
-        raise ConfigError(f"{flag} {text!r}: {exc}") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{flag} {text!r}: CUDA is not available on this machine (use --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"{flag} {text!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{flag} {text!r}: MPS is not available on this machine (use --device cpu)")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"{flag} {text!r}: unsupported device type; use cpu, cuda or cuda:<index>")
-    return device
+        raise RunFolderError(f"{path}: cannot read the {what} ({exc})") from exc
+    except parse_error as exc:
+        raise RunFolderError(f"{path}: cannot read the {what} (not valid {fmt}: {exc})") from exc
+    if not isinstance(mapping, dict):
+        raise RunFolderError(f"{path}: the {what} is not a mapping (of {fields}, ...)")
+    return mapping
 
 
 def _pid_alive(pid: int) -> bool:
@@ -152,63 +265,6 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; CheckpointError names the file on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or unsafe content
-        raise CheckpointError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from exc
-
-
-def rng_state(device: torch.device | str = "cpu") -> dict:
-    """Python, NumPy (legacy global), torch CPU and, for a CUDA ``device``, CUDA RNG states as tensors
-    (weights_only-safe)."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": np_state[2],
-        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
-        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-    }
-    if torch.device(device).type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _rng_devices(device: torch.device) -> list[int]:
-    """Device indices whose RNG ``fork_rng`` must save/restore for ``device`` (none for CPU)."""
-    if device.type == "cpu":
-        return []
-    index = device.index
-    return [torch.get_device_module(device.type).current_device() if index is None else index]
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run the block with torch's CPU and ``device`` RNGs seeded by ``seed``; the caller's states are restored
-    afterwards (``torch.random.fork_rng``), so a seeded computation never shifts the caller's random stream."""
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=_rng_devices(device), device_type=device.type):
-        torch.manual_seed(seed)
-        yield
-
-
-def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
-    """Inverse of :func:`rng_state`."""
-    torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"].cpu().numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0)
-    )
-    pos = state["python_pos"]
-    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None if pos == -1 else pos))
-    if "cuda" in state and torch.device(device).type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
 class MetricsLogger:
     """Appends one row per call to ``metrics.csv`` (and optionally TensorBoard) in ``run_dir``.
 
@@ -220,7 +276,7 @@ class MetricsLogger:
     def __init__(
         self, run_dir: str | Path, tensorboard: bool = True, resume_after: int | None = None, key: str = "epoch"
     ) -> None:
-        self.path = Path(run_dir) / "metrics.csv"
+        self.path = Path(run_dir) / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fieldnames: list[str] | None = None
         if resume_after is not None and self.path.exists():
@@ -256,6 +312,8 @@ class MetricsLogger:
 
     def log(self, row: dict[str, float], step: int) -> None:
         """Write ``row`` (scalars) to the CSV and, if enabled, to TensorBoard at ``step``."""
+        import torch
+
         row = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in row.items()}
         new_keys = [k for k in row if k not in (self.fieldnames or [])]
         if new_keys:  # first row, or a metric that appears later (e.g. losses after warm-up)

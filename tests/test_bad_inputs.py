@@ -35,7 +35,8 @@ from offline_mbrl.errors import (
 )
 from offline_mbrl.models import build_model
 from offline_mbrl.models.checkpoint import load_model, save_model
-from offline_mbrl.runs import LOCK_NAME, load_checkpoint, run_lock, save_atomic
+from offline_mbrl.persist import load_checkpoint, save_atomic
+from offline_mbrl.runs import LOCK_NAME, run_lock
 from test_offline import TINY
 
 DS_ID = "bad/hopper/tiny-v0"

@@ -27,7 +27,7 @@ from offline_mbrl.data.windows import Windows
 from offline_mbrl.envs.termination import termination_fn
 from offline_mbrl.errors import CheckpointError, ConfigError, DatasetError
 from offline_mbrl.models.checkpoint import save_model
-from offline_mbrl.runs import save_atomic
+from offline_mbrl.persist import save_atomic
 from offline_mbrl.uncertainty import get_uncertainty
 from tests.test_compounding import PNG_MAGIC, tiny
 

@@ -137,7 +137,7 @@ def test_unknown_recipe_lists_known_ones(tmp_path, capsys):
 
 def test_quickstart_makes_the_dataset_prints_it_and_trains(tmp_path, capsys):
     from offline_mbrl.agents.sac import TanhGaussianActor
-    from offline_mbrl.runs import save_atomic
+    from offline_mbrl.persist import save_atomic
 
     save_atomic(TanhGaussianActor(11, 3, (8,)).file_state(), tmp_path / "medium.pt")
     recipe = {

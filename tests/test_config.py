@@ -1,5 +1,7 @@
 """Typed configs: every shipped file loads, unknown keys and wrong types name the key, overrides, round trip."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -150,3 +152,22 @@ def test_default_config_of_every_hosted_mujoco_id(algo):
     assert default_config_file(algo, None, "minari:offline_mbrl/hopper/medium-v0") == folder / "hopper-medium.yaml"
     assert default_config_file(algo, None, "minari:test/hopper/medium-v0") == folder / "hopper-medium.yaml"
     assert default_config_file(algo, None, "minari:mujoco/ant/medium-v0") is None
+
+
+# hashes computed on main before the run config composed the component configs: a run in progress resumes by its
+# folder's hash, so refactoring the config classes must keep them
+RECORDED_RUN_CONFIG = Path(__file__).parent / "data" / "run_config_mopo_hopper_medium.yaml"
+HASHES_BEFORE_COMPOSITION = {"admpo-off": "c129f2df", "mopo": "7ed8c808", "mobile": "16463ad1"}
+
+
+def test_a_recorded_config_yaml_loads_writes_back_identically_and_keeps_its_hash():
+    text = RECORDED_RUN_CONFIG.read_text()
+    config = from_dict(yaml.safe_load(text), str(RECORDED_RUN_CONFIG))
+    assert yaml.safe_dump(to_dict(config), sort_keys=False) == text
+    assert config_hash(config) == "4894814e"
+
+
+@pytest.mark.parametrize("algo", sorted(HASHES_BEFORE_COMPOSITION))
+def test_default_config_hashes_are_unchanged(algo):
+    config = resolve(algo, dataset="minari:offline_mbrl/hopper/medium-v0")
+    assert config_hash(config) == HASHES_BEFORE_COMPOSITION[algo]

@@ -186,7 +186,7 @@ def test_fit_with_tom_weights(tmp_path, capsys, fit_calls):
     import torch
 
     from offline_mbrl.agents.sac import TanhGaussianActor
-    from offline_mbrl.runs import save_atomic
+    from offline_mbrl.persist import save_atomic
 
     torch.manual_seed(0)
     actor = tmp_path / "expert.pt"

@@ -10,9 +10,9 @@ import yaml
 
 from offline_mbrl.algos.harness import OfflineTrainer, evaluate_run
 from offline_mbrl.cli import main
-from offline_mbrl.cli.train_cmd import run_dir_for
 from offline_mbrl.config import resolve
 from offline_mbrl.errors import ConfigError
+from offline_mbrl.runs import run_dir_for
 
 TINY = [
     "steps_per_epoch=20",

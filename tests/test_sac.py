@@ -18,7 +18,7 @@ from offline_mbrl.agents.sac import (
     soft_bellman_target,
 )
 from offline_mbrl.errors import CheckpointError
-from offline_mbrl.runs import save_atomic
+from offline_mbrl.persist import save_atomic
 
 D, A = 11, 3
 
@@ -164,7 +164,7 @@ def test_actor_file_round_trip_and_errors(tmp_path):
 
 
 def test_seeded_block_repeats_its_draws_and_leaves_the_caller_stream_alone():
-    from offline_mbrl.runs import seeded
+    from offline_mbrl.persist import seeded
 
     torch.manual_seed(123)
     expected_after = torch.rand(3)
@@ -175,3 +175,8 @@ def test_seeded_block_repeats_its_draws_and_leaves_the_caller_stream_alone():
         second = torch.rand(4)
     assert torch.equal(first, second)
     assert torch.equal(torch.rand(3), expected_after)  # the caller's stream did not move
+
+
+def test_config_from_an_older_checkpoint_record_ignores_settings_that_are_gone():
+    record = {"hidden_dims": [16, 16], "alpha": 0.5, "auto_alpha": True, "target_entropy": None, "num_critics": 2}
+    assert SACConfig.from_record(record) == SACConfig(hidden_dims=(16, 16), alpha=0.5, auto_alpha=True)

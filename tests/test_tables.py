@@ -254,3 +254,12 @@ def test_unfinished_runs_below_the_working_directory_are_shown_relative(runs_roo
     monkeypatch.chdir(runs_root)
     text = format_tables(read_runs(["."]))
     assert f"- mopo / {WALKER} seed 0: 3/12 (mopo/-data-walker2d-medium-v2-hdf5/cfg0/seed0)" in text
+
+
+def test_reading_run_folders_imports_no_torch():
+    """``tabulate`` and the CLI parser read run folders through ``runs.RunFolder`` without importing torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, offline_mbrl.analysis.runs_io, offline_mbrl.cli.train_cmd; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

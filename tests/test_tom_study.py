@@ -17,7 +17,7 @@ from offline_mbrl.cli.model_cmd import WEIGHT_METHODS
 from offline_mbrl.envs.gym_env import collect_transitions
 from offline_mbrl.errors import ConfigError, DatasetError
 from offline_mbrl.models.fit import FitConfig
-from offline_mbrl.runs import save_atomic
+from offline_mbrl.persist import save_atomic
 from tests.models_helpers import tiny_adm
 
 TINY_ADM = {"hidden_dim": 16, "gru_layers": 1, "head_blocks": 1}

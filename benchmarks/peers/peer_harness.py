@@ -28,7 +28,8 @@ import yaml
 from offline_mbrl.data.dataset import TransitionDataset
 from offline_mbrl.data.load import load_dataset
 from offline_mbrl.data.scores import normalized_score, reference_scores
-from offline_mbrl.runs import MetricsLogger, load_checkpoint, rng_state, save_atomic, set_rng_state
+from offline_mbrl.persist import load_checkpoint, rng_state, save_atomic, set_rng_state
+from offline_mbrl.runs import MetricsLogger
 
 
 class PeerSetupError(RuntimeError):

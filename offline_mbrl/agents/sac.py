@@ -14,37 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import CheckpointError
-from ..runs import load_checkpoint
+from ..persist import load_checkpoint
+from .sac_config import SACConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 _ADAM_KW = {"foreach": True}
-
-
-@dataclass(frozen=True)
-class SACConfig:
-    """SAC hyper-parameters (Table 3 of the ADM paper; alpha per task from the official configs).
-
-    ``alpha`` is the fixed temperature, or the initial one when ``auto_alpha`` is set (learned with
-    target entropy ``target_entropy``, default -|A|). Learning rates in Adam units, tau per update.
-    """
-
-    hidden_dims: tuple[int, ...] = (256, 256)
-    actor_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 5e-3
-    alpha: float = 0.2
-    auto_alpha: bool = True
-    target_entropy: float | None = None
-    num_critics: int = 2
 
 
 class BatchedLinear(nn.Module):
@@ -213,10 +194,10 @@ class SAC(nn.Module):
         super().__init__()
         self.config = config
         self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.target_entropy = -float(action_dim) if config.target_entropy is None else config.target_entropy
+        self.target_entropy = -float(action_dim)
         self.actor = TanhGaussianActor(obs_dim, action_dim, config.hidden_dims, action_low, action_high)
-        self.critic = BatchedCritic(obs_dim, action_dim, config.hidden_dims, config.num_critics)
-        self.critic_target = BatchedCritic(obs_dim, action_dim, config.hidden_dims, config.num_critics)
+        self.critic = BatchedCritic(obs_dim, action_dim, config.hidden_dims)
+        self.critic_target = BatchedCritic(obs_dim, action_dim, config.hidden_dims)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.alpha)), requires_grad=config.auto_alpha)
@@ -288,6 +269,14 @@ class SAC(nn.Module):
         with torch.no_grad():  # Polyak averaging of every target parameter in one fused call
             torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
         return metrics
+
+    def actor_lr_scheduler(self, epochs: int) -> torch.optim.lr_scheduler.CosineAnnealingLR | None:
+        """The cosine annealing of the actor lr that ``config.lr_schedule`` asks for, over
+        ``config.lr_schedule_epochs`` epochs (None: ``epochs``, the run's length); None when the schedule is off.
+        The caller steps it once per epoch and checkpoints it."""
+        if not self.config.lr_schedule:
+            return None
+        return torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optim, self.config.lr_schedule_epochs or epochs)
 
     def full_state(self) -> dict:
         """Everything needed to continue training: networks, target, optimizers, alpha, config."""

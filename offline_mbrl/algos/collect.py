@@ -203,7 +203,7 @@ def dataset_id(env_id: str, kind: str, version: int = 0) -> str:
 
 def expert_from_checkpoint(run_dir: str | Path) -> TanhGaussianActor:
     """The final actor of an online SAC run, read from its ``checkpoint.pt``."""
-    from ..runs import load_checkpoint
+    from ..persist import load_checkpoint
 
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     sac = state["sac"]
@@ -264,7 +264,7 @@ def collect_all(
     with the measured returns.
     """
     from ..data.scores import normalized_score
-    from ..runs import load_checkpoint, save_atomic
+    from ..persist import load_checkpoint, save_atomic
 
     out_dir, short = Path(out_dir), env_short_name(env_id)
     buffer_state = load_checkpoint(Path(run_dir) / "checkpoint.pt")["buffer"]
@@ -400,7 +400,7 @@ def export_training(run_dir: str | Path, out_dir: str | Path, env_id: str) -> No
     :func:`save_replay_file`), ``metrics.csv`` and the evaluation ``snapshots/``."""
     import shutil
 
-    from ..runs import load_checkpoint, save_atomic
+    from ..persist import load_checkpoint, save_atomic
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -417,7 +417,7 @@ def import_training(bundle_dir: str | Path, run_dir: str | Path) -> None:
     and ``snapshots/``, so that ``OnlineSACTrainer(..., run_dir).train()`` resumes the run."""
     import shutil
 
-    from ..runs import load_checkpoint, save_atomic
+    from ..persist import load_checkpoint, save_atomic
 
     bundle_dir, run_dir = Path(bundle_dir), Path(run_dir)
     state = load_checkpoint(bundle_dir / "sac_state.pt")

@@ -11,9 +11,9 @@ updates, which the algorithm decides (``algos.base.Algorithm``; ``algos.admpo_of
           rows followed by model rows
        then: cosine step of the actor lr, deterministic evaluation in the real environment, metrics, checkpoint.
 
-The run folder (DESIGN section 7) holds ``config.yaml``, ``metrics.csv``, TensorBoard events, ``dynamics.pt``,
-``checkpoints/last.pt`` (everything needed to resume: SAC with its optimizers and schedule, model buffer, counters,
-RNG states, the config it was made with) and ``summary.json``.
+The run folder (DESIGN section 7; layout, writing and reading in ``runs.RunFolder``) holds ``config.yaml``,
+``metrics.csv``, TensorBoard events, ``dynamics.pt``, ``checkpoints/last.pt`` (everything needed to resume: SAC with
+its optimizers and schedule, model buffer, counters, RNG states, the config it was made with) and ``summary.json``.
 
 Reliability: every check (config ranges, device, env and dataset dims, a given model's kind, dims and m, the
 checkpoint's config against ``config.yaml``) runs before anything is written; one process at a time holds the
@@ -24,7 +24,6 @@ a non-finite SAC loss or weight stops the run with :class:`DivergenceError`, kee
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import time
 import warnings
@@ -33,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
-from ..agents.sac import SAC, SACConfig
+from ..agents.sac import SAC
 from ..buffers import TensorBuffer
 from ..config import TrainConfig, from_dict, resume_conflicts, to_dict
 from ..data.dataset import TransitionDataset
@@ -44,23 +42,14 @@ from ..data.scores import ScoreReference, normalized_score, score_reference
 from ..data.windows import Windows
 from ..envs.gym_env import env_spaces, evaluate_policy
 from ..envs.termination import termination_fn
-from ..errors import CheckpointError, ConfigError, DivergenceError, ScoreError
+from ..errors import CheckpointError, ConfigError, DivergenceError, RunFolderError, ScoreError
 from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
 from ..models.fit import FitConfig, fit
+from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
-from ..runs import (
-    MetricsLogger,
-    load_checkpoint,
-    parse_device,
-    rng_state,
-    run_lock,
-    save_atomic,
-    seeded,
-    set_rng_state,
-    write_text_atomic,
-)
+from ..runs import MetricsLogger, RunFolder, run_lock
 from ..uncertainty import break_even_coef
 from .base import Algorithm
 
@@ -150,6 +139,7 @@ class OfflineTrainer:
                 f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
             )
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.folder = RunFolder(self.run_dir)
         self.algorithm = algorithm_class(config.algo)(config)
         self.device = parse_device(str(device))
         self.dataset = dataset if dataset is not None else load_dataset(config.dataset)
@@ -161,7 +151,7 @@ class OfflineTrainer:
         if dynamics is not None and not Path(dynamics).is_file():
             raise ConfigError(f"--dynamics {dynamics}: no such model file (make one with `offline-mbrl model fit`)")
         self.dynamics_given = str(Path(dynamics).resolve()) if dynamics else None  # recorded in checkpoints
-        self.dynamics_path = Path(dynamics) if dynamics else self.run_dir / "dynamics.pt"
+        self.dynamics_path = Path(dynamics) if dynamics else self.folder.dynamics_file
         self.model = self._load_dynamics() if self.dynamics_path.is_file() else None
         self.termination = termination_fn(config.task or self.dataset.metadata.get("task") or self.env_id)
         self.score_ref, self.score_ref_note = self._score_reference()
@@ -220,7 +210,7 @@ class OfflineTrainer:
             CheckpointError: unreadable, or made with another config (e.g. ``config.yaml`` edited by hand); the
                 message names the differing keys.
         """
-        state = load_checkpoint(self.checkpoint_path, self.device)
+        state = self.folder.read_checkpoint(self.device)
         if "config" not in state:  # written before checkpoints recorded their config: nothing to compare
             return state
         try:
@@ -262,25 +252,12 @@ class OfflineTrainer:
         self.sac = SAC(
             self.dataset.obs_dim,
             self.dataset.action_dim,
-            SACConfig(
-                cfg.sac.hidden_dims,
-                cfg.sac.actor_lr,
-                cfg.sac.critic_lr,
-                cfg.sac.alpha_lr,
-                cfg.sac.gamma,
-                cfg.sac.tau,
-                cfg.sac.alpha,
-                cfg.sac.auto_alpha,
-            ),
+            cfg.sac,
             torch.as_tensor(space.low),
             torch.as_tensor(space.high),
             self.device,
         )
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.sac.actor_optim, cfg.sac.lr_schedule_epochs or cfg.epochs)
-            if cfg.sac.lr_schedule
-            else None
-        )
+        self.scheduler = self.sac.actor_lr_scheduler(cfg.epochs)
         r = cfg.rollout
         capacity = r.rollout_batch_size * r.rollout_length * r.model_retain_epochs
         f32, D, A = torch.float32, self.dataset.obs_dim, self.dataset.action_dim
@@ -301,7 +278,7 @@ class OfflineTrainer:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return self.folder.checkpoint_file
 
     def _save(self) -> None:
         state = {
@@ -316,7 +293,7 @@ class OfflineTrainer:
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
-        save_atomic(state, self.checkpoint_path)
+        self.folder.save_checkpoint(state)
         self.saved_epoch = self.epoch
 
     def _load(self, state: dict) -> None:
@@ -459,7 +436,7 @@ class OfflineTrainer:
         """
         with run_lock(self.run_dir):
             state = self._read_checkpoint() if resume and self.checkpoint_path.is_file() else None
-            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(to_dict(self.config), sort_keys=False))
+            self.folder.write_config(to_dict(self.config))
             if self.model is None:
                 self.model = self._fit_dynamics()
             # the policy phase starts the same whether the model was fitted or loaded; the caller's stream is kept
@@ -540,9 +517,7 @@ class OfflineTrainer:
         """``summary.json`` from ``metrics.csv`` (final = last evaluation), with the reference returns of the
         normalized score: ``score_reference`` ``[R_min, R_max]``, ``score_reference_source`` (``dataset``,
         ``task``, ``d4rl:<env>``; None without a reference) and ``score_reference_note`` (in words)."""
-        import pandas as pd
-
-        metrics = pd.read_csv(self.run_dir / "metrics.csv")
+        metrics = self.folder.read_metrics()
         final = metrics.iloc[-1]
         summary = {
             "algo": self.config.algo,
@@ -565,26 +540,8 @@ class OfflineTrainer:
         }
         if self.epochs_extended_from:
             summary["epochs_extended_from"] = self.epochs_extended_from
-        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        self.folder.write_summary(summary)
         return summary
-
-
-def read_summary(run_dir: str | Path) -> dict:
-    """``run_dir/summary.json`` as a dict with at least ``env_id``.
-
-    Raises:
-        CheckpointError: the file is missing, not JSON, not a mapping, or has no ``env_id``; naming the file.
-    """
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: no summary.json (not a run folder, or no epoch finished yet)")
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(summary, dict) or not isinstance(summary.get("env_id"), str):
-        raise CheckpointError(f"{path}: must be a mapping with a string field 'env_id'")
-    return summary
 
 
 def evaluate_run(
@@ -602,24 +559,20 @@ def evaluate_run(
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     device = parse_device(str(device))
-    summary = read_summary(run_dir)
-    path = Path(run_dir) / "checkpoints" / "last.pt"
-    try:
-        state = load_checkpoint(path, device)["sac"]
-        config = SACConfig(**{**state["config"], "hidden_dims": tuple(state["config"]["hidden_dims"])})
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: not an offline-run checkpoint (missing {exc})") from exc
+    folder = RunFolder(run_dir)
+    summary = folder.read_summary(required=True)
+    if not isinstance(summary.get("env_id"), str):
+        raise RunFolderError(f"{folder.summary_file}: must be a mapping with a string field 'env_id'")
+    actor = folder.read_actor(device)
     env_kwargs = summary.get("env_kwargs") or {}
-    _, space = env_spaces(summary["env_id"], env_kwargs)
-    sac = SAC(
-        state["obs_dim"], state["action_dim"], config, torch.as_tensor(space.low), torch.as_tensor(space.high), device
-    )
-    try:
-        sac.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: SAC weights do not match ({exc})") from exc
+    env_spaces(summary["env_id"], env_kwargs)  # an env that cannot be built is a ConfigError before any episode
     returns = evaluate_policy(
-        lambda o: sac.act(o, deterministic=True), summary["env_id"], episodes, seed, device, env_kwargs
+        lambda o: actor(o, deterministic=True, with_log_prob=False)[0],
+        summary["env_id"],
+        episodes,
+        seed,
+        device,
+        env_kwargs,
     )
     reference = summary.get("score_reference")
     return returns, (normalized_score(tuple(reference), returns) if reference else None)

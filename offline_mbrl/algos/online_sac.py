@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
-from ..config import check_section
+from ..checks import check_section
 from ..envs.gym_env import evaluate_policy
-from ..errors import ConfigError
-from ..runs import MetricsLogger, load_checkpoint, rng_state, run_lock, save_atomic, seeded, set_rng_state
+from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
+from ..runs import MetricsLogger, run_lock
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,13 @@ class OnlineSACConfig:
     env_id: str = "Hopper-v5"
     total_steps: int = 300_000
     warmup_steps: int = 5_000
-    batch_size: int = 256
     eval_every: int = 5_000
     eval_episodes: int = 10
     checkpoint_every: int = 20_000
     seed: int = 0
     sac: SACConfig = field(
         default_factory=lambda: SACConfig(
-            hidden_dims=(128, 128), actor_lr=3e-4, alpha_lr=3e-4, alpha=1.0, auto_alpha=True
+            hidden_dims=(128, 128), actor_lr=3e-4, alpha_lr=3e-4, alpha=1.0, auto_alpha=True, lr_schedule=False
         )
     )
 
@@ -52,15 +51,12 @@ class OnlineSACConfig:
             at_least={
                 "total_steps": 1,
                 "warmup_steps": 0,
-                "batch_size": 1,
                 "eval_every": 1,
                 "eval_episodes": 1,
                 "checkpoint_every": 1,
                 "seed": 0,
             },
         )
-        if not self.sac.hidden_dims or min(self.sac.hidden_dims) < 1:
-            raise ConfigError(f"collect: --hidden must be widths >= 1, got {list(self.sac.hidden_dims)}")
 
 
 def buffer_fields(obs_dim: int, action_dim: int, nq: int, nv: int) -> dict:
@@ -216,7 +212,7 @@ class OnlineSACTrainer:
             )
             self.step += 1
             if self.step > cfg.warmup_steps:
-                metrics = self.sac.update(self.buffer.sample(cfg.batch_size))
+                metrics = self.sac.update(self.buffer.sample(cfg.sac.batch_size))
             obs = next_obs
             if self.step % cfg.eval_every == 0:
                 bar.set_postfix(eval_return=f"{self._evaluate(logger, metrics):.0f}")

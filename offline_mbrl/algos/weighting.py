@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..data.dataset import TransitionDataset
 from ..errors import ConfigError, DatasetError, OfflineMBRLError
-from ..runs import seeded
+from ..persist import seeded
 
 Policy = Callable[[Tensor], Tensor]
 """A target policy: ``policy(obs (B, D)) -> actions (B, A)``, on the obs' device; may sample."""

@@ -28,7 +28,7 @@ from ..models import build_model
 from ..models.adm import ADM
 from ..models.checkpoint import save_model
 from ..models.fit import FitConfig, fit
-from ..runs import seeded
+from ..persist import seeded
 from .compounding import compounding_error, evaluation_segments, plot_error_curves
 from .runs_io import read_run
 from .tables import seed_scores

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..agents.sac import LOG_STD_MAX, LOG_STD_MIN, TanhGaussianActor
 from ..data.dataset import TransitionDataset
 from ..errors import ConfigError, DatasetError
-from ..runs import seeded
+from ..persist import seeded
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ from ..data.windows import HistoryBatch, Windows
 from ..envs.gym_env import Policy, make_env
 from ..envs.oracle import MujocoOracle, get_oracle
 from ..envs.termination import TerminationFn
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..models.base import DynamicsModel, Stepper, StepperWrapper
+from ..persist import seeded
 from ..rollout import RolloutResult
-from ..runs import load_checkpoint, seeded
+from ..runs import RunFolder
 from ..uncertainty import get_uncertainty
 from .bc import BCConfig, fit_bc
 from .compounding import model_rollout
@@ -311,19 +312,12 @@ def write_calibration(
 
 # ---------------------------------------------------------------------------------------------- policies
 def learned_actor(run_dir: str | Path, device: str | torch.device = "cpu") -> TanhGaussianActor:
-    """The actor of an offline run folder (``checkpoints/last.pt`` holding ``{"sac": SAC.full_state()}``).
+    """The actor of an offline run folder (``runs.RunFolder.read_actor``).
 
     Raises:
         CheckpointError: missing/unreadable checkpoint or no actor weights in it (the message names the file).
     """
-    path = Path(run_dir) / "checkpoints" / "last.pt"
-    try:
-        sac = load_checkpoint(path, device)["sac"]
-        actor = TanhGaussianActor(int(sac["obs_dim"]), int(sac["action_dim"]), tuple(sac["config"]["hidden_dims"]))
-        actor.load_state_dict({k.removeprefix("actor."): v for k, v in sac["model"].items() if k.startswith("actor.")})
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not an offline run checkpoint with SAC actor weights ({exc})") from exc
-    return actor.to(device).eval()
+    return RunFolder(run_dir).read_actor(device)
 
 
 def make_policy(

@@ -38,8 +38,8 @@ from ..envs.termination import TerminationFn
 from ..errors import ConfigError
 from ..models.base import DynamicsModel, Stepper
 from ..models.fit import FitConfig, split_holdout
+from ..persist import seeded
 from ..rollout import Policy, RolloutResult, rollout
-from ..runs import seeded
 
 F32_MAX = float(np.finfo(np.float32).max)
 ADM_BACKTRACKS = ("random", "longest")

@@ -39,7 +39,7 @@ from ..envs.gym_env import Policy
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
 from ..models.base import DynamicsModel, Stepper, StepperWrapper
-from ..runs import seeded
+from ..persist import seeded
 from ..uncertainty import break_even_coef, dimension_spread
 from .calibration import quantifiers_for, rollout_uncertainties
 from .tables import markdown_rows

@@ -1,33 +1,26 @@
-"""Reading training run folders for analysis (DESIGN section 7).
+"""Run folders as analysis sees them (DESIGN section 7): each read through ``runs.RunFolder`` into a :class:`Run`,
+many pooled over seeds, and their evaluations as one frame.
 
-A run folder is ``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>/`` holding ``config.yaml`` (resolved
-config: ``algo``, ``dataset``, ``task``, ``seed``, ``epochs``), ``metrics.csv`` (one row per completed
-epoch: ``epoch``, ``step``, ``eval/normalized_score``, ``eval/return_mean``, ...) and ``summary.json``
-(``epochs_completed``, ``epochs_total``, ``finished``). A run is unfinished when ``summary.json`` is
-missing or says ``finished: false``; its ``metrics.csv`` is read regardless.
+A run folder (``runs`` module docstring) holds ``config.yaml`` (resolved config: ``algo``, ``dataset``, ``task``,
+``seed``, ``epochs``), ``metrics.csv`` (one row per completed epoch: ``epoch``, ``step``, ``eval/normalized_score``,
+``eval/return_mean``, ...) and ``summary.json`` (``epochs_completed``, ``epochs_total``, ``finished``). A run is
+unfinished when ``summary.json`` is missing or says ``finished: false``; its ``metrics.csv`` is read regardless.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from ..errors import OfflineMBRLError
+from ..errors import RunFolderError
+from ..runs import METRICS_FILE, RunFolder
 
 VALUE_COLUMNS = {"normalized": "eval/normalized_score", "return": "eval/return_mean"}
 """What a table or curve shows -> the ``metrics.csv`` column holding it (per-episode-normalized mean)."""
-
-_CONFIG_KEYS = ("algo", "dataset", "seed", "epochs")
-
-
-class RunFolderError(OfflineMBRLError, ValueError):
-    """A run folder is missing, malformed, or clashes with another one (message names the path)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +57,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     for path in paths:
         if not path.is_dir():
             raise RunFolderError(f"runs path '{path}' is not an existing folder")
-        found.update(csv.parent.resolve() for csv in path.rglob("metrics.csv"))
+        found.update(csv.parent.resolve() for csv in path.rglob(METRICS_FILE))
     if not found:
         raise RunFolderError(f"no run folder (one holding metrics.csv) under {[str(p) for p in paths]}")
     return sorted(found)
@@ -78,24 +71,19 @@ def read_run(path: str | Path) -> Run:
             or metrics column missing, repeated or unordered epochs, NaN in ``step``, or a ``summary.json``
             that disagrees with ``metrics.csv`` about the number of completed epochs.
     """
-    path = Path(path)
-    config = _read_config(path / "config.yaml")
-    metrics = _read_metrics(path / "metrics.csv")
-    summary_path = path / "summary.json"
-    summary = (
-        _read_mapping(summary_path, json.loads, json.JSONDecodeError, "run summary") if summary_path.exists() else {}
-    )
+    folder = RunFolder(path)
+    config, metrics, summary = folder.read_config(), folder.read_metrics(), folder.read_summary()
     epochs_completed = int(summary.get("epochs_completed", len(metrics)))
     if epochs_completed != len(metrics):
         raise RunFolderError(
-            f"{path / 'summary.json'}: epochs_completed = {epochs_completed} but metrics.csv has {len(metrics)} rows"
+            f"{folder.summary_file}: epochs_completed = {epochs_completed} but metrics.csv has {len(metrics)} rows"
         )
     return Run(
-        path=path,
+        path=folder.path,
         algo=str(config["algo"]),
         dataset=str(config["dataset"]),
         task=config.get("task"),
-        variant=path.parent.name,
+        variant=folder.path.parent.name,
         seed=int(config["seed"]),
         epochs_completed=epochs_completed,
         epochs_total=int(summary.get("epochs_total", config["epochs"])),
@@ -189,40 +177,3 @@ def _short_label(spec: str) -> str:
     spec = re.sub(r"^[A-Za-z0-9_]+:", "", spec)
     path = Path(spec)
     return path.stem if path.suffix in (".hdf5", ".h5", ".npz") else spec
-
-
-def _read_config(path: Path) -> dict:
-    config = _read_mapping(path, yaml.safe_load, yaml.YAMLError, "run config")
-    missing = [key for key in _CONFIG_KEYS if key not in config]
-    if missing:
-        raise RunFolderError(f"{path}: missing keys {missing}")
-    return config
-
-
-def _read_mapping(path: Path, parse, parse_error: type[Exception], what: str) -> dict:
-    try:
-        mapping = parse(path.read_text())
-    except (OSError, parse_error) as exc:
-        raise RunFolderError(f"{path}: cannot read the {what} ({exc})") from exc
-    if not isinstance(mapping, dict):
-        raise RunFolderError(f"{path}: the {what} is not a mapping")
-    return mapping
-
-
-def _read_metrics(path: Path) -> pd.DataFrame:
-    try:
-        metrics = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RunFolderError(f"{path}: cannot read metrics ({exc})") from exc
-    missing = [column for column in ("epoch", "step") if column not in metrics.columns]
-    if missing:
-        raise RunFolderError(f"{path}: missing columns {missing}")
-    if (
-        metrics["step"].isna().any()
-        or not metrics["epoch"].is_monotonic_increasing
-        or metrics["epoch"].duplicated().any()
-    ):
-        raise RunFolderError(
-            f"{path}: 'epoch' must be strictly increasing and 'step' filled (epochs {metrics['epoch'].tolist()[:10]})"
-        )
-    return metrics.reset_index(drop=True)

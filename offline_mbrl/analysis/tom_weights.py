@@ -52,8 +52,8 @@ from ..errors import ConfigError, DatasetError
 from ..models import build_model
 from ..models.adm import ADM
 from ..models.fit import FitConfig, fit
+from ..persist import seeded
 from ..rollout import rollout
-from ..runs import seeded
 from .tables import markdown_rows
 
 WEIGHT_METHODS = ("uniform", *PMAC_PRESETS, "tom")

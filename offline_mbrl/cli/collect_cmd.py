@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 
 RECIPES = Path(__file__).resolve().parents[2] / "datasets" / "recipes.yaml"
 
@@ -54,8 +54,10 @@ def _collect(args: argparse.Namespace) -> int:
     from ..algos.online_sac import OnlineSACConfig, OnlineSACTrainer
     from ..data.minari_io import dataset_path
     from ..envs.gym_env import env_spaces
-    from ..runs import parse_device, write_text_atomic
+    from ..persist import parse_device, write_text_atomic
 
+    if args.hidden is not None and min(args.hidden) < 1:
+        raise ConfigError(f"collect: --hidden must be widths >= 1, got {args.hidden}")
     kinds = tuple(args.kinds or KINDS)
     unknown = set(kinds) - set(KINDS)
     if unknown:

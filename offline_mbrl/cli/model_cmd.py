@@ -80,9 +80,9 @@ def add_tom_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_device(text: str):
-    """:func:`offline_mbrl.runs.parse_device` (ConfigError naming ``--device`` for a bad or absent device), imported
+    """:func:`offline_mbrl.persist.parse_device` (ConfigError naming ``--device`` for a bad or absent device), imported
     when called so that parsing stays free of torch."""
-    from ..runs import parse_device as parse
+    from ..persist import parse_device as parse
 
     return parse(text)
 
@@ -124,7 +124,7 @@ def _fit(args: argparse.Namespace) -> int:
     from ..models import build_model, model_fields
     from ..models.checkpoint import save_model
     from ..models.fit import FitConfig, fit
-    from ..runs import check_output_file
+    from ..persist import check_output_file
 
     kind = _KINDS[args.model]
     fields = {}

@@ -4,13 +4,13 @@ RUN_DIR` and `offline-mbrl quickstart` (the README's `make run`)."""
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 
 from ..config import CONFIG_DIR
 from ..errors import ConfigError
 from ..registry import ALGORITHMS
+from ..runs import run_dir_for
 from .collect_cmd import RECIPES
 
 
@@ -75,14 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_quickstart)
 
 
-def run_dir_for(runs: Path, config) -> Path:
-    """``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>`` (DESIGN section 7)."""
-    from ..config import config_hash
-
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", config.dataset.removeprefix("minari:")).strip("_")
-    return runs / config.algo / slug / config_hash(config) / f"seed{config.seed}"
-
-
 def _resume(args: argparse.Namespace):
     """``(config, run_dir, dataset=None, dynamics)`` of ``--resume RUN_DIR``: the recorded config and model.
 
@@ -91,8 +83,10 @@ def _resume(args: argparse.Namespace):
             ``--epochs``) or names another ``--dynamics`` than the run's; the message lists the keys.
     """
     from ..config import load_yaml, override, resolve, resume_conflicts
+    from ..runs import RunFolder
 
-    config_file = args.resume / "config.yaml"
+    folder = RunFolder(args.resume)
+    config_file = folder.config_file
     recorded = resolve(load_yaml(config_file).get("algo"), config_file)
     requested = override(
         recorded,
@@ -105,8 +99,7 @@ def _resume(args: argparse.Namespace):
         env_id=args.env,
     )
     conflicts = resume_conflicts(recorded, requested)
-    summary = args.resume / "summary.json"
-    recorded_dynamics = _recorded_dynamics(args.resume) if summary.is_file() else None
+    recorded_dynamics = folder.read_summary().get("dynamics")  # None: fitted in the run folder
     if args.dynamics is not None and recorded_dynamics not in (None, str(args.dynamics.resolve())):
         conflicts.append(f"dynamics: {recorded_dynamics} -> {args.dynamics.resolve()}")
     if conflicts:
@@ -115,13 +108,6 @@ def _resume(args: argparse.Namespace):
             f"({config_file}): {'; '.join(conflicts)}; start a new run instead"
         )
     return requested, args.resume, None, args.dynamics or (Path(recorded_dynamics) if recorded_dynamics else None)
-
-
-def _recorded_dynamics(run_dir: Path) -> str | None:
-    """The ``--dynamics`` path a run was started with (``summary.json``; None: fitted in the run folder)."""
-    from ..algos.harness import read_summary
-
-    return read_summary(run_dir).get("dynamics")
 
 
 def _resolve(args: argparse.Namespace):
@@ -203,7 +189,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     from ..data.load import load_dataset
     from ..data.scores import normalized_score
     from ..errors import DatasetNotFoundError
-    from ..runs import parse_device
+    from ..persist import parse_device
     from .collect_cmd import load_recipe
     from .dataset_cmd import format_summary
 

@@ -16,7 +16,7 @@ import torch
 
 from ..data.dataset import TransitionDataset
 from ..errors import ConfigError
-from ..runs import seeded
+from ..persist import seeded
 
 # a policy maps observations (B, D) float32 tensor -> actions (B, A) tensor
 Policy = Callable[[torch.Tensor], torch.Tensor]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..runs import save_atomic
+from ..persist import save_atomic
 from . import MODEL_CLASSES
 
 FORMAT_VERSION = 1

@@ -12,55 +12,15 @@ members (OfflineRL-Kit).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.windows import HistoryBatch, WindowBatch
-from ..errors import ConfigError
+from ..model_configs import EnsembleConfig
 from .base import check_backtrack_sampling, check_history, to_state_space
 from .layers import LogVarBounds, Normalizer, gaussian_nll
-
-
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """Ensemble sizes (defaults: OfflineRL-Kit MOPO).
-
-    Fields:
-        obs_dim, action_dim: D and A.
-        ensemble_size: E members; num_elites: members used in roll-outs (lowest holdout MSE).
-        hidden_dims: widths of the hidden layers.
-        weight_decays: one L2 coefficient per layer (hidden layers, then the output layer), applied to
-            weights only as ``wd · 0.5 · Σ W²``.
-    """
-
-    obs_dim: int
-    action_dim: int
-    ensemble_size: int = 7
-    num_elites: int = 5
-    hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
-    weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
-        object.__setattr__(self, "weight_decays", tuple(self.weight_decays))
-        if not 1 <= self.num_elites <= self.ensemble_size:
-            raise ConfigError(
-                f"ensemble config: 'num_elites' must be in [1, ensemble_size={self.ensemble_size}], "
-                f"got {self.num_elites}"
-            )
-        if len(self.weight_decays) != len(self.hidden_dims) + 1:
-            raise ConfigError(
-                f"ensemble config: 'weight_decays' needs {len(self.hidden_dims) + 1} values "
-                f"(hidden layers + output), got {len(self.weight_decays)}"
-            )
-
-    @property
-    def window_length(self) -> int:
-        """1: roll-outs start from single states and train on single transitions (no backtracking)."""
-        return 1
 
 
 def _target(batch: WindowBatch) -> Tensor:

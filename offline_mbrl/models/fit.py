@@ -26,7 +26,7 @@ import copy
 import dataclasses
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,60 +36,12 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
-from ..errors import CheckpointError, ConfigError, DatasetError
-from ..runs import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
+from ..errors import CheckpointError, DatasetError
+from ..model_configs import FitConfig
+from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from .base import DynamicsModel
 
 _HOLDOUT_SPLITS = ("episodes", "last")
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Training settings (defaults: official ADMPO; ``for_model`` gives the ensemble's MBPO values).
-
-    Fields:
-        batch_size: windows (or transitions per member) per gradient step.
-        learning_rate: Adam step size.
-        max_epochs: cap on epochs (None: stop only by patience).
-        patience: epochs without an accepted snapshot before stopping.
-        min_improvement: relative holdout improvement a channel needs (0 for ADM, 0.01 for the ensemble).
-        holdout_fraction, max_holdout: holdout size ``min(int(fraction · N), max_holdout)`` rows.
-        holdout_split: ``"episodes"`` (whole random episodes, default) or ``"last"`` (the last rows in
-            buffer order, official ADMPO).
-        eval_batch_size: windows per forward pass when computing holdout errors.
-        seed: seeds the split, the batch sampling and the network's dropout (in a scope: the caller's torch
-            random stream is the same after ``fit`` as before).
-    """
-
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    max_epochs: int | None = None
-    patience: int = 25
-    min_improvement: float = 0.0
-    holdout_fraction: float = 0.2
-    max_holdout: int = 1000
-    holdout_split: str = "episodes"
-    eval_batch_size: int = 4096
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.holdout_split not in _HOLDOUT_SPLITS:
-            raise ConfigError(
-                f"fit config: 'holdout_split' must be one of {_HOLDOUT_SPLITS}, got {self.holdout_split!r}"
-            )
-        if self.max_epochs is not None and self.max_epochs < 1:
-            raise ConfigError(f"fit config: 'max_epochs' must be >= 1 or None, got {self.max_epochs}")
-        for name in ("batch_size", "patience", "max_holdout", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"fit config: '{name}' must be >= 1, got {getattr(self, name)}")
-
-    @classmethod
-    def for_model(cls, model: DynamicsModel, **overrides) -> FitConfig:
-        """Defaults for ``model.selection`` (``per_member``, the ensemble: lr 1e-3, patience 5, 1 % rule) with
-        ``overrides`` applied."""
-        per_member = model.selection == "per_member"
-        base = cls(learning_rate=1e-3, patience=5, min_improvement=0.01) if per_member else cls()
-        return replace(base, **overrides)
 
 
 @dataclass

@@ -8,16 +8,14 @@ summarized in REFERENCE-algorithms.md sections 1.1 and 2.2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import MAX_BACKTRACK
 from ..data.windows import WindowBatch
 from ..errors import ConfigError
+from ..model_configs import RecurrentConfig
 
 
 def soft_clamp(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
@@ -98,45 +96,6 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x + self.dropout(F.silu(self.linear(x))))
-
-
-@dataclass(frozen=True)
-class RecurrentConfig:
-    """Sizes of ADM / the bootstrapping RNN. Defaults are the official ADMPO architecture (GRU 3 × 200, four
-    residual Swish blocks with dropout 0.1).
-
-    Fields:
-        obs_dim, action_dim: D and A.
-        max_backtrack: m, the longest backtrack (ADM) or history (bootstrapping RNN).
-        hidden_dim, gru_layers, head_blocks, dropout: network sizes.
-        rollout_dropout: keep head dropout on during roll-outs and penalties (official ADMPO-OFF: on,
-            because its trainer never calls ``eval()``; REFERENCE-algorithms 2.2).
-    """
-
-    obs_dim: int
-    action_dim: int
-    max_backtrack: int = 5
-    hidden_dim: int = 200
-    gru_layers: int = 3
-    head_blocks: int = 4
-    dropout: float = 0.1
-    rollout_dropout: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("obs_dim", "action_dim", "max_backtrack", "hidden_dim", "gru_layers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model config: field '{name}' must be >= 1, got {getattr(self, name)}")
-        if self.max_backtrack > MAX_BACKTRACK:
-            raise ConfigError(
-                f"model config: field 'max_backtrack' must be <= {MAX_BACKTRACK}, got {self.max_backtrack}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model config: field 'dropout' must be in [0, 1), got {self.dropout}")
-
-    @property
-    def window_length(self) -> int:
-        """m = ``max_backtrack``: states of a roll-out start history and steps of a training window."""
-        return self.max_backtrack
 
 
 class RecurrentGaussianNet(nn.Module):
