@@ -1,7 +1,7 @@
 """Sweeps: a YAML spec of algorithms x datasets x seeds x overrides, expanded to trials and run on Ray.
 
 A trial is one ``offline-mbrl train`` command: a pure ``(config, seed)`` run into its deterministic run folder
-(``train_cmd.run_dir_for``). Running a sweep again redoes nothing that is done: finished trials
+(``runs.run_dir_for``). Running a sweep again redoes nothing that is done: finished trials
 (``summary.json`` with ``finished: true``) are skipped, partial ones resume from their run folder's checkpoint
 (``train`` does that by itself), failed ones are retried. Every trial's config is resolved before anything
 starts, so a bad override fails its own trials only. Shared dynamics models (``dynamics: {share: true}``) are
@@ -270,7 +270,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
     A trial whose dataset does not load or whose overrides do not resolve carries the error instead of a config
     (it fails alone); nothing is raised for it.
     """
-    from .cli.train_cmd import run_dir_for
+    from .runs import run_dir_for
 
     trials, tasks = [], {}
     for algo, dataset in itertools.product(spec.algos, spec.datasets):
@@ -332,7 +332,7 @@ def log_path(runs: Path, key: str) -> Path:
 
 
 def _write_record(runs: Path, key: str, record: dict) -> None:
-    from .runs import write_text_atomic
+    from .persist import write_text_atomic
 
     path = _record_path(runs, key)
     path.parent.mkdir(parents=True, exist_ok=True)
