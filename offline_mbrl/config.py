@@ -141,12 +141,86 @@ class RolloutConfig:
             )
 
 
+MODEL_WEIGHTS = ("uniform", "pmac", "tom")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """The online loop (``algos.online_harness``; MBPO Alg. 2, ADM paper Alg. 2), read only by online algorithms
+    (``registry.AlgorithmEntry.online``); units are environment steps.
+
+    ``warmup_steps`` (U): uniform-random exploration before the first epoch (counted in the env steps).
+    ``utd_ratio`` (G): SAC updates per env step. ``model_train_freq``: env steps between model fits (MBPO and the
+    official ADMPO code: 250; the first fit comes right after the warm-up). The roll-out of ``rollout.
+    rollout_batch_size`` starts comes every ``rollout.rollout_freq`` env steps (M starts per env step = batch / freq).
+    ``rollout_schedule`` ``[a, b, x, y]``: roll-out length ``H(t) = int(min(max(x + (t - a)/(b - a)·(y - x), x),
+    y))`` at env step t (ADM Table 4; MBPO Table 1 in epochs, converted to env steps in ``configs/mbpo``); None:
+    the constant ``rollout.rollout_length``. ``target_entropy`` of the learned temperature (None: −|A|).
+
+    Model-learning weights (``TrainConfig.model_weights``): PMAC (seeds/000 Alg. 1) decays each policy version's
+    mass by ``pmac_adaptation_rate`` per version of ``pmac_steps_per_version`` env steps (the warm-up is version
+    0); TOM (seeds/001 Alg. 2) re-fits its occupancy-ratio weights at every model fit, with the newest
+    ``tom_policy_pool`` real transitions as the current policy's, ``tom_disc_epochs`` discriminator epochs and
+    ``tom_q_steps`` dual-Q steps (``algos.weighting.TOMConfig`` for the rest).
+    """
+
+    warmup_steps: int = 5000
+    utd_ratio: int = 20
+    model_train_freq: int = 250
+    rollout_schedule: tuple[float, ...] | None = None
+    target_entropy: float | None = None
+    pmac_adaptation_rate: float = 0.9
+    pmac_steps_per_version: int = 250
+    tom_policy_pool: int = 1000
+    tom_disc_epochs: int = 100
+    tom_q_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "online.",
+            at_least={
+                "warmup_steps": 1,
+                "utd_ratio": 1,
+                "model_train_freq": 1,
+                "pmac_steps_per_version": 1,
+                "tom_policy_pool": 1,
+                "tom_disc_epochs": 1,
+                "tom_q_steps": 1,
+            },
+        )
+        if not 0.0 < self.pmac_adaptation_rate < 1.0:
+            fail("online.pmac_adaptation_rate", "in (0, 1)", self.pmac_adaptation_rate)
+        schedule = self.rollout_schedule
+        if schedule is not None:
+            a, b, x, y = schedule if len(schedule) == 4 else (0, 0, 0, 0)
+            if len(schedule) != 4 or not (0 <= a < b and 1 <= x and 1 <= y) or x != int(x) or y != int(y):
+                fail(
+                    "online.rollout_schedule",
+                    "[a, b, x, y] with 0 <= a < b (env steps) and integer lengths x, y >= 1",
+                    list(schedule),
+                )
+
+    def rollout_length(self, env_step: int, constant: int) -> int:
+        """H at ``env_step`` (ADM Table 4 / MBPO Table 1 schedule, class docstring); ``constant`` without one."""
+        if self.rollout_schedule is None:
+            return constant
+        a, b, x, y = self.rollout_schedule
+        return int(min(max(x + (env_step - a) / (b - a) * (y - x), x), y))
+
+    def max_rollout_length(self, constant: int) -> int:
+        """The longest H of the schedule (``constant`` without one): what sizes the largest model buffer."""
+        return constant if self.rollout_schedule is None else int(max(self.rollout_schedule[2:]))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """One offline run: ``algo`` on ``dataset`` (a dataset spec) for ``epochs`` x ``steps_per_epoch``
+    """One run. Offline: ``algo`` on ``dataset`` (a dataset spec) for ``epochs`` x ``steps_per_epoch``
     SAC steps, batches mixing ``real_ratio`` dataset rows with model rows, ``eval_episodes``
     deterministic episodes in ``env_id`` (None: from the dataset's metadata) after every epoch,
-    a checkpoint every ``checkpoint_every`` epochs."""
+    a checkpoint every ``checkpoint_every`` epochs. Online (``registry.AlgorithmEntry.online``): no ``dataset``;
+    ``env_id`` is the environment it learns in, an epoch is ``steps_per_epoch`` env steps, the ``online`` section
+    sets the loop and ``model_weights`` (``uniform``, ``pmac``, ``tom``) the model fits' sample weights."""
 
     algo: str = "admpo-off"
     dataset: str = ""
@@ -161,13 +235,15 @@ class TrainConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     sac: SACConfig = field(default_factory=SACConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    model_weights: str = "uniform"
 
     def __post_init__(self) -> None:
         check_section(
             self,
             "",
             at_least={"epochs": 1, "steps_per_epoch": 1, "eval_episodes": 1, "checkpoint_every": 1, "seed": 0},
-            choices={"algo": tuple(ALGORITHMS)},
+            choices={"algo": tuple(ALGORITHMS), "model_weights": MODEL_WEIGHTS},
         )
         if not 0.0 <= self.real_ratio <= 1.0:
             fail("real_ratio", "in [0, 1]", self.real_ratio)
@@ -194,7 +270,12 @@ def _sequence(cast: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 _DACITE = dacite.Config(
     strict=True,
-    type_hooks={float: _float, tuple[int, ...]: _sequence(lambda x: x), tuple[float, ...]: _sequence(_float)},
+    type_hooks={
+        float: _float,
+        tuple[int, ...]: _sequence(lambda x: x),
+        tuple[float, ...]: _sequence(_float),
+        tuple[float, ...] | None: _sequence(_float),
+    },
 )
 
 
@@ -328,9 +409,16 @@ def resume_conflicts(recorded: TrainConfig, requested: TrainConfig) -> list[str]
     return conflicts
 
 
+#: keys only online algorithms read: left out of an offline config's hash, so offline run folders keep their paths
+ONLINE_KEYS = ("online", "model_weights")
+
+
 def config_hash(config: TrainConfig) -> str:
-    """8-hex-digit hash of the resolved config without ``seed`` (the run-folder level above seeds)."""
+    """8-hex-digit hash of the resolved config without ``seed`` (the run-folder level above seeds) and, for an
+    offline algorithm, without :data:`ONLINE_KEYS`."""
     data = to_dict(replace(config, seed=0))
+    if not algorithm_entry(config.algo).online:
+        data = {k: v for k, v in data.items() if k not in ONLINE_KEYS}
     return hashlib.sha1(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -360,3 +448,11 @@ def default_config_file(algo: str, task: str | None, source: str | None) -> Path
                 minari = minari / namespace
             candidates.append(minari / f"{env}-{name.rsplit('-v', 1)[0]}.yaml")
     return next((c for c in candidates if c.is_file()), None)
+
+
+def default_online_config_file(algo: str, env_id: str) -> Path | None:
+    """The shipped config of an online ``algo`` for a gymnasium id, if one exists: ``Hopper-v5`` ->
+    ``configs/<config_folder>/hopper.yaml`` (the id's name before ``-v``, lower-case)."""
+    name = env_id.rsplit("-v", 1)[0].lower()
+    path = CONFIG_DIR / algorithm_entry(algo).config_folder / f"{name}.yaml"
+    return path if path.is_file() else None

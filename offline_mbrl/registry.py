@@ -1,5 +1,5 @@
-"""The offline algorithms, one entry each: CLI name, dynamics-model kind, config defaults, config folder and the class
-that implements it on the harness.
+"""The algorithms, one entry each: CLI name, dynamics-model kind, whether it trains online (on ``--env``) or offline
+(on ``--dataset``), config defaults, config folder and the class that implements it on the harness.
 
 Plain data on the bottom floor (it imports only ``errors``) because both sides of the import stack read it:
 ``config`` (its defaults, names and folders) sits below ``algos`` and must not import it, while ``algos.harness``
@@ -28,6 +28,8 @@ class AlgorithmEntry:
         algorithm: ``"module:Class"`` of its ``algos.base.Algorithm`` subclass.
         config_folder: its folder under ``configs/`` (``<folder>/d4rl``, ``/neorl``, ``/minari``).
         summary: one line for ``--help``, with the source.
+        online: True when it collects its own data in ``env_id`` (``algos.online_harness``; configs
+            ``configs/<config_folder>/<env>.yaml``), False when it learns from a fixed dataset (``algos.harness``).
         defaults: overrides of the run config's dataclass defaults (nested dict, as a config file); read it through
             :meth:`config_defaults`.
     """
@@ -37,6 +39,7 @@ class AlgorithmEntry:
     algorithm: str
     config_folder: str
     summary: str
+    online: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def config_defaults(self) -> dict[str, Any]:
@@ -45,6 +48,23 @@ class AlgorithmEntry:
         defaults.setdefault("dynamics", {})["model"] = self.model
         return defaults
 
+
+#: defaults shared by the online algorithms (MBPO Appendix C Table 1; official ADMPO online, REFERENCE-algorithms.md
+#: section 6): 1000 env steps per epoch, one roll-out of 100,000 starts (M = 400 per env step x 250 steps) and one
+#: model fit every 250 env steps, the model buffer keeps one epoch of roll-outs, 5 % real rows per SAC batch, SAC with
+#: lr 3e-4, learned temperature from 1.0 and no actor-lr schedule; no roll-out penalty
+ONLINE_DEFAULTS: dict[str, Any] = {
+    "steps_per_epoch": 1000,
+    "real_ratio": 0.05,
+    "rollout": {
+        "rollout_length": 1,
+        "rollout_batch_size": 100_000,
+        "rollout_freq": 250,
+        "model_retain_epochs": 1,
+        "penalty_coef": 0.0,
+    },
+    "sac": {"actor_lr": 3e-4, "alpha_lr": 3e-4, "alpha": 1.0, "auto_alpha": True, "lr_schedule": False},
+}
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     entry.name: entry
@@ -79,6 +99,24 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
                 "rollout": {"rollout_length": 1, "penalty_coef": 1.5},
                 "sac": {"auto_alpha": True, "alpha": 1.0},
             },
+        ),
+        AlgorithmEntry(
+            name="mbpo",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.mbpo:MBPO",
+            config_folder="mbpo",
+            summary="MBPO (Janner et al. 2019, Alg. 2): online, ensemble, branched roll-outs from replay states",
+            online=True,
+            defaults=ONLINE_DEFAULTS,
+        ),
+        AlgorithmEntry(
+            name="admpo-on",
+            model="adm",
+            algorithm="offline_mbrl.algos.admpo_on:ADMPOOn",
+            config_folder="admpo_on",
+            summary="ADMPO-ON (ADM paper Alg. 2): online, any-step model, roll-outs from replay histories (Alg. 1)",
+            online=True,
+            defaults=ONLINE_DEFAULTS,
         ),
     )
 }

@@ -47,8 +47,9 @@ REQUIRED_CONFIG_KEYS = ("algo", "dataset", "seed", "epochs")
 
 def run_dir_for(runs: Path, config: TrainConfig) -> Path:
     """``runs/<algo>/<dataset-slug>/<config-hash>/seed<S>`` (DESIGN section 7): the same config always gets the same
-    folder, so a rerun resumes or skips."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", config.dataset.removeprefix("minari:")).strip("_")
+    folder, so a rerun resumes or skips. An online run (no dataset) uses its ``env_id`` as the slug."""
+    source = config.dataset or config.env_id or ""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source.removeprefix("minari:")).strip("_")
     return runs / config.algo / slug / config_hash(config) / f"seed{config.seed}"
 
 

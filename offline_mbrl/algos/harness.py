@@ -80,17 +80,23 @@ def fit_dynamics(
     """Build and fit the dynamics model of ``config`` on ``dataset`` (Alg. 3 line 1); ``checkpoint``: a fit
     checkpoint file that makes a stopped fit resume (``models.fit.fit``)."""
     model = build_dynamics(config, dataset.obs_dim, dataset.action_dim).to(device)
+    fit(model, dataset, fit_config(config, model), progress=progress, checkpoint=checkpoint)
+    return model
+
+
+def fit_config(config: TrainConfig, model: DynamicsModel, seed: int | None = None) -> FitConfig:
+    """The ``FitConfig`` of ``model`` (``FitConfig.for_model``) with the ``dynamics`` section's fit settings and
+    ``seed`` (default ``config.seed``)."""
     d = config.dynamics
     overrides = {
         "max_epochs": d.max_epochs,
         "holdout_split": d.holdout_split,
         "batch_size": d.batch_size,
-        "seed": config.seed,
+        "seed": config.seed if seed is None else seed,
     }
     if d.learning_rate is not None:
         overrides["learning_rate"] = d.learning_rate
-    fit(model, dataset, FitConfig.for_model(model, **overrides), progress=progress, checkpoint=checkpoint)
-    return model
+    return FitConfig.for_model(model, **overrides)
 
 
 @dataclass
@@ -309,6 +315,11 @@ class OfflineTrainer:
         set_rng_state(state["rng"], self.device)
 
     # ------------------------------------------------------------------ phases
+    @property
+    def rollout_length(self) -> int:
+        """H of the next roll-out: ``rollout.rollout_length`` (the online harness follows its schedule)."""
+        return self.config.rollout.rollout_length
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The current stochastic policy, for roll-outs: ``(B, D) -> (B, A)``."""
         return self.sac.act(obs)
@@ -329,7 +340,7 @@ class OfflineTrainer:
             self.model,
             self.policy,
             self.windows.history(rows),
-            r.rollout_length,
+            self.rollout_length,
             penalty,
             self.termination,
             backtrack_sampling=r.backtrack_sampling,
