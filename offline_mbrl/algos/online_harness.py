@@ -125,9 +125,7 @@ class OnlineTrainer(OfflineTrainer):
             buffer above ``MAX_MODEL_BUFFER_ROWS`` rows.
     """
 
-    def __init__(
-        self, config: TrainConfig, run_dir, device: str | torch.device = "cpu", progress: bool = True
-    ) -> None:
+    def __init__(self, config: TrainConfig, run_dir, device: str | torch.device = "cpu", progress: bool = True) -> None:
         entry = algorithm_entry(config.algo)
         if not entry.online:
             raise ConfigError(f"config: algo '{config.algo}' is offline; train it on a dataset (--dataset)")
@@ -390,11 +388,15 @@ class OnlineTrainer(OfflineTrainer):
         self.model.eval()
         self.fits, self.fit_rows = self.fits + 1, len(dataset)
         self.fit_weights = None if weights is None else weights.to(torch.float64)
-        return stats | weight_stats | {
-            "dynamics/train_loss": result.history[-1]["train_loss"],
-            "dynamics/holdout_mse": float(np.mean(result.holdout_errors)),
-            "dynamics/fit_epochs": float(result.epochs),
-        }
+        return (
+            stats
+            | weight_stats
+            | {
+                "dynamics/train_loss": result.history[-1]["train_loss"],
+                "dynamics/holdout_mse": float(np.mean(result.holdout_errors)),
+                "dynamics/fit_epochs": float(result.epochs),
+            }
+        )
 
     def rollout(self) -> dict[str, float]:
         """Branched roll-outs of H(t) steps from D_env (Alg. 2 lines 7-9) into the model buffer, re-sized first

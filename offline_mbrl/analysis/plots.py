@@ -1,4 +1,5 @@
-"""Learning curves: evaluation score vs SAC step per algorithm × dataset, mean and a band over seeds.
+"""Learning curves: evaluation score vs SAC step (offline) or environment step (online algorithms) per algorithm ×
+dataset or environment, mean and a band over seeds.
 
 Drawn with seaborn ``relplot(kind="line")``: one panel per dataset, one line per algorithm, the line the
 mean over seeds at each step and the band ``errorbar="sd"`` (mean ± sample std over seeds, ddof=1) or
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..registry import ALGORITHMS
 from .runs_io import Run, RunFolderError, evaluations
 
 BANDS = ("sd", "se")
@@ -78,6 +80,15 @@ def plot_curves(
     return out, csv
 
 
+def step_label(algos) -> str:
+    """The x-axis label of curves of ``algos``: ``environment step`` when every one is online (their ``step``
+    column counts env steps, ``algos.online_harness``), ``SAC step`` when none is, else both."""
+    online = {ALGORITHMS[a].online if a in ALGORITHMS else False for a in algos}
+    return {frozenset([True]): "environment step", frozenset([False]): "SAC step"}.get(
+        frozenset(online), "SAC step (offline) / environment step (online)"
+    )
+
+
 def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[str, float]):
     """The seaborn ``FacetGrid`` of ``plot_curves`` (one panel per task), with the reference lines drawn."""
     import seaborn as sns
@@ -98,7 +109,7 @@ def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[
         aspect=1.3,
         facet_kws={"sharey": False},
     )
-    grid.set_titles("{col_name}").set_axis_labels("SAC step", _Y_LABELS[value])
+    grid.set_titles("{col_name}").set_axis_labels(step_label(evals["algo"].unique()), _Y_LABELS[value])
     for key, score in references.items():
         name, _, task = key.partition("@")
         if task and task not in grid.axes_dict:

@@ -27,8 +27,9 @@ VALUE_COLUMNS = {"normalized": "eval/normalized_score", "return": "eval/return_m
 class Run:
     """One training run (one seed) as read from its folder.
 
-    ``variant`` is the config-hash folder name (the seed folder's parent): runs of one algorithm on one
-    dataset with different variants come from different configs and are never pooled as seeds.
+    ``dataset`` is the dataset spec, or for an online run (no dataset) its ``env_id``; its ``metrics`` ``step`` then
+    counts environment steps. ``variant`` is the config-hash folder name (the seed folder's parent): runs of one
+    algorithm on one dataset with different variants come from different configs and are never pooled as seeds.
     ``metrics`` is ``metrics.csv`` sorted by epoch (zero rows if no epoch has completed yet).
     """
 
@@ -81,7 +82,7 @@ def read_run(path: str | Path) -> Run:
     return Run(
         path=folder.path,
         algo=str(config["algo"]),
-        dataset=str(config["dataset"]),
+        dataset=str(config["dataset"] or config.get("env_id") or ""),  # an online run: its environment
         task=config.get("task"),
         variant=folder.path.parent.name,
         seed=int(config["seed"]),

@@ -17,8 +17,8 @@ from .collect_cmd import RECIPES
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help=f"train an offline model-based algorithm ({', '.join(ALGORITHMS)}) on a dataset",
-        description="Train an offline model-based algorithm on a dataset spec: "
+        help=f"train a model-based algorithm ({', '.join(ALGORITHMS)}) on a dataset or online in an env",
+        description="Train an offline model-based algorithm on a dataset spec, or an online one in --env: "
         + "; ".join(f"{e.name}: {e.summary}" for e in ALGORITHMS.values())
         + ". The config is the algorithm's defaults <- --config (default: the shipped per-task file) <- --set "
         "overrides.",
@@ -28,8 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    p.add_argument("--epochs", type=int, help="override the number of epochs (1000 SAC steps each by default)")
-    p.add_argument("--env", help="gymnasium id for evaluation (default: from the dataset's metadata)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="override the number of epochs (1000 SAC steps each by default; online: 1000 env steps)",
+    )
+    p.add_argument(
+        "--env",
+        help="gymnasium id: for evaluation (offline; default: from the dataset's metadata), or the environment an "
+        "online algorithm learns in (required for it)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -117,6 +125,8 @@ def _resolve(args: argparse.Namespace):
 
     if args.resume:
         return _resume(args)
+    if args.algo and ALGORITHMS[args.algo].online:
+        return _resolve_online(args)
     if not args.algo or not args.dataset:
         raise ConfigError("train: --algo and --dataset are required (or --resume RUN_DIR)")
     dataset = load_dataset(args.dataset)
@@ -134,10 +144,37 @@ def _resolve(args: argparse.Namespace):
     return config, run_dir_for(args.runs, config), dataset, args.dynamics
 
 
+def _resolve_online(args: argparse.Namespace):
+    """``(config, run_dir, None, None)`` of an online algorithm (``registry.AlgorithmEntry.online``): it learns in
+    ``--env`` with its shipped per-env config (``configs/<folder>/<env>.yaml``) unless ``--config`` is given.
+
+    Raises:
+        ConfigError: no ``--env``, or a ``--dataset``/``--dynamics`` given (an online run makes its own data and
+            model).
+    """
+    from ..config import default_online_config_file, resolve
+
+    if not args.env:
+        raise ConfigError(f"train: --algo {args.algo} is online and needs --env (e.g. Hopper-v5)")
+    for flag, value in (("--dataset", args.dataset), ("--dynamics", args.dynamics)):
+        if value is not None:
+            raise ConfigError(f"train: --algo {args.algo} is online: it collects its own data and model; drop {flag}")
+    config_file = args.config or default_online_config_file(args.algo, args.env)
+    config = resolve(args.algo, config_file, args.overrides, seed=args.seed, epochs=args.epochs, env_id=args.env)
+    return config, run_dir_for(args.runs, config), None, None
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..algos.harness import OfflineTrainer
 
     config, run_dir, dataset, dynamics = _resolve(args)
+    if ALGORITHMS[config.algo].online:
+        from ..algos.online_harness import OnlineTrainer
+
+        trainer = OnlineTrainer(config, run_dir, args.device, progress=not args.no_progress)
+        print(f"run folder: {run_dir}")
+        _print_summary(trainer.train(resume=True), run_dir)
+        return 0
     trainer = OfflineTrainer(config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress)
     print(f"run folder: {run_dir}")
     summary = trainer.train(resume=True)
@@ -146,9 +183,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
-    score = summary["final_normalized_score"]
+    score, source = summary["final_normalized_score"], summary["dataset"] or summary["env_id"]
     print(
-        f"{summary['algo']} on {summary['dataset']}: epoch {summary['epochs_completed']}/{summary['epochs_total']}, "
+        f"{summary['algo']} on {source}: epoch {summary['epochs_completed']}/{summary['epochs_total']}, "
         f"final return {summary['final_return']:.1f}" + (f", normalized score {score:.1f}" if score is not None else "")
     )
     print(f"score reference: {summary['score_reference_note']}")

@@ -1,0 +1,161 @@
+"""The online loop (MBPO, ADMPO-ON; ``algos.online_harness``) on real Hopper-v5 at tiny sizes: it calls env steps,
+model fits, roll-outs and SAC updates the configured number of times; the real buffer grows by one coherent row per
+env step and the model's windows and histories never cross its episode ends (terminals and timeouts); PMAC and TOM
+weights reach the fits; the CLI trains, resumes, tabulates and plots against env steps; bad flags are named errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from offline_mbrl.algos.online_harness import OnlineTrainer, fresh_model_error
+from offline_mbrl.cli import main
+from offline_mbrl.config import resolve
+from offline_mbrl.data.windows import Windows
+from offline_mbrl.errors import ConfigError
+
+WARMUP, EPOCHS, STEPS, TRAIN_FREQ, ROLLOUT_FREQ, UTD = 60, 2, 50, 20, 25, 2
+TINY = [
+    f"steps_per_epoch={STEPS}",
+    f"online.warmup_steps={WARMUP}",
+    f"online.utd_ratio={UTD}",
+    f"online.model_train_freq={TRAIN_FREQ}",
+    f"rollout.rollout_freq={ROLLOUT_FREQ}",
+    "rollout.rollout_batch_size=64",
+    "online.rollout_schedule=[60, 120, 1, 3]",
+    "online.tom_q_steps=10",
+    "online.tom_disc_epochs=2",
+    "online.tom_policy_pool=30",
+    "dynamics.max_epochs=2",
+    "dynamics.batch_size=32",
+    "eval_episodes=1",
+    "sac.hidden_dims=[16,16]",
+    "sac.batch_size=32",
+    "dynamics.ensemble_hidden_dims=[16,16]",
+    "dynamics.ensemble_weight_decays=[0,0,0]",
+    "dynamics.hidden_dim=16",
+    "dynamics.gru_layers=1",
+    "dynamics.head_blocks=1",
+    "dynamics.max_backtrack=3",
+]
+
+
+def tiny_config(algo: str, epochs: int = EPOCHS, extra: tuple[str, ...] = ()):
+    return resolve(algo, overrides=[*TINY, *extra], env_id="Hopper-v5", epochs=epochs)
+
+
+class Counting(OnlineTrainer):
+    """Counts the phases and cuts episodes at 15 steps, so the buffer holds both terminals and timeouts."""
+
+    def _setup(self, state):
+        super()._setup(state)
+        self.max_episode_steps = 15
+        self.calls = dict.fromkeys(("env", "fit", "rollout", "update"), 0)
+        update = self.algorithm.update
+
+        def counted(*args):
+            self.calls["update"] += 1
+            return update(*args)
+
+        self.algorithm.update = counted
+
+    def env_step_once(self):
+        self.calls["env"] += 1
+        return super().env_step_once()
+
+    def train_model(self):
+        self.calls["fit"] += 1
+        return super().train_model()
+
+    def rollout(self):
+        self.calls["rollout"] += 1
+        return super().rollout()
+
+
+@pytest.mark.parametrize("algo, weights", [("mbpo", "uniform"), ("admpo-on", "pmac"), ("mbpo", "tom")])
+def test_the_loop_calls_each_phase_the_configured_number_of_times(algo, weights, tmp_path):
+    trainer = Counting(tiny_config(algo, extra=(f"model_weights={weights}",)), tmp_path, progress=False)
+    summary = trainer.train()
+    policy_steps = EPOCHS * STEPS
+    assert trainer.calls == {
+        "env": WARMUP + policy_steps,
+        "fit": math.ceil(policy_steps / TRAIN_FREQ),
+        "rollout": math.ceil(policy_steps / ROLLOUT_FREQ),
+        "update": UTD * policy_steps,
+    }
+    assert (trainer.fits, trainer.rollouts, trainer.step) == (5, 4, UTD * policy_steps)
+    assert summary["env_steps"] == WARMUP + policy_steps and summary["sac_steps"] == UTD * policy_steps
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics["step"]) == [WARMUP + STEPS, WARMUP + 2 * STEPS]
+    assert list(metrics["real_buffer/size"]) == list(metrics["step"])
+    assert list(metrics["rollout/length"]) == [1.0, 3.0]  # H(t) of the schedule [60, 120, 1, 3] at t = 85, 135
+    assert metrics["model/fresh_mse"].gt(0).all() and metrics["eval/return_mean"].notna().all()
+    if weights != "uniform":
+        assert metrics["weights/newest_epoch_mass"].between(0, 1).all()
+    # the model buffer keeps one epoch of roll-outs: ceil(50 / 25) roll-outs x 64 starts x H(t)
+    assert trainer.model_buffer.capacity == 2 * 64 * 3
+
+
+def test_the_real_buffer_is_coherent_and_windows_respect_episode_ends(tmp_path):
+    trainer = Counting(tiny_config("admpo-on", epochs=1), tmp_path, progress=False)
+    trainer.train()
+    data = trainer.real_dataset()
+    n = WARMUP + STEPS
+    assert len(data) == n and np.array_equal(data.collection_step, np.arange(n))
+    ends = data.terminals | data.timeouts
+    assert data.terminals.any() and data.timeouts.any()  # the 15-step cut makes timeouts
+    assert not (data.terminals & data.timeouts).any()
+    inside = ~ends[:-1]  # row t and t + 1 belong to one episode: the buffer is one coherent stream
+    np.testing.assert_array_equal(data.next_obs[:-1][inside], data.obs[1:][inside])
+    windows = Windows(data, 3)
+    batch = windows.gather(torch.arange(n))
+    for j in range(1, 3):  # step j of a window is valid iff no episode ends at rows t … t + j - 1
+        crossed = np.array([ends[t : t + j].any() or t + j >= n for t in range(n)])
+        np.testing.assert_array_equal(batch.mask[:, j].numpy(), ~crossed)
+    history = windows.history(torch.arange(n))
+    starts = np.r_[0, np.flatnonzero(ends[:-1]) + 1]
+    since_start = np.arange(n) - starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
+    np.testing.assert_array_equal(history.lengths.numpy(), np.minimum(since_start + 1, 3))
+    error = fresh_model_error(trainer.model, windows, torch.arange(n - 20, n))
+    assert math.isfinite(error) and error > 0
+
+
+def test_online_config_errors_are_named(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="needs env_id"):
+        OnlineTrainer(resolve("mbpo", overrides=TINY), tmp_path)
+    with pytest.raises(ConfigError, match="reads no dataset"):
+        OnlineTrainer(resolve("mbpo", overrides=TINY, env_id="Hopper-v5", dataset="x"), tmp_path)
+    with pytest.raises(ConfigError, match="is offline"):
+        OnlineTrainer(resolve("mopo", env_id="Hopper-v5"), tmp_path)
+    with pytest.raises(ConfigError, match="model buffer would hold"):
+        OnlineTrainer(tiny_config("mbpo", extra=("rollout.rollout_batch_size=100000000",)), tmp_path)
+    with pytest.raises(ConfigError, match="online.rollout_schedule"):
+        tiny_config("mbpo", extra=("online.rollout_schedule=[10, 5, 1, 3]",))
+    with pytest.raises(ConfigError, match="model_weights"):
+        tiny_config("mbpo", extra=("model_weights=nope",))
+    assert main(["train", "--algo", "mbpo", "--runs", str(tmp_path)]) != 0
+    assert "--algo mbpo is online and needs --env" in capsys.readouterr().err
+    assert main(["train", "--algo", "admpo-on", "--env", "Hopper-v5", "--dataset", "x", "--runs", str(tmp_path)]) != 0
+    assert "drop --dataset" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_trains_resumes_tabulates_and_plots_env_steps(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    flags = ["--env", "Hopper-v5", "--runs", str(runs), "--no-progress"] + [f"--set={s}" for s in TINY]
+    assert main(["train", "--algo", "mbpo", "--epochs", "1", *flags]) == 0
+    run = next(runs.rglob("summary.json")).parent
+    assert run.relative_to(runs).parts[:2] == ("mbpo", "Hopper-v5")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert list(pd.read_csv(run / "metrics.csv")["step"]) == [WARMUP + STEPS, WARMUP + 2 * STEPS]
+    capsys.readouterr()
+    assert main(["tabulate", str(runs), "--value", "return"]) == 0
+    table = capsys.readouterr().out
+    assert "mbpo" in table and "Hopper-v5" in table
+    out = tmp_path / "curves.png"
+    assert main(["analyze", "curves", str(runs), "--value", "return", "--out", str(out)]) == 0
+    assert list(pd.read_csv(out.with_suffix(".csv"))["step"]) == [WARMUP + STEPS, WARMUP + 2 * STEPS]
