@@ -249,6 +249,17 @@ class TrainConfig:
             fail("real_ratio", "in [0, 1]", self.real_ratio)
         if self.seed >= 2**32:
             fail("seed", "< 2**32", self.seed)
+        if not algorithm_entry(self.algo).online:
+            for key, default in (("online", OnlineConfig()), ("model_weights", "uniform")):
+                if getattr(self, key) != default:
+                    raise ConfigError(
+                        f"config: key '{key}' applies to the online algorithms only "
+                        f"({', '.join(n for n, e in ALGORITHMS.items() if e.online)}); algo '{self.algo}' is offline"
+                    )
+
+
+#: keys only online algorithms read; an offline config keeps their defaults and leaves them out of ``config.yaml``
+ONLINE_KEYS = ("online", "model_weights")
 
 
 # ------------------------------------------------------------------------------ dict <-> dataclass
@@ -301,14 +312,19 @@ def from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 
 def to_dict(config: TrainConfig) -> dict:
-    """Plain nested dict (tuples as lists), the form written to ``config.yaml``."""
+    """Plain nested dict (tuples as lists), the form written to ``config.yaml``. An offline algorithm's dict leaves
+    out :data:`ONLINE_KEYS` (they hold their defaults, ``TrainConfig`` checks it), so offline run folders keep their
+    ``config.yaml`` and hash."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return list(value) if isinstance(value, tuple) else value
 
-    return plain(dataclasses.asdict(config))
+    data = plain(dataclasses.asdict(config))
+    if not algorithm_entry(config.algo).online:
+        data = {k: v for k, v in data.items() if k not in ONLINE_KEYS}
+    return data
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -409,16 +425,9 @@ def resume_conflicts(recorded: TrainConfig, requested: TrainConfig) -> list[str]
     return conflicts
 
 
-#: keys only online algorithms read: left out of an offline config's hash, so offline run folders keep their paths
-ONLINE_KEYS = ("online", "model_weights")
-
-
 def config_hash(config: TrainConfig) -> str:
-    """8-hex-digit hash of the resolved config without ``seed`` (the run-folder level above seeds) and, for an
-    offline algorithm, without :data:`ONLINE_KEYS`."""
+    """8-hex-digit hash of the resolved config without ``seed`` (the run-folder level above seeds)."""
     data = to_dict(replace(config, seed=0))
-    if not algorithm_entry(config.algo).online:
-        data = {k: v for k, v in data.items() if k not in ONLINE_KEYS}
     return hashlib.sha1(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -137,6 +137,8 @@ def test_online_config_errors_are_named(tmp_path, capsys):
         tiny_config("mbpo", extra=("online.rollout_schedule=[10, 5, 1, 3]",))
     with pytest.raises(ConfigError, match="model_weights"):
         tiny_config("mbpo", extra=("model_weights=nope",))
+    with pytest.raises(ConfigError, match="key 'model_weights' applies to the online algorithms only"):
+        resolve("admpo-off", overrides=["model_weights=pmac"])
     assert main(["train", "--algo", "mbpo", "--runs", str(tmp_path)]) != 0
     assert "--algo mbpo is online and needs --env" in capsys.readouterr().err
     assert main(["train", "--algo", "admpo-on", "--env", "Hopper-v5", "--dataset", "x", "--runs", str(tmp_path)]) != 0
