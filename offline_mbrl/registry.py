@@ -101,6 +101,16 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
             },
         ),
         AlgorithmEntry(
+            name="sac",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.online_sac:OnlineSAC",
+            config_folder="sac",
+            summary="SAC (Haarnoja et al. 2018): online, model-free baseline of ADM Fig. 3 (real rows only; "
+            "the model kind is unused)",
+            online=True,
+            defaults={**ONLINE_DEFAULTS, "real_ratio": 1.0, "online": {"utd_ratio": 1}},
+        ),
+        AlgorithmEntry(
             name="mbpo",
             model="ensemble",
             algorithm="offline_mbrl.algos.mbpo:MBPO",

@@ -88,6 +88,7 @@ def test_the_loop_calls_each_phase_the_configured_number_of_times(algo, weights,
         "update": UTD * policy_steps,
     }
     assert (trainer.fits, trainer.rollouts, trainer.step) == (5, 4, UTD * policy_steps)
+    assert (tmp_path / "dynamics.pt").is_file()
     assert summary["env_steps"] == WARMUP + policy_steps and summary["sac_steps"] == UTD * policy_steps
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert list(metrics["step"]) == [WARMUP + STEPS, WARMUP + 2 * STEPS]
@@ -98,6 +99,15 @@ def test_the_loop_calls_each_phase_the_configured_number_of_times(algo, weights,
         assert metrics["weights/newest_epoch_mass"].between(0, 1).all()
     # the model buffer keeps one epoch of roll-outs: ceil(50 / 25) roll-outs x 64 starts x H(t)
     assert trainer.model_buffer.capacity == 2 * 64 * 3
+
+
+def test_the_sac_baseline_runs_the_same_loop_without_a_model(tmp_path):
+    trainer = Counting(tiny_config("sac"), tmp_path, progress=False)
+    summary = trainer.train()
+    assert trainer.calls == {"env": WARMUP + EPOCHS * STEPS, "fit": 0, "rollout": 0, "update": UTD * EPOCHS * STEPS}
+    assert summary["env_steps"] == WARMUP + EPOCHS * STEPS and not (tmp_path / "dynamics.pt").exists()
+    with pytest.raises(ConfigError, match="real_ratio must be 1"):
+        OnlineTrainer(tiny_config("sac", extra=("real_ratio=0.5",)), tmp_path)
 
 
 def test_the_real_buffer_is_coherent_and_windows_respect_episode_ends(tmp_path):

@@ -5,7 +5,7 @@ of Table 4 live in ``configs/admpo_on/``."""
 
 from __future__ import annotations
 
-from .online_harness import OnlineAlgorithm
+from .base import OnlineAlgorithm
 
 
 class ADMPOOn(OnlineAlgorithm):

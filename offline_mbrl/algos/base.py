@@ -38,3 +38,20 @@ class Algorithm:
         ``SAC.update``), with the fitted dynamics ``model`` (eval mode) at hand -> detached metric tensors. Default:
         SAC's own update (Alg. 3 lines 9-11)."""
         return sac.update(batch)
+
+
+class OnlineAlgorithm(Algorithm):
+    """An online algorithm on the harness: no roll-out penalty unless ``rollout.penalty_coef`` > 0 (MBPO and
+    ADMPO-ON store the model reward as it is; a positive β makes the same loop a penalized one, Eq. 8).
+
+    Attributes:
+        uses_model: False for a model-free baseline (``algos.online_sac.OnlineSAC``): the loop then fits no model,
+            rolls nothing out and trains SAC on real rows only (``real_ratio`` must be 1).
+    """
+
+    uses_model: bool = True
+
+    def rollout_penalty(self) -> tuple[str | None, float]:
+        """``(None, 0.0)`` by default (no quantifier is computed); ``(rollout.penalty, β)`` when β > 0."""
+        penalty, penalty_coef = super().rollout_penalty()
+        return (penalty if penalty_coef > 0 else None), penalty_coef

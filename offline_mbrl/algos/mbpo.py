@@ -5,7 +5,7 @@ per-task settings of Appendix C Table 1 live in ``configs/mbpo/``."""
 
 from __future__ import annotations
 
-from .online_harness import OnlineAlgorithm
+from .base import OnlineAlgorithm
 
 
 class MBPO(OnlineAlgorithm):

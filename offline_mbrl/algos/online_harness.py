@@ -54,7 +54,6 @@ from ..models.fit import fit
 from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..runs import MetricsLogger, RunFolder, run_lock
-from .base import Algorithm
 from .harness import OfflineTrainer, algorithm_class, build_dynamics, fit_config
 from .online_sac import buffer_fields
 from .weighting import PMACConfig, TOMConfig, TransitionTensors, initial_obs, pmac_weights, tom_weights
@@ -64,16 +63,6 @@ SAC_KEYS = ("obs", "actions", "rewards", "next_obs", "terminals")
 #: episode e of seed S resets the environment with seed ``S * EPISODE_SEEDS + e``
 EPISODE_SEEDS = 1_000_000
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
-
-
-class OnlineAlgorithm(Algorithm):
-    """An online algorithm on the harness: no roll-out penalty unless ``rollout.penalty_coef`` > 0 (MBPO and
-    ADMPO-ON store the model reward as it is; a positive β makes the same loop a penalized one, Eq. 8)."""
-
-    def rollout_penalty(self) -> tuple[str | None, float]:
-        """``(None, 0.0)`` by default (no quantifier is computed); ``(rollout.penalty, β)`` when β > 0."""
-        penalty, penalty_coef = super().rollout_penalty()
-        return (penalty if penalty_coef > 0 else None), penalty_coef
 
 
 @torch.no_grad()
@@ -109,7 +98,8 @@ def fresh_model_error(model: DynamicsModel, windows: Windows, rows: Tensor) -> f
 
 
 class OnlineTrainer(OfflineTrainer):
-    """Runs an online :class:`TrainConfig` (``registry.AlgorithmEntry.online``) in ``run_dir`` (module docstring).
+    """Runs an online :class:`TrainConfig` (``registry.AlgorithmEntry.online``) in ``run_dir`` (module docstring);
+    its algorithm is an :class:`algos.base.OnlineAlgorithm`.
 
     Args:
         config: the resolved run config; ``env_id`` names the environment, ``dataset`` must be empty.
@@ -153,6 +143,11 @@ class OnlineTrainer(OfflineTrainer):
         self.score_ref, self.score_ref_note = self._score_reference()
         self.saved_epoch: int | None = None
         self.epochs_extended_from: list[int] = []
+        if not self.algorithm.uses_model and config.real_ratio != 1.0:
+            raise ConfigError(
+                f"config: algo '{config.algo}' is model-free and trains on real rows only; real_ratio must be 1, "
+                f"got {config.real_ratio}"
+            )
         r = config.rollout
         largest = self.model_buffer_capacity(config.online.max_rollout_length(r.rollout_length))
         if largest > MAX_MODEL_BUFFER_ROWS:
@@ -211,7 +206,10 @@ class OnlineTrainer(OfflineTrainer):
         self.fit_weights: Tensor | None = None  # TOM weights of the last fit (roll-out starts)
         self.windows, self.windows_rows = None, -1
         if state is None:
-            self.model_buffer = self._new_model_buffer(self.model_buffer_capacity(self.rollout_length))
+            uses_model = self.algorithm.uses_model
+            self.model_buffer = self._new_model_buffer(
+                self.model_buffer_capacity(self.rollout_length) if uses_model else 1
+            )
             self.obs = self._reset_episode()
         else:
             self._load(state)
@@ -260,7 +258,8 @@ class OnlineTrainer(OfflineTrainer):
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         self.folder.save_checkpoint(state)
-        save_model(self.model, self.dynamics_path)  # for analyses; resuming reads the checkpoint's copy
+        if self.algorithm.uses_model:
+            save_model(self.model, self.dynamics_path)  # for analyses; resuming reads the checkpoint's copy
         self.saved_epoch = self.epoch
 
     def _load(self, state: dict) -> None:
@@ -415,6 +414,8 @@ class OnlineTrainer(OfflineTrainer):
     def sac_batch(self) -> dict[str, Tensor]:
         """:attr:`num_real` rows of D_env followed by model-buffer rows (``sac.batch_size`` in all)."""
         real = self.real_buffer.sample(self.num_real)
+        if self.num_real == self.config.sac.batch_size:  # real_ratio 1 (the model-free baseline)
+            return {k: real[k] for k in SAC_KEYS}
         fake = self.model_buffer.sample(self.config.sac.batch_size - self.num_real)
         return {k: torch.cat([real[k], fake[k]]) for k in SAC_KEYS}
 
@@ -454,12 +455,13 @@ class OnlineTrainer(OfflineTrainer):
             updates = 0
             for _ in range(cfg.steps_per_epoch):
                 since_warmup = self.env_step - o.warmup_steps
-                if since_warmup % o.model_train_freq == 0:
+                uses_model = self.algorithm.uses_model
+                if uses_model and since_warmup % o.model_train_freq == 0:
                     t = time.perf_counter()
                     for k, v in self.train_model().items():
                         model_stats.setdefault(k, []).append(v)
                     times["model"] += time.perf_counter() - t
-                if since_warmup % cfg.rollout.rollout_freq == 0:
+                if uses_model and since_warmup % cfg.rollout.rollout_freq == 0:
                     t = time.perf_counter()
                     rollout_stats = self.rollout()
                     times["rollout"] += time.perf_counter() - t

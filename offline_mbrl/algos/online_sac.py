@@ -1,4 +1,6 @@
-"""Online SAC on a gymnasium MuJoCo environment, the data source of D4RL-style collection.
+"""Online SAC on a gymnasium MuJoCo environment: the data source of D4RL-style collection (:class:`OnlineSACTrainer`)
+and the model-free baseline of the online comparison (:class:`OnlineSAC`, ``train --algo sac``: the online harness
+with real rows only, ADM paper Fig. 3's SAC curve).
 
 Recipe (SAC, Haarnoja et al. 2018; D4RL's data-generating agent): ``warmup_steps`` uniform-random
 actions, then one SAC update per environment step; every ``eval_every`` steps a deterministic
@@ -25,6 +27,15 @@ from ..checks import check_section
 from ..envs.gym_env import evaluate_policy
 from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from ..runs import MetricsLogger, run_lock
+from .base import OnlineAlgorithm
+
+
+class OnlineSAC(OnlineAlgorithm):
+    """Model-free SAC (Haarnoja et al. 2018) on the online harness (``algos.online_harness``): the same warm-up, env
+    loop, evaluation, run folder and resume as MBPO/ADMPO-ON, with ``online.utd_ratio`` updates per env step on
+    real rows only (``real_ratio`` 1; no model fit, no roll-out)."""
+
+    uses_model = False
 
 
 @dataclass(frozen=True)
