@@ -171,3 +171,6 @@ def test_cli_trains_resumes_tabulates_and_plots_env_steps(tmp_path, capsys):
     out = tmp_path / "curves.png"
     assert main(["analyze", "curves", str(runs), "--value", "return", "--out", str(out)]) == 0
     assert list(pd.read_csv(out.with_suffix(".csv"))["step"]) == [WARMUP + STEPS, WARMUP + 2 * STEPS]
+    assert main(["analyze", "curves", str(runs), "--value", "model_error", "--out", str(out)]) == 0
+    errors = pd.read_csv(out.with_suffix(".csv"))["mean"]
+    np.testing.assert_allclose(errors, pd.read_csv(run / "metrics.csv")["model/fresh_mse"])

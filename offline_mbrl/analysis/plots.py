@@ -19,7 +19,7 @@ from ..registry import ALGORITHMS
 from .runs_io import Run, RunFolderError, evaluations
 
 BANDS = ("sd", "se")
-_Y_LABELS = {"normalized": "normalized score", "return": "return"}
+_Y_LABELS = {"normalized": "normalized score", "return": "return", "model_error": "model MSE on fresh real data"}
 
 
 def curve_summary(evals: pd.DataFrame, band: str = "sd") -> pd.DataFrame:

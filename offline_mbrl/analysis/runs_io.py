@@ -19,8 +19,15 @@ import pandas as pd
 from ..errors import RunFolderError
 from ..runs import METRICS_FILE, RunFolder
 
-VALUE_COLUMNS = {"normalized": "eval/normalized_score", "return": "eval/return_mean"}
-"""What a table or curve shows -> the ``metrics.csv`` column holding it (per-episode-normalized mean)."""
+VALUE_COLUMNS = {
+    "normalized": "eval/normalized_score",
+    "return": "eval/return_mean",
+    "model_error": "model/fresh_mse",
+}
+"""What a table or curve shows -> the ``metrics.csv`` column holding it (per-episode-normalized mean; ``model_error``:
+an online run's model error on the real transitions collected since its previous fit, ADM paper Fig. 5)."""
+SPARSE_VALUES = ("model_error",)
+"""Values an epoch may lack (no fit of that epoch had fresh data, e.g. the first): those epochs are left out."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +158,8 @@ def evaluations(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
     for run in runs:
         if column not in run.metrics.columns:
             raise RunFolderError(f"{run.path / 'metrics.csv'}: no column '{column}'")
-        scores = run.metrics[column]
+        metrics = run.metrics.dropna(subset=[column]) if value in SPARSE_VALUES else run.metrics
+        scores = metrics[column]
         if scores.isna().any():
             raise RunFolderError(
                 f"{run.path / 'metrics.csv'}: '{column}' is empty at epochs "
@@ -165,8 +173,8 @@ def evaluations(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
                     "task": labels[run.dataset],
                     "seed": run.seed,
                     "finished": run.finished,
-                    "epoch": run.metrics["epoch"],
-                    "step": run.metrics["step"],
+                    "epoch": metrics["epoch"],
+                    "step": metrics["step"],
                     "score": scores.astype(float),
                 }
             )

@@ -26,7 +26,8 @@ def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
         "--value",
         choices=sorted(VALUE_COLUMNS),
         default="normalized",
-        help="metrics.csv value: per-episode-normalized score (default) or raw return",
+        help="metrics.csv value: per-episode-normalized score (default), raw return, or (online runs) model_error: "
+        "the model's MSE on the real transitions collected since its previous fit (ADM Fig. 5)",
     )
 
 
