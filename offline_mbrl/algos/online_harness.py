@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import mujoco
@@ -115,7 +116,9 @@ class OnlineTrainer(OfflineTrainer):
             buffer above ``MAX_MODEL_BUFFER_ROWS`` rows.
     """
 
-    def __init__(self, config: TrainConfig, run_dir, device: str | torch.device = "cpu", progress: bool = True) -> None:
+    def __init__(
+        self, config: TrainConfig, run_dir: str | Path, device: str | torch.device = "cpu", progress: bool = True
+    ) -> None:
         entry = algorithm_entry(config.algo)
         if not entry.online:
             raise ConfigError(f"config: algo '{config.algo}' is offline; train it on a dataset (--dataset)")
