@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from offline_mbrl.algos.online_harness import OnlineTrainer, fresh_model_error
+from offline_mbrl.analysis.runs_io import read_run
 from offline_mbrl.cli import main
 from offline_mbrl.config import resolve
 from offline_mbrl.data.windows import Windows
@@ -97,6 +98,7 @@ def test_the_loop_calls_each_phase_the_configured_number_of_times(algo, weights,
     assert metrics["model/fresh_mse"].gt(0).all() and metrics["eval/return_mean"].notna().all()
     if weights != "uniform":
         assert metrics["weights/newest_epoch_mass"].between(0, 1).all()
+    assert read_run(tmp_path).algo == (algo if weights == "uniform" else f"{algo}+{weights}")  # its own curve
     # the model buffer keeps one epoch of roll-outs: ceil(50 / 25) roll-outs x 64 starts x H(t)
     assert trainer.model_buffer.capacity == 2 * 64 * 3
 

@@ -83,7 +83,8 @@ def plot_curves(
 def step_label(algos) -> str:
     """The x-axis label of curves of ``algos``: ``environment step`` when every one is online (their ``step``
     column counts env steps, ``algos.online_harness``), ``SAC step`` when none is, else both."""
-    online = {ALGORITHMS[a].online if a in ALGORITHMS else False for a in algos}
+    names = [a.split("+")[0] for a in algos]  # runs_io.algo_label: "admpo-on+pmac"
+    online = {ALGORITHMS[a].online if a in ALGORITHMS else False for a in names}
     return {frozenset([True]): "environment step", frozenset([False]): "SAC step"}.get(
         frozenset(online), "SAC step (offline) / environment step (online)"
     )

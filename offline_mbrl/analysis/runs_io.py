@@ -88,7 +88,7 @@ def read_run(path: str | Path) -> Run:
         )
     return Run(
         path=folder.path,
-        algo=str(config["algo"]),
+        algo=algo_label(config),
         dataset=str(config["dataset"] or config.get("env_id") or ""),  # an online run: its environment
         task=config.get("task"),
         variant=folder.path.parent.name,
@@ -98,6 +98,13 @@ def read_run(path: str | Path) -> Run:
         finished=bool(summary.get("finished", False)),
         metrics=metrics,
     )
+
+
+def algo_label(config: dict) -> str:
+    """The algorithm label of a run's ``config.yaml``: ``algo``, with ``+<model_weights>`` when an online run weights
+    its model fits (``admpo-on+pmac``, ADM Fig. 3's "+PMAC"), so that weighted and uniform runs are separate lines."""
+    weights = config.get("model_weights", "uniform")
+    return str(config["algo"]) + ("" if weights == "uniform" else f"+{weights}")
 
 
 def read_runs(paths: Iterable[str | Path]) -> list[Run]:
