@@ -566,3 +566,75 @@ def _run_penalty(args: argparse.Namespace) -> int:
 
 
 ANALYSES.append(_add_penalty)
+
+
+def _add_policy_gap(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_model_analysis(
+        subparsers,
+        "policy-gap",
+        "closed-loop roll-outs of trained policies in the model and in the real env from the same dataset states "
+        "and episode starts: survival, reward and uncertainty per step (model exploitation)",
+        _run_policy_gap,
+    )
+    parser.add_argument(
+        "--dynamics", required=True, type=Path, metavar="MODEL", help="an ADM or ensemble saved by `model fit`"
+    )
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        type=_name_value,
+        required=True,
+        metavar="NAME[=SOURCE]",
+        help="policies: an offline run folder, an actor .pt file, bc or random, e.g. mopo=runs/mopo/.../seed0 bc",
+    )
+    parser.add_argument("--penalty", metavar="NAME", help="quantifier U (default: the model's first)")
+    parser.add_argument("--penalty-coef", type=float, default=0.0, metavar="BETA", help="beta of r - beta*U")
+    parser.add_argument("--starts", type=int, default=300, help="start states per start set")
+    parser.add_argument("--horizon", type=int, default=20, help="H, closed-loop steps")
+    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
+    parser.add_argument("--env", help="gymnasium id of the real env (default: the dataset's env_id)")
+    parser.add_argument("--d4rl-model", action="store_true", help="Walker2d with D4RL's foot friction (D4RL data)")
+
+
+def _run_policy_gap(args: argparse.Namespace) -> int:
+    from ..analysis import calibration, policy_gap
+    from ..analysis.bc import BCConfig
+    from ..data.load import load_dataset
+    from ..envs.termination import termination_fn
+    from ..errors import ConfigError
+    from ..models.checkpoint import load_model
+
+    if args.device.type != "cpu":
+        raise ConfigError("analyze policy-gap: the real env steps on CPU; run it with --device cpu")
+    dataset = load_dataset(args.dataset)
+    env_id = args.env or dataset.metadata.get("env_id")
+    if not env_id:
+        raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
+    model = load_model(args.dynamics, args.device)
+    oracle = calibration.oracle_for(dataset, env_id, args.d4rl_model)
+    policies = {
+        name: calibration.make_policy(
+            source, dataset, env_id, args.device, args.seed, BCConfig(steps=args.bc_steps, seed=args.seed)
+        )
+        for name, source in args.policies
+    }
+    study = policy_gap.policy_gap(
+        model,
+        dataset,
+        policies,
+        oracle,
+        args.starts,
+        args.horizon,
+        termination_fn(dataset.metadata.get("task") or env_id),
+        args.penalty,
+        args.penalty_coef,
+        args.seed,
+    )
+    title = f"{args.dynamics.name} ({model.kind}) on {dataset.source}"
+    paths = policy_gap.write_policy_gap(study, args.out_dir, title)
+    print(policy_gap.format_summary(study))
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+ANALYSES.append(_add_policy_gap)
