@@ -165,6 +165,41 @@ def _add_model_analysis(
     return parser
 
 
+def _dataset_and_env(args: argparse.Namespace):
+    """The dataset of ``--dataset`` and the env id of ``--env`` (default: the dataset's ``env_id``).
+
+    Raises:
+        ConfigError: neither names an environment.
+    """
+    from ..data.load import load_dataset
+    from ..errors import ConfigError
+
+    dataset = load_dataset(args.dataset)
+    env_id = args.env or dataset.metadata.get("env_id")
+    if not env_id:
+        raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
+    return dataset, env_id
+
+
+def _policies(args: argparse.Namespace, sources, dataset, env_id: str) -> dict:
+    """``name -> policy`` for ``(name, source)`` pairs (``calibration.make_policy``; bc with ``--bc-steps``)."""
+    from ..analysis import calibration
+    from ..analysis.bc import BCConfig
+
+    bc_config = BCConfig(steps=args.bc_steps, seed=args.seed)
+    return {
+        name: calibration.make_policy(source, dataset, env_id, args.device, args.seed, bc_config)
+        for name, source in sources
+    }
+
+
+def _print_written(summary: str, paths) -> int:
+    """Print an analysis' terminal summary and the files it wrote; the command's exit code (0)."""
+    print(summary)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
 def _add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=100, help="H, open-loop roll-out steps per segment")
     parser.add_argument(
@@ -233,9 +268,9 @@ def _run_compounding_error(args: argparse.Namespace) -> int:
     )
     result = compounding.compounding_error(models, dataset, segments, tuple(args.adm_backtrack), args.seed)
     paths = compounding.write_compounding(result, args.out_dir, title=f"{dataset.source} ({args.segments_from})")
-    print(f"{len(segments)} segments; dropped non-finite samples per model: {result.num_nonfinite}")
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return _print_written(
+        f"{len(segments)} segments; dropped non-finite samples per model: {result.num_nonfinite}", paths
+    )
 
 
 ANALYSES.append(_add_compounding_error)
@@ -373,23 +408,12 @@ def _add_calibration(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_calibration(args: argparse.Namespace) -> int:
     from ..analysis import calibration
-    from ..analysis.bc import BCConfig
-    from ..data.load import load_dataset
     from ..envs.termination import termination_fn
-    from ..errors import ConfigError
     from ..models.checkpoint import load_model
 
-    dataset = load_dataset(args.dataset)
-    env_id = args.env or dataset.metadata.get("env_id")
-    if not env_id:
-        raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
+    dataset, env_id = _dataset_and_env(args)
     models = {Path(path).stem: load_model(path, args.device) for path in args.model}
-    policies = {
-        name: calibration.make_policy(
-            source, dataset, env_id, args.device, args.seed, BCConfig(steps=args.bc_steps, seed=args.seed)
-        )
-        for name, source in args.policies
-    }
+    policies = _policies(args, args.policies, dataset, env_id)
     points, counts = calibration.calibration_points(
         models,
         dataset,
@@ -402,9 +426,7 @@ def _run_calibration(args: argparse.Namespace) -> int:
     )
     summary = calibration.calibration_summary(points, *args.auroc)
     paths = calibration.write_calibration(points, counts, summary, args.out_dir, dataset.source, *args.auroc)
-    print(summary.to_string(index=False))
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return _print_written(summary.to_string(index=False), paths)
 
 
 ANALYSES.append(_add_calibration)
@@ -490,9 +512,9 @@ def _run_backtracking(args: argparse.Namespace) -> int:
         not args.no_progress,
     )
     paths = backtracking.write_backtracking(result, args.out_dir, dataset.source)
-    print("mean holdout MSE over k, per m:\n" + result.holdout.groupby("m")["holdout_mse"].mean().to_string())
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return _print_written(
+        "mean holdout MSE over k, per m:\n" + result.holdout.groupby("m")["holdout_mse"].mean().to_string(), paths
+    )
 
 
 ANALYSES.append(_add_backtracking)
@@ -530,24 +552,13 @@ def _add_penalty(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_penalty(args: argparse.Namespace) -> int:
-    from ..analysis import calibration, penalty
-    from ..analysis.bc import BCConfig
-    from ..data.load import load_dataset
+    from ..analysis import penalty
     from ..envs.termination import termination_fn
-    from ..errors import ConfigError
     from ..models.checkpoint import load_model
 
-    dataset = load_dataset(args.dataset)
-    env_id = args.env or dataset.metadata.get("env_id")
-    if not env_id:
-        raise ConfigError(f"{dataset.source}: the dataset names no environment; pass --env")
+    dataset, env_id = _dataset_and_env(args)
     model = load_model(args.dynamics, args.device)
-    policies = {
-        name: calibration.make_policy(
-            source, dataset, env_id, args.device, args.seed, BCConfig(steps=args.bc_steps, seed=args.seed)
-        )
-        for name, source in (("behaviour", "bc"), ("random", "random"))
-    }
+    policies = _policies(args, (("behaviour", "bc"), ("random", "random")), dataset, env_id)
     study = penalty.penalty_study(
         model,
         dataset,
@@ -561,9 +572,67 @@ def _run_penalty(args: argparse.Namespace) -> int:
     )
     title = f"{args.dynamics.name} ({model.kind}) on {dataset.source}: H = {args.horizon}, {args.starts} starts"
     paths = penalty.write_penalty(study, args.out_dir, title)
-    print(penalty.format_summary(study))
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return _print_written(penalty.format_summary(study), paths)
 
 
 ANALYSES.append(_add_penalty)
+
+
+def _add_policy_gap(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_model_analysis(
+        subparsers,
+        "policy-gap",
+        "closed-loop roll-outs of trained policies in the model and in the real env from the same dataset states "
+        "and episode starts: survival, reward and uncertainty per step (model exploitation)",
+        _run_policy_gap,
+    )
+    parser.add_argument(
+        "--dynamics", required=True, type=Path, metavar="MODEL", help="an ADM or ensemble saved by `model fit`"
+    )
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        type=_name_value,
+        required=True,
+        metavar="NAME[=SOURCE]",
+        help="policies: an offline run folder, an actor .pt file, bc or random, e.g. mopo=runs/mopo/.../seed0 bc",
+    )
+    parser.add_argument("--penalty", metavar="NAME", help="quantifier U (default: the model's first)")
+    parser.add_argument("--penalty-coef", type=float, default=0.0, metavar="BETA", help="beta of r - beta*U")
+    parser.add_argument("--starts", type=int, default=300, help="start states per start set")
+    parser.add_argument("--horizon", type=int, default=20, help="H, closed-loop steps")
+    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
+    parser.add_argument("--env", help="gymnasium id of the real env (default: the dataset's env_id)")
+    parser.add_argument("--d4rl-model", action="store_true", help="Walker2d with D4RL's foot friction (D4RL data)")
+
+
+def _run_policy_gap(args: argparse.Namespace) -> int:
+    from ..analysis import calibration, policy_gap
+    from ..envs.termination import termination_fn
+    from ..errors import ConfigError
+    from ..models.checkpoint import load_model
+
+    if args.device.type != "cpu":
+        raise ConfigError("analyze policy-gap: the real env steps on CPU; run it with --device cpu")
+    dataset, env_id = _dataset_and_env(args)
+    model = load_model(args.dynamics, args.device)
+    oracle = calibration.oracle_for(dataset, env_id, args.d4rl_model)
+    policies = _policies(args, args.policies, dataset, env_id)
+    study = policy_gap.policy_gap(
+        model,
+        dataset,
+        policies,
+        oracle,
+        args.starts,
+        args.horizon,
+        termination_fn(dataset.metadata.get("task") or env_id),
+        args.penalty,
+        args.penalty_coef,
+        args.seed,
+    )
+    title = f"{args.dynamics.name} ({model.kind}) on {dataset.source}"
+    paths = policy_gap.write_policy_gap(study, args.out_dir, title)
+    return _print_written(policy_gap.format_summary(study), paths)
+
+
+ANALYSES.append(_add_policy_gap)

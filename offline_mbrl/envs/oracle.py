@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
 import gymnasium.envs.mujoco
 import numpy as np
+import torch
 
 from ..data.dataset import TransitionDataset
 from ..errors import ConfigError, DatasetError
@@ -59,6 +61,21 @@ class OracleStep:
     def num_unreconstructible(self) -> int:
         """Number of rows left as NaN because their state could not be rebuilt."""
         return int((~self.reconstructible).sum())
+
+
+@dataclass(frozen=True)
+class OracleRollout:
+    """Closed-loop real-env trajectories of N starts over H steps (``MujocoOracle.rollout_from_state``).
+
+    Attributes:
+        rewards: (N, H) float64 v5 reward of step h; NaN once the trajectory has ended.
+        terminals: (N, H) bool, step h ended the trajectory (``terminated``).
+        alive: (N, H) bool, step h was taken.
+    """
+
+    rewards: np.ndarray
+    terminals: np.ndarray
+    alive: np.ndarray
 
 
 class MujocoOracle:
@@ -149,6 +166,50 @@ class MujocoOracle:
         """
         qpos = self._rows("qpos", qpos, self.nq)
         return self._step_masked(qpos, qvel, actions, np.ones(len(qpos), dtype=bool))
+
+    def rollout_from_state(
+        self, qpos: np.ndarray, qvel: np.ndarray, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int
+    ) -> OracleRollout:
+        """Closed-loop roll-outs of ``policy`` in the real v5 env from stored simulator states.
+
+        Per step the policy acts on the observations of the trajectories still running (one batched call), then
+        each of them takes one true MuJoCo step; a trajectory stops at its first ``terminated`` step (no time
+        limit within ``horizon``).
+
+        Args:
+            qpos: (N, nq) start positions including root x; qvel: (N, nv).
+            policy: ``policy(obs (B, D) float32 tensor) -> actions (B, A)`` on CPU.
+            horizon: H ≥ 1, steps per trajectory.
+        Returns:
+            OracleRollout with (N, H) arrays.
+        Raises:
+            DatasetError: wrong shapes or non-finite states. ConfigError: ``horizon`` < 1.
+        """
+        if int(horizon) != horizon or horizon < 1:
+            raise ConfigError(f"oracle roll-out: 'horizon' must be an integer >= 1, got {horizon!r}")
+        qpos, qvel = self._rows("qpos", qpos, self.nq).copy(), self._rows("qvel", qvel, self.nv).copy()
+        n, sim = len(qpos), self._sim
+        rewards, alive = np.full((n, horizon), np.nan), np.zeros((n, horizon), dtype=bool)
+        terminals = np.zeros((n, horizon), dtype=bool)
+        running = np.ones(n, dtype=bool)
+        obs = np.empty((n, self.obs_dim))
+        for i in range(n):
+            sim.set_state(qpos[i], qvel[i])
+            obs[i] = sim._get_obs()
+        for h in range(horizon):
+            rows = np.flatnonzero(running)
+            if not len(rows):
+                break
+            with torch.no_grad():
+                actions = policy(torch.as_tensor(obs[rows], dtype=torch.float32)).cpu().numpy()
+            for row, action in zip(rows, actions):  # MuJoCo steps one state at a time
+                sim.data.qacc_warmstart[:] = 0.0
+                sim.set_state(qpos[row], qvel[row])
+                obs[row], rewards[row, h], terminals[row, h], _, _ = sim.step(action)
+                qpos[row], qvel[row] = sim.data.qpos, sim.data.qvel
+            alive[rows, h] = True
+            running[rows] = ~terminals[rows, h]
+        return OracleRollout(rewards, terminals, alive)
 
     def step_transitions(self, dataset: TransitionDataset) -> OracleStep:
         """Oracle step for every row of a dataset: from its ``qpos/qvel`` where stored, else from ``obs``.
