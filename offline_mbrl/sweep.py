@@ -118,7 +118,8 @@ def parse_spec(data: Any, where: str = "spec") -> SweepSpec:
     for key in data:
         if key not in SPEC_KEYS:
             raise ConfigError(f"{where}: unknown key '{key}'; known keys: {', '.join(SPEC_KEYS)}")
-    algos = _nonempty_list(data, "algos", lambda a: a in ALGORITHMS, f"algorithms from {tuple(ALGORITHMS)}", where)
+    offline = tuple(name for name, entry in ALGORITHMS.items() if not entry.online)  # sweeps grid datasets
+    algos = _nonempty_list(data, "algos", lambda a: a in offline, f"offline algorithms from {offline}", where)
     datasets = _nonempty_list(data, "datasets", lambda d: isinstance(d, str) and d, "dataset specs", where)
     seeds = _nonempty_list(data, "seeds", lambda s: _is_int(s) and s >= 0, "ints >= 0", where)
     epochs = data.get("epochs")
