@@ -9,7 +9,7 @@ next to the PNG, so every curve can be checked or re-plotted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +80,7 @@ def plot_curves(
     return out, csv
 
 
-def step_label(algos) -> str:
+def step_label(algos: Iterable[str]) -> str:
     """The x-axis label of curves of ``algos``: ``environment step`` when every one is online (their ``step``
     column counts env steps, ``algos.online_harness``), ``SAC step`` when none is, else both."""
     names = [a.split("+")[0] for a in algos]  # runs_io.algo_label: "admpo-on+pmac"
