@@ -344,16 +344,17 @@ class OnlineTrainer(OfflineTrainer):
             weights = None
             if self.config.model_weights == "tom" and self.fit_weights is not None:
                 extra = len(self.real_buffer) - len(self.fit_weights)
-                weights = torch.cat([self.fit_weights, self.fit_weights.mean().expand(extra)]).cpu()
+                weights = torch.cat([self.fit_weights, self.fit_weights.mean().expand(extra)])
             self.windows = Windows(self.real_dataset(), self.model.window_length, self.device, weights)
             self.windows_rows = len(self.real_buffer)
         return self.windows
 
     def model_weights(self, dataset: TransitionDataset) -> tuple[Tensor | None, dict[str, float]]:
-        """Sample weights (N,) of the model fit (``model_weights``) and their metrics: None for ``uniform``; PMAC
-        (seeds/000 Alg. 1, Eq. 4: each policy version's mass decays by α per newer version; the warm-up is version
-        0); TOM (seeds/001 Alg. 2 lines 3-11: discriminator between the newest ``tom_policy_pool`` transitions and
-        the whole buffer, dual Q with the current policy, ξ clipped at 10), re-fitted for every fit."""
+        """Sample weights (N,) float64 on the CPU of the model fit (``model_weights``) and their metrics: None for
+        ``uniform``; PMAC (seeds/000 Alg. 1, Eq. 4: each policy version's mass decays by α per newer version; the
+        warm-up is version 0); TOM (seeds/001 Alg. 2 lines 3-11: discriminator between the newest
+        ``tom_policy_pool`` transitions and the whole buffer, dual Q with the current policy, ξ clipped at 10),
+        re-fitted for every fit."""
         o = self.config.online
         if self.config.model_weights == "uniform":
             return None, {}
@@ -372,7 +373,7 @@ class OnlineTrainer(OfflineTrainer):
             "weights/tom_disc_auroc": result.disc_auroc,
             "weights/tom_q_loss": result.q_loss,
         }
-        return result.weights.double(), stats
+        return result.weights.double().cpu(), stats
 
     def train_model(self) -> dict[str, float]:
         """Fit the model on D_env (Alg. 2 line 3), first measuring its error on the rows collected since the last
