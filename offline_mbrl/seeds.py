@@ -4,7 +4,7 @@ A single-seed run draws every random number (network initialisation, batch rows,
 dropout) from torch's global generators, seeded by ``persist.seeded``. :class:`SeedStreams` keeps, for each seed of a
 seed batch, the state those generators would have in that seed's single-seed run, and swaps it in for a block
 (:meth:`SeedStreams.use`), so every draw made for seed ``i`` comes from seed ``i``'s stream in the same order as in its
-own run. States are swapped, never re-seeded; a seed batch runs inside ``torch.random.fork_rng`` (see
+own run. States are swapped, never re-seeded; a seed batch runs inside :func:`kept` (see
 ``algos.harness.SeedBatchTrainer``), so the caller's stream is left as it was.
 """
 
@@ -40,6 +40,16 @@ def restore(state: tuple[Tensor, Tensor | None], device: torch.device | str = "c
     accelerator = _accelerator(torch.device(device))
     if accelerator is not None and state[1] is not None:
         torch.get_device_module(accelerator.type).set_rng_state(state[1], accelerator)
+
+
+@contextmanager
+def kept(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block and put torch's global generators (CPU and ``device``) back in the state they had before."""
+    outer = capture(device)
+    try:
+        yield
+    finally:
+        restore(outer, device)
 
 
 class SeedStreams:

@@ -27,7 +27,8 @@ import importlib
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
 from ..runs import MetricsLogger, RunFolder, run_lock
+from ..seeds import SeedStreams, capture, kept
 from ..uncertainty import break_even_coef
 from .base import Algorithm
 
@@ -466,32 +468,47 @@ class OfflineTrainer:
             self._check_diverged(sums)
             if self.scheduler is not None:
                 self.scheduler.step()
-            self.epoch += 1
-            t = time.perf_counter()
-            last = self.evaluate()
-            times.evaluation = time.perf_counter() - t
-            row = {
-                "epoch": self.epoch,
-                "step": self.step,
-                **last,
-                **{k: float(v) / cfg.steps_per_epoch for k, v in sums.items()},
-                **rollout_stats,
-                "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
-                "model_buffer/size": len(self.model_buffer),
-                "time/rollout_s": times.rollout,
-                "time/sac_s": times.sac,
-                "time/eval_s": times.evaluation,
-                "time/epoch_s": time.perf_counter() - start,
-            }
-            logger.log(row, self.step)
-            if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
-                self._save()
-                self.write_summary()
+            last = self.end_epoch(logger, sums, rollout_stats, times, start)
             bar.update(1)
             bar.set_postfix(score=f"{last.get('eval/normalized_score', last['eval/return_mean']):.1f}")
         bar.close()
         logger.close()
         return self.write_summary()
+
+    def end_epoch(
+        self,
+        logger: MetricsLogger,
+        sums: dict[str, torch.Tensor],
+        rollout_stats: dict[str, float],
+        times: EpochTimes,
+        start: float,
+    ) -> dict[str, float]:
+        """What follows an epoch's SAC steps, its divergence check and actor-lr step (module docstring): evaluation,
+        the ``metrics.csv`` row (``sums``: per-step metrics summed over the epoch; ``start``: ``perf_counter()`` at
+        the epoch's start) and, when due, checkpoint and summary. Returns the evaluation's metrics."""
+        cfg = self.config
+        self.epoch += 1
+        t = time.perf_counter()
+        last = self.evaluate()
+        times.evaluation = time.perf_counter() - t
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            **last,
+            **{k: float(v) / cfg.steps_per_epoch for k, v in sums.items()},
+            **rollout_stats,
+            "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
+            "model_buffer/size": len(self.model_buffer),
+            "time/rollout_s": times.rollout,
+            "time/sac_s": times.sac,
+            "time/eval_s": times.evaluation,
+            "time/epoch_s": time.perf_counter() - start,
+        }
+        logger.log(row, self.step)
+        if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
+            self._save()
+            self.write_summary()
+        return last
 
     def _check_diverged(self, sums: dict[str, torch.Tensor]) -> None:
         """Stop before anything of this epoch is logged or saved if a summed loss or a SAC weight is non-finite.
@@ -542,6 +559,166 @@ class OfflineTrainer:
             summary["epochs_extended_from"] = self.epochs_extended_from
         self.folder.write_summary(summary)
         return summary
+
+
+class SeedBatchTrainer:
+    """Several seeds of one run config trained in one process as one batched computation (``train --seeds``, issue 15).
+
+    Args:
+        members: one :class:`OfflineTrainer` per seed, built as for single-seed runs (same config but ``seed``, each
+            with its own run folder from ``runs.run_dir_for``), so every check runs before anything is written.
+
+    The SAC agents of all seeds are one seed-batched :class:`SAC` (``num_seeds``): one forward, backward and optimizer
+    step per SAC step for all seeds. Everything else stays per seed and is the member's own code: its dynamics model
+    (fitted in its folder by its seed, the papers' way, or the shared ``--dynamics`` model, loaded once), roll-outs
+    with its policy, model buffer, batches, evaluation, ``metrics.csv``, checkpoints and summary, in the formats of a
+    single-seed run. Each seed draws from its own random stream (``seeds.SeedStreams``) in the order its single-seed
+    run draws, so seed ``s`` of a seed batch gives the results of the single-seed run of seed ``s`` to float rounding
+    (``tests/test_seed_batch.py``), and each folder resumes on its own (``train --resume RUN_DIR``) or with the batch.
+    Roll-outs run one seed after another: they go in blocks of ``rollout.DEFAULT_CHUNK`` starts anyway, and one batch
+    for all seeds would draw dropout masks and noise from one stream.
+
+    ``time/sac_s`` in each seed's ``metrics.csv`` is the batch's SAC time (all seeds), ``time/rollout_s`` likewise.
+
+    Raises:
+        ConfigError: no members; members whose configs differ in more than ``seed``, with repeated seeds, on other
+            devices or dynamics; an algorithm with its own update (MOBILE), which is not seed-batched yet.
+    """
+
+    def __init__(self, members: list[OfflineTrainer]) -> None:
+        if not members:
+            raise ConfigError("train --seeds: at least one seed is needed")
+        first = members[0]
+        seeds = [m.config.seed for m in members]
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"train --seeds: each seed once, got {seeds}")
+        base = to_dict(replace(first.config, seed=0))
+        for m in members[1:]:
+            if to_dict(replace(m.config, seed=0)) != base or m.device != first.device:
+                raise ConfigError(f"train --seeds: {m.run_dir} differs from {first.run_dir} in more than the seed")
+            if m.dynamics_given != first.dynamics_given:
+                raise ConfigError(f"train --seeds: {m.run_dir} uses other dynamics than {first.run_dir}")
+        if type(first.algorithm).update is not Algorithm.update:
+            raise ConfigError(
+                f"train --seeds: algo '{first.config.algo}' updates SAC its own way and is not seed-batched yet; "
+                f"train its seeds one by one (--seed)"
+            )
+        if first.dynamics_given is not None:  # one shared model, loaded once
+            for m in members[1:]:
+                m.model = first.model
+        self.members, self.config, self.device = members, first.config, first.device
+
+    def train(self, resume: bool = True) -> list[dict]:
+        """Run (or resume) every seed to ``config.epochs``; returns each seed's summary (as ``OfflineTrainer.train``).
+
+        Raises:
+            RunLockedError: another live process trains in one of the run folders.
+            CheckpointError: a checkpoint made with another config, or seeds stopped at different epochs (resume
+                those one by one); nothing is written then.
+            DivergenceError: a non-finite SAC loss or weight in any seed; every seed keeps its last checkpoint.
+            WriteError: a file of a run folder cannot be written.
+        """
+        with ExitStack() as stack:
+            for m in self.members:
+                stack.enter_context(run_lock(m.run_dir))
+            states = [m._read_checkpoint() if resume and m.checkpoint_path.is_file() else None for m in self.members]
+            epochs = {str(m.run_dir): (0 if st is None else int(st["epoch"])) for m, st in zip(self.members, states)}
+            if len(set(epochs.values())) > 1:
+                raise CheckpointError(
+                    f"train --seeds: the seeds' checkpoints are at different epochs ({epochs}); resume each with "
+                    f"train --resume RUN_DIR, or run the seeds at the same epoch together"
+                )
+            for m in self.members:
+                m.folder.write_config(to_dict(m.config))
+            for m in self.members:
+                if m.model is None:
+                    m.model = m._fit_dynamics()
+            with kept(self.device):  # the caller's random stream is left as it was
+                streams = []
+                for m, state in zip(self.members, states):  # each seed set up in its stream, as a single run
+                    with seeded(m.config.seed + 1, self.device):
+                        m._setup(state)
+                        streams.append(capture(self.device))
+                self.streams = SeedStreams(streams, self.device)
+                self._setup()
+                return self._loop()
+
+    def _setup(self) -> None:
+        """The seed-batched SAC and actor-lr schedule, holding the members' (fresh or resumed) states."""
+        first = self.members[0]
+        space = first.action_space
+        self.sac = SAC(
+            first.dataset.obs_dim,
+            first.dataset.action_dim,
+            self.config.sac,
+            torch.as_tensor(space.low),
+            torch.as_tensor(space.high),
+            self.device,
+            num_seeds=len(self.members),
+            streams=self.streams,
+        )
+        self.sac.load_seed_full_states([m.sac.full_state() for m in self.members])
+        self.scheduler = self.sac.actor_lr_scheduler(self.config.epochs)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(first.scheduler.state_dict())
+
+    def _sync_actors(self) -> None:
+        """Each member's actor <- its seed's slice (before its roll-out)."""
+        for i, m in enumerate(self.members):
+            m.sac.actor.load_state_dict(self.sac.seed_actor_state(i))
+
+    def _loop(self) -> list[dict]:
+        """Epochs of all seeds in lockstep (``OfflineTrainer._loop``, with one batched SAC step for all seeds)."""
+        cfg, members, streams = self.config, self.members, self.streams
+        loggers = [MetricsLogger(m.run_dir, resume_after=m.epoch) for m in members]
+        bar = tqdm(
+            total=cfg.epochs,
+            initial=members[0].epoch,
+            desc=f"{cfg.algo} x{len(members)} seeds",
+            disable=not members[0].progress,
+        )
+        while members[0].epoch < cfg.epochs:
+            start, times, sums = time.perf_counter(), EpochTimes(), {}
+            rollout_stats: list[dict[str, float]] = [{} for _ in members]
+            for _ in range(cfg.steps_per_epoch):
+                if members[0].step % cfg.rollout.rollout_freq == 0:
+                    t = time.perf_counter()
+                    self._sync_actors()
+                    for i, m in enumerate(members):
+                        with streams.use(i):
+                            rollout_stats[i] = m.rollout()
+                    times.rollout += time.perf_counter() - t
+                t = time.perf_counter()
+                parts = []
+                for i, m in enumerate(members):
+                    with streams.use(i):
+                        parts.append(m.sac_batch())
+                batch = {k: torch.stack([p[k] for p in parts]) for k in parts[0]}  # (S, B, ...)
+                metrics = members[0].algorithm.update(self.sac, members[0].model, batch, members[0].num_real)
+                for k, v in metrics.items():  # (S,) per metric
+                    sums[k] = sums.get(k, 0.0) + v
+                times.sac += time.perf_counter() - t
+                for m in members:
+                    m.step += 1
+            if self.scheduler is not None:
+                self.scheduler.step()
+            for i, m in enumerate(members):  # each member's state for its checks, row and checkpoint
+                m.sac.load_full_state(self.sac.seed_full_state(i))
+                if m.scheduler is not None:
+                    m.scheduler.load_state_dict(self.scheduler.state_dict())
+            for i, m in enumerate(members):  # no seed's epoch is saved if one diverged
+                m._check_diverged({k: v[i] for k, v in sums.items()})
+            last = []
+            for i, (m, logger) in enumerate(zip(members, loggers)):
+                with streams.use(i):  # its checkpoint records its own stream
+                    last.append(m.end_epoch(logger, {k: v[i] for k, v in sums.items()}, rollout_stats[i], times, start))
+            bar.update(1)
+            scores = (e.get("eval/normalized_score", e["eval/return_mean"]) for e in last)
+            bar.set_postfix(score=" ".join(f"{score:.1f}" for score in scores))
+        bar.close()
+        for logger in loggers:
+            logger.close()
+        return [m.write_summary() for m in members]
 
 
 def evaluate_run(
