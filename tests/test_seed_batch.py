@@ -145,3 +145,33 @@ def _rows(n=6):
         "next_obs": torch.randn(n, 5, generator=g),
         "terminals": torch.rand(n, generator=g) < 0.2,
     }
+
+
+def test_train_cli_seeds_writes_each_seeds_folder_and_tabulates(data, tmp_path, capsys):
+    from io import StringIO
+
+    from offline_mbrl.algos.harness import fit_dynamics
+    from offline_mbrl.cli import main
+    from offline_mbrl.data.minari_io import write_minari
+    from offline_mbrl.models.checkpoint import save_model
+    from offline_mbrl.runs import run_dir_for
+    from test_offline import TINY
+
+    write_minari(data, "test/hopper/seeds-v0", env_id="Hopper-v5", ref_min_score=-20.0, ref_max_score=3000.0)
+    save_model(fit_dynamics(_config("mopo"), data, "cpu"), tmp_path / "ensemble.pt")
+    args = ["train", "--algo", "mopo", "--dataset", "minari:test/hopper/seeds-v0", "--runs", str(tmp_path / "runs")]
+    args += ["--dynamics", str(tmp_path / "ensemble.pt"), "--no-progress", "--epochs", "1", "--seeds", "1", "2"]
+    args += [x for o in TINY for x in ("--set", o)]
+    assert main(args) == 0
+    folders = sorted(p.parent for p in (tmp_path / "runs").rglob("summary.json"))
+    config = _config("mopo", epochs=1)
+    expected = run_dir_for(tmp_path / "runs", replace(config, dataset="minari:test/hopper/seeds-v0", seed=1))
+    assert [f.name for f in folders] == ["seed1", "seed2"] and folders[0].parent == expected.parent
+    assert not (folders[0] / "dynamics.pt").exists()  # the shared model, given once
+    capsys.readouterr()
+    assert main(["tabulate", str(tmp_path / "runs"), "--format", "csv", "--score", "final"]) == 0
+    tidy = pd.read_csv(StringIO(capsys.readouterr().out))
+    assert set(tidy["algo"]) == {"mopo"}
+    assert main(["train", "--resume", str(folders[1]), "--no-progress"]) == 0  # finished: resumes to a no-op
+    assert main(args + ["--seed", "3"]) == 2
+    assert "--seeds cannot be combined with --seed" in capsys.readouterr().err
