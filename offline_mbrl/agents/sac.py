@@ -267,6 +267,10 @@ class SAC(nn.Module):
         streams: a seed batch's per-seed random streams (``seeds.SeedStreams``): the policy noise of seed ``i`` is
             drawn from stream ``i`` in the order a single-seed update draws it, so seed ``i`` updates as a single
             agent of that stream would (to float rounding). None: noise from torch's stream.
+        compile: ``torch.compile`` the actor and both critic modules in place (``nn.Module.compile``; the state dict
+            is unchanged). The policy noise is then drawn outside the compiled code from the same stream as the eager
+            agent's, so results equal the eager agent's to float rounding. Off by default: on this project's CPU it
+            was not faster (``benchmarks/README.md``); the eager agent is the reference in tests.
 
     :meth:`state_dict` holds networks, target, optimizers and ``log_alpha``, so a loaded agent
     continues training exactly (the caller checkpoints RNG states and counters).
@@ -282,6 +286,7 @@ class SAC(nn.Module):
         device: str | torch.device = "cpu",
         num_seeds: int | None = None,
         streams: SeedStreams | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if streams is not None and len(streams) != num_seeds:
@@ -304,6 +309,10 @@ class SAC(nn.Module):
         )
         self._target_params = list(self.critic_target.parameters())
         self._online_params = list(self.critic.parameters())
+        self.compiled = compile
+        if compile:
+            for module in (self.actor, self.critic, self.critic_target):
+                module.compile()
 
     @property
     def device(self) -> torch.device:
@@ -318,14 +327,18 @@ class SAC(nn.Module):
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """Actions ``(B, A)`` for observations ``(B, D)`` (a stochastic sample unless deterministic); a seed batch
         maps ``(S, B, D) -> (S, B, A)``."""
-        return self.actor(obs, deterministic=deterministic, with_log_prob=False)[0]
+        noise = None if deterministic else self._noise(obs.shape[-2])
+        return self.actor(obs, deterministic=deterministic, with_log_prob=False, noise=noise)[0]
 
     def _noise(self, rows: int) -> Tensor | None:
-        """The policy's standard normal draws for ``rows`` samples per seed, ``(S, rows, A)``, from the seed streams;
-        None (the actor draws from torch's stream) without streams."""
-        if self.streams is None:
-            return None
-        return self.streams.randn(rows, self.action_dim, device=self.device)
+        """The policy's standard normal draws for ``rows`` samples: ``(S, rows, A)`` from the seed streams, else
+        ``(rows, A)`` from torch's stream when compiled (drawn as the eager actor draws them); otherwise None (the
+        actor draws)."""
+        if self.streams is not None:
+            return self.streams.randn(rows, self.action_dim, device=self.device)
+        if self.compiled:
+            return torch.randn(rows, self.action_dim, device=self.device)
+        return None
 
     def update(
         self, batch: dict[str, Tensor], target: BellmanTarget | Sequence[BellmanTarget] = soft_bellman_target

@@ -95,6 +95,15 @@ def fit_dynamics(
     return model
 
 
+def compile_model(model: DynamicsModel) -> DynamicsModel:
+    """``torch.compile`` every submodule of ``model`` in place (``nn.Module.compile``: state dict, file format and
+    results to float rounding unchanged), so the roll-out step (the stepper's calls into them) runs compiled. Returns
+    ``model``. Used by ``train --compile``; off by default (``benchmarks/README.md``)."""
+    for module in model.children():
+        module.compile()
+    return model
+
+
 @dataclass
 class EpochTimes:
     """Wall seconds of one epoch, split by phase."""
@@ -132,6 +141,7 @@ class OfflineTrainer:
         dynamics: str | Path | None = None,
         device: str | torch.device = "cpu",
         progress: bool = True,
+        compile: bool = False,
     ) -> None:
         from ..data.load import load_dataset
 
@@ -140,7 +150,7 @@ class OfflineTrainer:
             raise ConfigError(
                 f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
             )
-        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.config, self.run_dir, self.progress, self.compile = config, Path(run_dir), progress, compile
         self.folder = RunFolder(self.run_dir)
         self.algorithm = algorithm_class(config.algo)(config)
         self.device = parse_device(str(device))
@@ -249,6 +259,8 @@ class OfflineTrainer:
     def _setup(self, state: dict | None) -> None:
         """SAC, its schedule, the model buffer and the counters, restored from ``state`` when resuming."""
         self.model.eval()
+        if self.compile:
+            compile_model(self.model)
         self.windows = Windows(self.dataset, self.model.window_length, self.device)
         cfg, space = self.config, self.action_space
         self.sac = SAC(
@@ -258,6 +270,7 @@ class OfflineTrainer:
             torch.as_tensor(space.low),
             torch.as_tensor(space.high),
             self.device,
+            compile=self.compile,
         )
         self.scheduler = self.sac.actor_lr_scheduler(cfg.epochs)
         r = cfg.rollout
@@ -656,6 +669,7 @@ class SeedBatchTrainer:
             self.device,
             num_seeds=len(self.members),
             streams=self.streams,
+            compile=first.compile,
         )
         self.sac.load_seed_full_states([m.sac.full_state() for m in self.members])
         self.scheduler = self.sac.actor_lr_scheduler(self.config.epochs)

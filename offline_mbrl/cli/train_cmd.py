@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Rerun the command to resume them, or resume one folder with --resume",
     )
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the SAC networks and the model's roll-out step (same results to float rounding; not "
+        "part of the run config; not faster on the CPU measured in benchmarks/README.md)",
+    )
     p.add_argument("--epochs", type=int, help="override the number of epochs (1000 SAC steps each by default)")
     p.add_argument("--env", help="gymnasium id for evaluation (default: from the dataset's metadata)")
     p.add_argument(
@@ -149,7 +155,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _train_seeds(args)
     config, run_dir, dataset, dynamics = _resolve(args)
-    trainer = OfflineTrainer(config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress)
+    trainer = OfflineTrainer(
+        config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress, compile=args.compile
+    )
     print(f"run folder: {run_dir}")
     summary = trainer.train(resume=True)
     _print_summary(summary, run_dir)
@@ -172,7 +180,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
     config, _, dataset, dynamics = _resolve(args)
     configs = [replace(config, seed=seed) for seed in args.seeds]
     members = [
-        OfflineTrainer(c, run_dir_for(args.runs, c), dataset, dynamics, args.device, progress=not args.no_progress)
+        OfflineTrainer(c, run_dir_for(args.runs, c), dataset, dynamics, args.device, not args.no_progress, args.compile)
         for c in configs
     ]
     for m in members:
