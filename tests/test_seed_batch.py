@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from offline_mbrl.agents.sac import SAC, SACConfig
+from offline_mbrl.algos.base import Algorithm
 from offline_mbrl.algos.harness import OfflineTrainer, SeedBatchTrainer
 from offline_mbrl.errors import CheckpointError, ConfigError
 from offline_mbrl.persist import seeded
@@ -91,14 +92,34 @@ def test_a_killed_seed_batch_resumes_per_folder_or_as_a_batch(how, data, singles
     _assert_same_runs(tmp_path, singles)
 
 
+class _OwnUpdate(Algorithm):
+    def update(self, sac, model, batch, num_real):
+        return sac.update(batch)
+
+
+def test_mobile_seed_batch_gives_each_seed_its_single_seed_run(data, tmp_path):
+    """MOBILE's own Bellman target (its penalty) is computed per seed, with that seed's agent, model and stream."""
+    run = dict(algo="mobile", epochs=2, extra=[])
+    for trainer in _members(data, tmp_path / "singles", **run):
+        trainer.train()
+    SeedBatchTrainer(_members(data, tmp_path / "batch", **run)).train()
+    for s in SEEDS:
+        a = pd.read_csv(tmp_path / "singles" / f"seed{s}" / "metrics.csv")
+        b = pd.read_csv(tmp_path / "batch" / f"seed{s}" / "metrics.csv")
+        assert a["train/bellman_penalty"].gt(0).all()
+        pd.testing.assert_frame_equal(DETERMINISTIC_COLUMNS(a), DETERMINISTIC_COLUMNS(b), **TOLERANCE)
+
+
 def test_seeds_at_different_epochs_or_an_own_update_are_refused(data, singles, tmp_path):
     members = _members(data, tmp_path, seeds=(0,), epochs=2, algo="admpo-off", extra=RUN["extra"])
     members[0].train()
     with pytest.raises(CheckpointError, match="different epochs"):
         SeedBatchTrainer(_members(data, tmp_path, seeds=(0, 1), epochs=2, algo="admpo-off", extra=RUN["extra"])).train()
     assert not (tmp_path / "seed1" / "config.yaml").exists()
-    with pytest.raises(ConfigError, match="not seed-batched"):
-        SeedBatchTrainer(_members(data, tmp_path / "mobile", algo="mobile", epochs=1))
+    members = _members(data, tmp_path / "own", epochs=1, algo="admpo-off", extra=[])
+    members[0].algorithm = _OwnUpdate(members[0].config)
+    with pytest.raises(ConfigError, match="updates SAC its own way"):
+        SeedBatchTrainer(members)
     with pytest.raises(ConfigError, match="each seed once"):
         SeedBatchTrainer(_members(data, tmp_path / "twice", seeds=(0, 0)))
 

@@ -482,11 +482,11 @@ class SAC(nn.Module):
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"SAC: per-seed states do not fit this seed batch ({exc})") from exc
 
-    def seed_actor_state(self, index: int) -> dict[str, Tensor]:
-        """Seed ``index``'s actor weights as a single :class:`TanhGaussianActor`'s ``state_dict`` (views, not
-        copies: for loading into a single actor, e.g. for a roll-out or an evaluation)."""
+    def seed_module_state(self, index: int, name: str = "actor") -> dict[str, Tensor]:
+        """Seed ``index``'s slice of the module ``name`` (``actor``, ``critic``, ``critic_target``) as a single agent's
+        module ``state_dict`` (views, not copies: for loading into a single agent's module, e.g. for a roll-out)."""
         self._check_seed(index)
-        return {k: v[index] for k, v in self.actor.state_dict().items()}
+        return {k: v[index] for k, v in getattr(self, name).state_dict().items()}
 
     def _check_seed(self, index: int) -> None:
         if self.num_seeds is None or not 0 <= index < self.num_seeds:

@@ -591,11 +591,14 @@ class SeedBatchTrainer:
     Roll-outs run one seed after another: they go in blocks of ``rollout.DEFAULT_CHUNK`` starts anyway, and one batch
     for all seeds would draw dropout masks and noise from one stream.
 
+    An algorithm's own Bellman target (``Algorithm.bellman_target``, MOBILE's penalty) is computed per seed with that
+    seed's agent (its actor and target critics copied from the batch) and model, then all seeds update at once.
+
     ``time/sac_s`` in each seed's ``metrics.csv`` is the batch's SAC time (all seeds), ``time/rollout_s`` likewise.
 
     Raises:
         ConfigError: no members; members whose configs differ in more than ``seed``, with repeated seeds, on other
-            devices or dynamics; an algorithm with its own update (MOBILE), which is not seed-batched yet.
+            devices or dynamics; an algorithm that overrides ``Algorithm.update`` itself.
     """
 
     def __init__(self, members: list[OfflineTrainer]) -> None:
@@ -613,8 +616,8 @@ class SeedBatchTrainer:
                 raise ConfigError(f"train --seeds: {m.run_dir} uses other dynamics than {first.run_dir}")
         if type(first.algorithm).update is not Algorithm.update:
             raise ConfigError(
-                f"train --seeds: algo '{first.config.algo}' updates SAC its own way and is not seed-batched yet; "
-                f"train its seeds one by one (--seed)"
+                f"train --seeds: algo '{first.config.algo}' updates SAC its own way (not through "
+                f"Algorithm.bellman_target), so its seeds cannot share one update; train them one by one (--seed)"
             )
         if first.dynamics_given is not None:  # one shared model, loaded once
             for m in members[1:]:
@@ -676,14 +679,15 @@ class SeedBatchTrainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(first.scheduler.state_dict())
 
-    def _sync_actors(self) -> None:
-        """Each member's actor <- its seed's slice (before its roll-out)."""
-        for i, m in enumerate(self.members):
-            m.sac.actor.load_state_dict(self.sac.seed_actor_state(i))
+    def _sync(self, index: int, names: tuple[str, ...] = ("actor",)) -> None:
+        """Member ``index``'s modules ``names`` <- its seed's slices (before its roll-out or its Bellman target)."""
+        for name in names:
+            getattr(self.members[index].sac, name).load_state_dict(self.sac.seed_module_state(index, name))
 
     def _loop(self) -> list[dict]:
         """Epochs of all seeds in lockstep (``OfflineTrainer._loop``, with one batched SAC step for all seeds)."""
         cfg, members, streams = self.config, self.members, self.streams
+        own_target = type(members[0].algorithm).bellman_target is not Algorithm.bellman_target  # MOBILE
         loggers = [MetricsLogger(m.run_dir, resume_after=m.epoch) for m in members]
         bar = tqdm(
             total=cfg.epochs,
@@ -697,18 +701,25 @@ class SeedBatchTrainer:
             for _ in range(cfg.steps_per_epoch):
                 if members[0].step % cfg.rollout.rollout_freq == 0:
                     t = time.perf_counter()
-                    self._sync_actors()
                     for i, m in enumerate(members):
+                        self._sync(i)
                         with streams.use(i):
                             rollout_stats[i] = m.rollout()
                     times.rollout += time.perf_counter() - t
                 t = time.perf_counter()
-                parts = []
-                for i, m in enumerate(members):
+                parts, targets, extras = [], [], []
+                for i, m in enumerate(members):  # each seed's batch and Bellman target, as its single run draws them
                     with streams.use(i):
                         parts.append(m.sac_batch())
+                        if own_target:
+                            self._sync(i, ("actor", "critic_target"))
+                        target, extra = m.algorithm.bellman_target(m.sac, m.model, parts[-1], m.num_real)
+                    targets.append(target)
+                    extras.append(extra)
                 batch = {k: torch.stack([p[k] for p in parts]) for k in parts[0]}  # (S, B, ...)
-                metrics = members[0].algorithm.update(self.sac, members[0].model, batch, members[0].num_real)
+                same = all(target is targets[0] for target in targets)  # SAC's own target: one call for all seeds
+                metrics = self.sac.update(batch, target=targets[0] if same else targets)
+                metrics |= {k: torch.stack([e[k] for e in extras]) for k in extras[0]}
                 for k, v in metrics.items():  # (S,) per metric
                     sums[k] = sums.get(k, 0.0) + v
                 times.sac += time.perf_counter() - t
