@@ -9,6 +9,8 @@
     updates from the same state and noise.
 (c) Compiled (``harness.compile_model``) against eager ADM roll-outs (official sizes: GRU 3 x 200, 4 residual
     blocks, m = 5, dropout on, ``adm_std`` penalty), one block of ``DEFAULT_CHUNK`` starts, H = 5.
+(d) Only with ``ADMPO_OFFICIAL_PATH`` set (a checkout of the official ADMPO code, ``benchmarks/peers/README.md``):
+    per-seed updates/s of 5 official ``SACAgent``s updated one after another against our seed batch of 5.
 
 Hopper sizes (D = 11, A = 3), Table 3 networks (256, 256), batch 256, random weights and data. Every comparison runs
 its variants in alternating rounds and reports the median round, so that other jobs on the machine weigh on both
@@ -30,6 +32,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import torch  # noqa: E402
 from bench_models import M, make_policy, random_dataset  # noqa: E402
+from peers.peer_harness import peer_root  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from offline_mbrl.agents.sac import SAC, SACConfig  # noqa: E402
 from offline_mbrl.algos.harness import compile_model  # noqa: E402
@@ -98,8 +102,26 @@ def stacked(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([p[k] for p in parts]) for k in parts[0]}
 
 
+def update_flops(device: torch.device) -> int:
+    """Floating-point operations of one single-agent SAC update (``torch.utils.flop_counter``: matmuls, forward and
+    backward), the same per seed in a seed batch."""
+    agent = SAC(D, A, CONFIG, device=device)
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batches(1, 1, device)[0][0])
+    return counter.get_total_flops()
+
+
 def bench_seeds(args, device: torch.device) -> None:
     print(f"(a) per-seed SAC updates/s, {args.updates} updates per round, median of {args.rounds} rounds")
+    flops = update_flops(device)
+    x, w = torch.randn(B, 256, device=device), torch.randn(256, 256, device=device)
+    repeats = max(1, flops // (2 * B * 256 * 256))  # as many 256 x 256 x 256 matmuls as one update's flops
+
+    def roof() -> None:
+        for _ in range(args.updates):
+            for _ in range(repeats):
+                torch.mm(x, w)
+
     for num_seeds in (1, 3, 5):
         singles, batch = seed_agents(num_seeds, device)
         data = batches(num_seeds, args.updates, device)
@@ -114,13 +136,19 @@ def bench_seeds(args, device: torch.device) -> None:
                 batch.update(stacked([seed_batches[i] for seed_batches in data]))
 
         separate(), batched()  # warm-up
-        t = rounds({"separate": separate, "batched": batched}, args.rounds, device)
+        t = rounds({"separate": separate, "batched": batched, "roof": roof}, args.rounds, device)
         per_seed = {name: num_seeds * args.updates / wall for name, (wall, _) in t.items()}
         wall_ratio, cpu_ratio = t["separate"][0] / t["batched"][0], t["separate"][1] / t["batched"][1]
         print(
             f"    S={num_seeds}: {num_seeds} separate agents {per_seed['separate']:7.1f} | one seed batch "
             f"{per_seed['batched']:7.1f} updates/s per seed | CPU-time ratio {cpu_ratio:.2f} | wall {wall_ratio:.2f}x"
         )
+    roof_rate = args.updates / t["roof"][0]  # updates/s if all of an update's flops ran as 256^3 matmuls
+    print(
+        f"    matmul roof (in the S=5 rounds): one update = {flops / 1e6:.0f} MFLOP = {repeats} matmuls "
+        f"256x256x256 -> {flops * roof_rate / 1e9:.1f} GFLOP/s, at most {roof_rate:.1f} updates/s per seed; "
+        f"reached: separate {per_seed['separate'] / roof_rate:.0%}, seed batch {per_seed['batched'] / roof_rate:.0%}"
+    )
     print(f"seeds speed-up: {wall_ratio:.2f}x")
 
 
@@ -202,6 +230,42 @@ def bench_compiled_rollout(args, device: torch.device) -> None:
     )
 
 
+def bench_official(args, device: torch.device) -> None:
+    """(d) The official ADMPO ``SACAgent.learn`` (5 agents, one after another; fetched checkout named by
+    ``ADMPO_OFFICIAL_PATH``, see ``benchmarks/peers/README.md``) against our seed batch of 5, same rounds."""
+    if not os.environ.get("ADMPO_OFFICIAL_PATH"):
+        print("(d) official ADMPO SAC: skipped (ADMPO_OFFICIAL_PATH not set)")
+        return
+    peer_root("ADMPO_OFFICIAL_PATH", "agent/sac.py")
+    from agent.sac import SACAgent  # the official code, imported from the checkout
+
+    official = [
+        SACAgent((D,), [256, 256], A, None, 1, CONFIG.actor_lr, CONFIG.critic_lr, auto_alpha=True,
+                 alpha_lr=CONFIG.alpha_lr, target_entropy=-A, device=str(device))
+        for _ in range(5)
+    ]  # fmt: skip
+    _, batch = seed_agents(5, device)
+    data = batches(5, args.updates, device)
+
+    def theirs() -> None:
+        for i in range(args.updates):
+            for agent, seed_batches in zip(official, data):
+                b = seed_batches[i]
+                agent.learn(b["obs"], b["actions"], b["rewards"], b["next_obs"], b["terminals"].float())
+
+    def ours() -> None:
+        for i in range(args.updates):
+            batch.update(stacked([seed_batches[i] for seed_batches in data]))
+
+    theirs(), ours()
+    t = rounds({"official": theirs, "ours": ours}, args.rounds, device)
+    print(
+        f"(d) official ADMPO SACAgent.learn, 5 agents: {5 * args.updates / t['official'][0]:7.1f} | our seed batch "
+        f"S=5: {5 * args.updates / t['ours'][0]:7.1f} updates/s per seed | CPU-time ratio "
+        f"{t['official'][1] / t['ours'][1]:.2f} | vs official: {t['official'][0] / t['ours'][0]:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -217,6 +281,7 @@ def main() -> None:
         f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load average {os.getloadavg()[0]:.2f}"
     )
     bench_seeds(args, device)
+    bench_official(args, device)
     if not args.skip_compile:
         bench_compiled_sac(args, device)
         bench_compiled_rollout(args, device)
