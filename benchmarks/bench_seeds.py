@@ -30,6 +30,8 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
+import gymnasium  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_models import M, make_policy, random_dataset  # noqa: E402
 from peers.peer_harness import peer_root  # noqa: E402
@@ -198,9 +200,11 @@ def bench_compiled_sac(args, device: torch.device) -> None:
 
         t = rounds({"eager": run(eager), "compiled": run(compiled)}, args.rounds, device)
         name = "one agent" if num_seeds is None else f"seed batch S={num_seeds}"
+        n = args.updates * (num_seeds or 1)
         print(
-            f"    {name}: eager {args.updates / t['eager'][0]:7.1f} | compiled {args.updates / t['compiled'][0]:7.1f} "
-            f"updates/s (compile warm-up {compile_s:.0f} s; max |param diff| after 20 updates {deviation:.1e}) | "
+            f"    {name}: eager {n / t['eager'][0]:7.1f} | compiled {n / t['compiled'][0]:7.1f} "
+            f"updates/s per seed (compile warm-up {compile_s:.0f} s; max |param diff| after 20 updates "
+            f"{deviation:.1e}) | "
             f"CPU-time ratio {t['eager'][1] / t['compiled'][1]:.2f} | "
             f"compiled sac: {t['eager'][0] / t['compiled'][0]:.2f}x"
         )
@@ -239,8 +243,9 @@ def bench_official(args, device: torch.device) -> None:
     peer_root("ADMPO_OFFICIAL_PATH", "agent/sac.py")
     from agent.sac import SACAgent  # the official code, imported from the checkout
 
+    space = gymnasium.spaces.Box(-1.0, 1.0, (A,), np.float32)
     official = [
-        SACAgent((D,), [256, 256], A, None, 1, CONFIG.actor_lr, CONFIG.critic_lr, auto_alpha=True,
+        SACAgent((D,), [256, 256], A, space, 1, CONFIG.actor_lr, CONFIG.critic_lr, auto_alpha=True,
                  alpha_lr=CONFIG.alpha_lr, target_entropy=-A, device=str(device))
         for _ in range(5)
     ]  # fmt: skip
