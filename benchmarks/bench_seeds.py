@@ -17,7 +17,7 @@ its variants in alternating rounds and reports the median round, so that other j
 sides alike; wall and CPU-time ratios are printed, with the load average at the start and the end.
 
 Run: ``OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_seeds.py --threads 1`` (``--device cuda`` on a GPU;
-``--skip-compile`` for (a) alone).
+``--skip-compile`` to leave out (b) and (c); ``--profile`` for a profile of a seed-batched update instead).
 """
 
 from __future__ import annotations
@@ -271,6 +271,21 @@ def bench_official(args, device: torch.device) -> None:
     )
 
 
+def profile_batch(args, device: torch.device) -> None:
+    """Where the time of a seed-batched update (S = 5) goes: torch profiler, top operators by own CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _, batch = seed_agents(5, device)
+    data = batches(5, args.updates, device)
+    inputs = [stacked([d[i] for d in data]) for i in range(args.updates)]
+    batch.update(inputs[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for b in inputs[1:]:
+            batch.update(b)
+    print(f"profile of {args.updates - 1} seed-batched updates (S=5):")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -278,6 +293,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30, help="SAC updates per round and variant")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="only profile a seed-batched update (S = 5)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -285,6 +301,8 @@ def main() -> None:
         f"device {device}, threads {args.threads}, torch {torch.__version__}, "
         f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load average {os.getloadavg()[0]:.2f}"
     )
+    if args.profile:
+        return profile_batch(args, device)
     bench_seeds(args, device)
     bench_official(args, device)
     if not args.skip_compile:

@@ -19,6 +19,9 @@ Reliability: every check (config ranges, device, env and dataset dims, a given m
 checkpoint's config against ``config.yaml``) runs before anything is written; one process at a time holds the
 folder (``.lock``); a roll-out row whose penalized reward is non-finite or absurd never reaches the model buffer;
 a non-finite SAC loss or weight stops the run with :class:`DivergenceError`, keeping the last good checkpoint.
+
+Several seeds of one config train in one process with :class:`SeedBatchTrainer` (``train --seeds``): one batched SAC
+update for all seeds, everything else per seed as in a single-seed run, each seed in its own run folder.
 """
 
 from __future__ import annotations
