@@ -484,7 +484,11 @@ class SAC(nn.Module):
 
     def seed_module_state(self, index: int, name: str = "actor") -> dict[str, Tensor]:
         """Seed ``index``'s slice of the module ``name`` (``actor``, ``critic``, ``critic_target``) as a single agent's
-        module ``state_dict`` (views, not copies: for loading into a single agent's module, e.g. for a roll-out)."""
+        module ``state_dict`` (views, not copies: for loading into a single agent's module, e.g. for a roll-out).
+
+        Raises:
+            ValueError: not a seed batch, or ``index`` out of range.
+        """
         self._check_seed(index)
         return {k: v[index] for k, v in getattr(self, name).state_dict().items()}
 
