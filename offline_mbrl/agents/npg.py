@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -466,9 +466,11 @@ class NPG:
         Raises:
             CheckpointError: the state was made with other dims or another config (names the differing keys).
         """
-        saved = state.get("config", {})
-        mine = asdict(self.config)
-        differing = sorted(k for k in mine if _plain(saved.get(k)) != _plain(mine[k]))
+        try:
+            saved = NPGConfig(**state["config"])
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise CheckpointError(f"npg: the checkpoint's config cannot be read ({exc})") from exc
+        differing = [f.name for f in fields(NPGConfig) if getattr(saved, f.name) != getattr(self.config, f.name)]
         if list(state.get("dims", [])) != [self.obs_dim, self.action_dim] or differing:
             raise CheckpointError(
                 f"npg: checkpoint made with dims {state.get('dims')} and other npg keys {differing}; this learner "
@@ -477,8 +479,3 @@ class NPG:
         self.policy.load_state_dict(state["policy"])
         self.value.load_state_dict(state["value"])
         self.value_optimizer.load_state_dict(state["value_optimizer"])
-
-
-def _plain(value: object) -> object:
-    """Tuples as lists (a config written to a checkpoint comes back with lists)."""
-    return list(value) if isinstance(value, tuple) else value
