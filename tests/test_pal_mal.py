@@ -108,15 +108,17 @@ def test_pal_fits_then_takes_k_npg_steps_on_a_small_recent_buffer(monkeypatch):
         calls.clear()
         assert record["env_steps"] == 200 + 100 * (k + 1)
         assert (record["dynamics/fits"], record["npg/steps"]) == (1, 2)
+        assert record["npg/num_trajectories"] == 6 * 2  # Nτ starts, one roll-out per ensemble member
         assert len(loop.data) == min(250, loop.env_steps)  # only the newest B rows
     assert record["data/rows"] == 250 and record["dynamics/rows"] == 250
     assert len(loop.init_states) == record["data/init_states"] > 0
 
 
 def test_mal_takes_k_npg_steps_then_aggregates_and_fits(monkeypatch):
-    loop = GameLoop(_tiny("mal"))
+    loop = GameLoop(_tiny("mal", rollouts_per_start=1))
     calls = _count_calls(loop, monkeypatch)
     record = loop.step()
+    assert record["npg/num_trajectories"] == 6
     assert calls == ["fit", "npg", "npg", "npg", "fit"]  # Alg. 4: M0 on the initial data, K = 3 steps, refit
     assert record["dynamics/fits"] == 2 and record["npg/steps"] == 3
     calls.clear()
@@ -154,6 +156,8 @@ def test_bad_config_and_mismatched_checkpoint_are_named(tmp_path):
         GameConfig.paper("pal", ENV, buffer=10)
     with pytest.raises(ConfigError, match="buffer_size"):
         GameConfig.paper("pal", ENV, buffer_size=10)
+    with pytest.raises(ConfigError, match="init_samples"):
+        GameConfig.paper("mal", ENV, init_samples=5)
     with pytest.raises(ConfigError, match="num_trajectories"):
         GameConfig.paper("mal", ENV, num_trajectories=0)
     with pytest.raises(ConfigError, match="termination"):

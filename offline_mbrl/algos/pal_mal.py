@@ -41,6 +41,7 @@ generator, so a loop resumed at an iteration boundary continues exactly as an un
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -87,7 +88,10 @@ class GameConfig:
         fit_epochs: model-fit epochs per iteration (PAL 100, MAL 10); fit_batch_size: 200; fit_learning_rate: Adam's
             default 1e-3. holdout_fraction: rows held out to keep each member's best weights (module docstring).
         ensemble_size: models in the ensemble (4); hidden_dims: each an MLP (512, 512).
-        num_trajectories: Nτ start states per NPG step (Table 1: 200), each rolled out once per member.
+        num_trajectories: Nτ start states per NPG step (Table 1: 200).
+        rollouts_per_start: model trajectories per start state (None: ``ensemble_size``, MJRL's one per model, so
+            an NPG step sees Nτ·E trajectories; every step of each computes all E members, so the cost grows with
+            E²: 1 gives a quarter of the samples at a quarter of the cost).
         rollout_length: H = min(T, 500) (Table 1).
         buffer_start_fraction: share of start states drawn from the real data (the rest: real initial states).
         eval_episodes: deterministic evaluation episodes after every iteration (0: none).
@@ -109,6 +113,7 @@ class GameConfig:
     ensemble_size: int = 4
     hidden_dims: tuple[int, ...] = (512, 512)
     num_trajectories: int = 200
+    rollouts_per_start: int | None = None
     rollout_length: int = MAX_ROLLOUT_LENGTH
     buffer_start_fraction: float = 0.5
     eval_episodes: int = 10
@@ -132,6 +137,7 @@ class GameConfig:
                 "fit_batch_size": 1,
                 "ensemble_size": 1,
                 "num_trajectories": 1,
+                "rollouts_per_start": 1,
                 "rollout_length": 1,
                 "eval_episodes": 0,
                 "collect_envs": 1,
@@ -140,11 +146,18 @@ class GameConfig:
             positive=("fit_learning_rate",),
             choices={"algo": ALGOS},
         )
-        for name in ("holdout_fraction", "buffer_start_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"config: key '{name}' must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= self.buffer_start_fraction <= 1.0:
+            raise ConfigError(
+                f"config: key 'buffer_start_fraction' must be in [0, 1], got {self.buffer_start_fraction!r}"
+            )
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ConfigError(f"config: key 'holdout_fraction' must be in (0, 1), got {self.holdout_fraction!r}")
+        smallest = min(self.init_samples, self.buffer_size or self.init_samples)
+        if int(self.holdout_fraction * smallest) < 1:
+            raise ConfigError(
+                f"config: key 'init_samples' ({self.init_samples}) leaves no holdout row for the first model fit "
+                f"(holdout_fraction {self.holdout_fraction}); collect at least {math.ceil(1 / self.holdout_fraction)}"
+            )
         if any(width < 1 for width in self.hidden_dims):
             raise ConfigError(f"config: key 'hidden_dims' must hold widths >= 1, got {self.hidden_dims!r}")
         if self.buffer_size is not None and self.buffer_size < self.samples_per_iteration:
@@ -306,9 +319,10 @@ class GameLoop:
         return torch.cat(picks)
 
     def npg_step(self) -> dict[str, float]:
-        """One model-based NPG update (Subroutine 1): Nτ starts, each rolled out once per ensemble member for H
-        steps in the model with the termination function, then ``NPG.update``."""
-        starts = self.start_states().repeat_interleave(self.config.ensemble_size, dim=0)  # (Nτ·E, D)
+        """One model-based NPG update (Subroutine 1): Nτ starts, each rolled out ``rollouts_per_start`` times (default:
+        once per ensemble member) for H steps in the model with the termination function, then ``NPG.update``."""
+        copies = self.config.rollouts_per_start or self.config.ensemble_size
+        starts = self.start_states().repeat_interleave(copies, dim=0)  # (Nτ·copies, D)
         result = rollout(
             self.model,
             self.npg.policy.sampler(self.generator),
