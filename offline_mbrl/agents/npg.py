@@ -328,16 +328,24 @@ class NPG:
         )
 
     # ------------------------------------------------------------------ natural gradient pieces
-    def fisher_vector_product(self, obs: Tensor, vector: Tensor) -> Tensor:
-        """(F + λ_d I) v (P,): F the Hessian of mean_s KL(π_old(·|s) ‖ πθ(·|s)) at θ = θ_old over obs (N, D),
-        by double back-propagation (MJRL ``HVP``); ``vector`` (P,) over ``policy.parameters()`` in order."""
+    def fisher_operator(self, obs: Tensor) -> Callable[[Tensor], Tensor]:
+        """``v (P,) -> (F + λ_d I) v (P,)``: F the Hessian of mean_s KL(π_old(·|s) ‖ πθ(·|s)) at θ = θ_old over obs
+        (N, D), by double back-propagation (MJRL ``HVP``); v is over ``policy.parameters()`` in order. The KL's
+        gradient graph is built once and reused by every product (one backward pass per product)."""
         params = list(self.policy.parameters())
         mean = self.policy(obs)
         kl = gaussian_kl(mean.detach(), self.policy.log_std.detach(), mean, self.policy.log_std).mean()
-        grads = torch.autograd.grad(kl, params, create_graph=True)
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        hvp = torch.autograd.grad(flat @ vector, params)
-        return torch.cat([h.reshape(-1) for h in hvp]) + self.config.cg_damping * vector
+        flat = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, params, create_graph=True)])
+
+        def product(vector: Tensor) -> Tensor:
+            hvp = torch.autograd.grad(flat @ vector, params, retain_graph=True)
+            return torch.cat([h.reshape(-1) for h in hvp]) + self.config.cg_damping * vector
+
+        return product
+
+    def fisher_vector_product(self, obs: Tensor, vector: Tensor) -> Tensor:
+        """(F + λ_d I) v (P,) for one ``vector`` (P,) (``fisher_operator``)."""
+        return self.fisher_operator(obs)(vector)
 
     def policy_gradient(self, obs: Tensor, actions: Tensor, advantages: Tensor) -> Tensor:
         """Vanilla policy gradient g = ∇θ mean(log πθ(a|s) Â) (P,) (Subroutine 1 line 12)."""
@@ -361,7 +369,7 @@ class NPG:
             old_log_std = self.policy.log_std.detach().clone()
             old_log_prob = self.policy.log_prob(obs, actions)
         g = self.policy_gradient(obs, actions, advantages)
-        x = conjugate_gradient(lambda v: self.fisher_vector_product(obs, v), g, self.config.cg_iters)
+        x = conjugate_gradient(self.fisher_operator(obs), g, self.config.cg_iters)
         g_dot_x = g @ x
         alpha = torch.sqrt(self.config.step_size / (g_dot_x.abs() + 1e-20))
         if not (torch.isfinite(g).all() and torch.isfinite(x).all() and torch.isfinite(alpha)):
