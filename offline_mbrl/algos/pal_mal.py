@@ -365,7 +365,8 @@ class GameLoop:
             the iteration's record: ``iteration``, ``env_steps`` (real samples so far), ``dynamics/fits`` and
             ``npg/steps`` (counts this iteration), the fit's ``dynamics/`` metrics (of the last fit), the NPG metrics
             averaged over the K steps (``npg/kl``, ``npg/surrogate_improvement``, … and ``npg/kl_max``),
-            ``rollout/`` statistics, ``collect/`` and ``eval/`` returns, ``time/`` seconds per phase.
+            ``rollout/`` statistics, ``collect/`` (this iteration's N samples; iteration 0 also ``collect/init_*`` of
+            the N_init samples of π0) and ``eval/`` returns, ``time/`` seconds per phase.
         """
         cfg = self.config
         record: dict[str, float] = {}
@@ -379,7 +380,8 @@ class GameLoop:
             return out
 
         if self.data is None:
-            record.update(timed("collect", lambda: self.collect(cfg.init_samples)))
+            initial = timed("collect", lambda: self.collect(cfg.init_samples))
+            record.update({key.replace("collect/", "collect/init_"): value for key, value in initial.items()})
             if cfg.algo == "mal":
                 record.update(timed("fit", self.fit_model))
                 fits += 1
