@@ -11,9 +11,10 @@ policy player and a probabilistic ensemble (``models.ensemble``) as the model pl
       keeping only the newest B rows (B = 2500)
 
 Each NPG step (Subroutine 1) samples ``num_trajectories`` (Nτ = 200) start states and rolls each out H steps
-(H = min(env horizon, 500)) once per ensemble member (MJRL's ``ModelBasedNPG`` rolls the same starts through every
-model: Nτ·E trajectories) with ``offline_mbrl.rollout.rollout`` (the task's termination function ends a trajectory;
-rewards are the model's learned rewards, which the paper found to work as well as the known reward).
+(H = min(env horizon, 500)) ``rollouts_per_start`` times, by default once per ensemble member (MJRL's
+``ModelBasedNPG`` rolls the same starts through every model: Nτ·E trajectories), with ``offline_mbrl.rollout.rollout``
+(the task's termination function ends a trajectory; rewards are the model's learned rewards, which the paper found
+to work as well as the known reward).
 Start states (Appendix B, "Policy Details"; MJRL's ``start_state = 'buffer'``): a fraction ``buffer_start_fraction``
 (0.5, the paper's choice for the gym tasks) are states of the real data buffer D, the rest are initial states of
 real episodes (an "initial state buffer" that keeps the first state of every collected episode, also in PAL).
