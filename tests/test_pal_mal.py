@@ -131,16 +131,31 @@ def _numbers(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith("time/")}
 
 
+class _Stop(Exception):
+    """Stands for a killed process."""
+
+
 @pytest.mark.parametrize("algo", ["pal", "mal"])
 def test_save_load_continue_equals_an_uninterrupted_run(tmp_path, algo):
     config = _tiny(algo, eval_episodes=1)
     straight = GameLoop(config)
     expected = [_numbers(r) for r in straight.run(3)]
 
+    path = tmp_path / "loop.pt"
     first = GameLoop(config)
-    first.run(2, checkpoint=tmp_path / "loop.pt")
+    first.run(1, checkpoint=path)  # checkpoint at an iteration boundary
+
+    def save_then_stop_after_two_phases():
+        first.save(path)
+        if first.load_count == 2:
+            raise _Stop
+        first.load_count += 1
+
+    first.load_count = 1
+    with pytest.raises(_Stop):  # stopped inside iteration 1 (PAL: after its fit and one NPG step; MAL: two NPG steps)
+        first.step(after_phase=save_then_stop_after_two_phases)
     resumed = GameLoop(config)
-    records = resumed.run(3, checkpoint=tmp_path / "loop.pt")
+    records = resumed.run(3, checkpoint=path)
     assert [_numbers(r) for r in records] == expected
     for a, b in zip(straight.state_dict()["npg"]["policy"].values(), resumed.state_dict()["npg"]["policy"].values()):
         assert torch.equal(a, b)

@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ..checks import check_section
 from ..errors import CheckpointError, ConfigError, DivergenceError
@@ -374,8 +373,10 @@ class NPG:
         alpha = torch.sqrt(self.config.step_size / (g_dot_x.abs() + 1e-20))
         if not (torch.isfinite(g).all() and torch.isfinite(x).all() and torch.isfinite(alpha)):
             raise DivergenceError("npg: the policy gradient or its natural direction is not finite; no step taken")
-        theta = parameters_to_vector(self.policy.parameters())
-        vector_to_parameters(theta + alpha * x, self.policy.parameters())
+        params = list(self.policy.parameters())
+        with torch.no_grad():  # in place: each parameter keeps its own storage (a resumed learner computes alike)
+            for param, step in zip(params, torch.split(alpha * x, [p.numel() for p in params])):
+                param.add_(step.view_as(param))
         self.policy.clamp_log_std()
         with torch.no_grad():
             kl = gaussian_kl(old_mean, old_log_std, self.policy(obs), self.policy.log_std).mean()

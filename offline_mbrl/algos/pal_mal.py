@@ -35,8 +35,9 @@ Choices of this implementation (the paper and MJRL differ or are silent):
 Randomness: one ``torch.Generator`` on the device drives start states, roll-outs and the value fit; environment
 collection, model fits and evaluation are seeded per iteration from ``config.seed`` (``phase_seed``), so nothing
 depends on the global random state. ``state_dict``/``load_state_dict`` (and ``save``/``load``, atomic) hold the
-whole loop state: policy, value function and its optimizer, the model, the buffers, counters, records and the
-generator, so a loop resumed at an iteration boundary continues exactly as an uninterrupted one.
+whole loop state: policy, value function and its optimizer, the model, the buffers, counters, records, the iteration
+in progress (phases done, their metrics) and the generator, so a loop resumed after any phase (``run`` saves after
+each fit, NPG step, collection and evaluation) continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -199,6 +201,11 @@ class GameConfig:
         return replace(base, **overrides)
 
 
+def _new_partial() -> dict:
+    """The state of an iteration before its first phase."""
+    return {"phase": 0, "record": {}, "steps": [], "fits": 0}
+
+
 def phase_seed(seed: int, iteration: int, phase: int) -> int:
     """A deterministic seed for one phase (0 collect, 1 fit, 2 evaluate) of one iteration of a run seeded ``seed``."""
     return int(np.random.SeedSequence([seed, iteration, phase]).generate_state(1)[0])
@@ -255,6 +262,7 @@ class GameLoop:
         self.iteration = 0
         self.env_steps = 0
         self.records: list[dict[str, float]] = []
+        self._partial = _new_partial()  # the iteration in progress: phases done, record, NPG-step metrics, fits
         self._data_obs = self.init_states
 
     # ------------------------------------------------------------------ phases
@@ -357,44 +365,52 @@ class GameLoop:
         return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}
 
     # ------------------------------------------------------------------ one iteration
-    def step(self) -> dict[str, float]:
-        """One iteration of Alg. 3 (PAL: fit, K NPG steps, collect N into the recent buffer) or Alg. 4 (MAL: K NPG
-        steps, collect N and aggregate, fit), then an evaluation. Iteration 0 first collects N_init samples (and MAL
-        fits M0 on them, Alg. 4 line 4).
+    def phases(self) -> list[str]:
+        """This iteration's phases in order: Alg. 3 (PAL: ``fit``, K × ``npg``, ``collect``) or Alg. 4 (MAL: K ×
+        ``npg``, ``collect``, ``fit``), then ``eval``; iteration 0 begins with ``collect_init`` (N_init samples of
+        π0) and, for MAL, the fit of M0 (Alg. 4 line 4)."""
+        pal, mal = self.config.algo == "pal", self.config.algo == "mal"
+        first = (["collect_init"] + ["fit"] * mal) if self.iteration == 0 else []
+        return [*first, *["fit"] * pal, *["npg"] * self.config.npg_steps, "collect", *["fit"] * mal, "eval"]
+
+    def _run_phase(self, name: str) -> None:
+        """Run one phase of :meth:`phases` and add its outcome to the iteration in progress."""
+        partial = self._partial
+        start = time.perf_counter()
+        if name == "collect_init":
+            initial = self.collect(self.config.init_samples)
+            partial["record"].update({k.replace("collect/", "collect/init_"): v for k, v in initial.items()})
+        elif name == "fit":
+            partial["record"].update(self.fit_model())
+            partial["fits"] += 1
+        elif name == "npg":
+            partial["steps"].append(self.npg_step())
+        elif name == "collect":
+            partial["record"].update(self.collect(self.config.samples_per_iteration))
+        else:
+            partial["record"].update(self.evaluate())
+        key = "time/" + ("collect" if name == "collect_init" else name)
+        partial["record"][key] = partial["record"].get(key, 0.0) + time.perf_counter() - start
+        partial["phase"] += 1
+
+    def step(self, after_phase: Callable[[], None] | None = None) -> dict[str, float]:
+        """Finish the current iteration (all of :meth:`phases`, or those left by a checkpoint taken mid-iteration)
+        and return its record; ``after_phase()`` is called after every phase but the last (e.g. to checkpoint).
 
         Returns:
             the iteration's record: ``iteration``, ``env_steps`` (real samples so far), ``dynamics/fits`` and
             ``npg/steps`` (counts this iteration), the fit's ``dynamics/`` metrics (of the last fit), the NPG metrics
             averaged over the K steps (``npg/kl``, ``npg/surrogate_improvement``, … and ``npg/kl_max``),
             ``rollout/`` statistics, ``collect/`` (this iteration's N samples; iteration 0 also ``collect/init_*`` of
-            the N_init samples of π0) and ``eval/`` returns, ``time/`` seconds per phase.
+            the N_init samples of π0) and ``eval/`` returns, ``time/`` seconds per phase (``collect``, ``fit``,
+            ``npg``, ``eval``).
         """
-        cfg = self.config
-        record: dict[str, float] = {}
-        times = {"collect": 0.0, "fit": 0.0, "npg": 0.0, "eval": 0.0}
-        fits = 0
-
-        def timed(phase: str, fn):
-            start = time.perf_counter()
-            out = fn()
-            times[phase] += time.perf_counter() - start
-            return out
-
-        if self.data is None:
-            initial = timed("collect", lambda: self.collect(cfg.init_samples))
-            record.update({key.replace("collect/", "collect/init_"): value for key, value in initial.items()})
-            if cfg.algo == "mal":
-                record.update(timed("fit", self.fit_model))
-                fits += 1
-        if cfg.algo == "pal":
-            record.update(timed("fit", self.fit_model))
-            fits += 1
-        steps = [timed("npg", self.npg_step) for _ in range(cfg.npg_steps)]
-        record.update(timed("collect", lambda: self.collect(cfg.samples_per_iteration)))
-        if cfg.algo == "mal":
-            record.update(timed("fit", self.fit_model))
-            fits += 1
-        record.update(timed("eval", self.evaluate))
+        phases = self.phases()
+        while self._partial["phase"] < len(phases):
+            self._run_phase(phases[self._partial["phase"]])
+            if after_phase is not None and self._partial["phase"] < len(phases):
+                after_phase()
+        record, steps = self._partial["record"], self._partial["steps"]
         if steps:
             record.update({key: float(np.mean([s[key] for s in steps])) for key in steps[0]})
             record["npg/kl_max"] = float(max(s["npg/kl"] for s in steps))
@@ -403,19 +419,20 @@ class GameLoop:
             {
                 "iteration": float(self.iteration),
                 "env_steps": float(self.env_steps),
-                "dynamics/fits": float(fits),
+                "dynamics/fits": float(self._partial["fits"]),
                 "npg/steps": float(len(steps)),
                 "data/rows": float(len(self.data)),
                 "data/init_states": float(len(self.init_states)),
-                **{f"time/{phase}": seconds for phase, seconds in times.items()},
             }
         )
         self.records.append(record)
+        self._partial = _new_partial()
         return record
 
     def run(self, iterations: int, checkpoint: str | Path | None = None) -> list[dict[str, float]]:
         """Run until ``iterations`` iterations are done; with ``checkpoint``, resume from it if it exists and save
-        it (atomically) after every iteration. Returns all records.
+        it (atomically) after every phase (every fit, NPG step, collection and evaluation), so a stopped run loses
+        at most one phase. Returns all records.
 
         Raises:
             ConfigError: ``iterations`` < 0.
@@ -425,16 +442,18 @@ class GameLoop:
             raise ConfigError(f"{self.config.algo}: 'iterations' must be >= 0, got {iterations}")
         if checkpoint is not None and Path(checkpoint).is_file():
             self.load(checkpoint)
+        save = None if checkpoint is None else (lambda: self.save(checkpoint))
         while self.iteration < iterations:
-            self.step()
-            if checkpoint is not None:
-                self.save(checkpoint)
+            self.step(after_phase=save)
+            if save is not None:
+                save()
         return self.records
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         """Everything a resumed loop needs (``torch.load(weights_only=True)``-safe): config, NPG state (policy,
-        value function, its optimizer), the model, D and the initial-state buffer, counters, records, generator."""
+        value function, its optimizer), the model, D and the initial-state buffer, counters, records, the iteration in
+        progress and the generator."""
         data = None if self.data is None else {name: torch.as_tensor(getattr(self.data, name)) for name in _DATA_FIELDS}
         return {
             "config": asdict(self.config),
@@ -445,6 +464,7 @@ class GameLoop:
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "records": list(self.records),
+            "partial": self._partial,
             "generator": self.generator.get_state(),
         }
 
@@ -476,6 +496,7 @@ class GameLoop:
         self.init_states = state["init_states"].to(self.device)
         self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
         self.records = list(state["records"])
+        self._partial = state["partial"]
         self.generator.set_state(state["generator"].cpu())
 
     def save(self, path: str | Path) -> None:
