@@ -46,11 +46,15 @@ def test_dimension_spread_matches_numpy_and_sums_to_eq4():
     torch.testing.assert_close(total, adm_var(*(torch.as_tensor(x) for x in (mean, logvar, mask))))
 
 
-def test_rule_is_half_the_break_even_at_two_digits():
+def test_rule_is_half_the_break_even_at_two_digits_capping_the_published_beta():
     assert rule_penalty_coef(4.97) == 2.5 and rule_penalty_coef(0.0123) == 0.0062
+    assert rule_penalty_coef(4.58, published=5.0) == 2.3  # MOPO hopper-medium: the paper's beta is past the cap
+    assert rule_penalty_coef(42.5, published=1.0) == 1.0  # ADMPO-OFF: the paper's beta is safely below it
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ConfigError, match="positive and finite"):
             rule_penalty_coef(bad)
+    with pytest.raises(ConfigError, match="published β must be a finite number >= 0"):
+        rule_penalty_coef(4.0, published=-1.0)
 
 
 @pytest.mark.parametrize("kind", ["adm", "ensemble"])
@@ -96,6 +100,27 @@ def test_study_rejects_a_quantifier_of_another_model_and_a_bad_beta(hopper_datas
         penalty_study(model, hopper_dataset, policies, 8, 2, None, penalty_coef=float("nan"))
     with pytest.raises(ConfigError, match="needs a 'behaviour' policy"):
         penalty_study(model, hopper_dataset, {"random": random_policy(ENV)}, 8, 2, None)
+    with pytest.raises(ConfigError, match="--published-coef adm_std=1.0: needs a measured quantifier"):
+        penalty_study(model, hopper_dataset, policies, 8, 2, None, published_coefs={"adm_std": 1.0})
+
+
+def test_published_beta_caps_the_rule_of_its_quantifier_only(hopper_dataset):
+    model = tiny("ensemble", hopper_dataset, seed=3)  # an untrained model whose behaviour β* is positive
+
+    def run(published):
+        policies = {"behaviour": random_policy(ENV, 3), "random": random_policy(ENV, 4)}
+        return penalty_study(model, hopper_dataset, policies, 40, 3, None, seed=2, published_coefs=published)
+
+    plain = run(None).summary.set_index(["source", "quantifier"])
+    assert plain.loc[("behaviour", "max_aleatoric"), "rule_penalty_coef"] > 1e-3
+    capped = run({"max_aleatoric": 1e-4}).summary.set_index(["source", "quantifier"])
+    assert capped.loc[("behaviour", "max_aleatoric"), "rule_penalty_coef"] == 1e-4
+    assert capped.loc[("behaviour", "max_aleatoric"), "published_coef"] == 1e-4
+    assert math.isnan(capped.loc[("behaviour", "ensemble_std"), "published_coef"])
+    cols = ["rule_penalty_coef", "penalty_coef"]
+    pd.testing.assert_series_equal(
+        capped.loc[("behaviour", "ensemble_std"), cols], plain.loc[("behaviour", "ensemble_std"), cols]
+    )
 
 
 def test_cli_writes_figure_tables_and_prints_break_even(hopper_dataset, tmp_path, capsys, monkeypatch):
@@ -123,13 +148,16 @@ def test_cli_writes_figure_tables_and_prints_break_even(hopper_dataset, tmp_path
             "20",
             "--penalty",
             "max_aleatoric",
+            "--published-coef",
+            "max_aleatoric=0.001",
             "--out-dir",
             str(tmp_path / "out"),
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "max_aleatoric behaviour" in out and "β*" in out and "rule β = 0.5 · β*(behaviour)" in out
+    assert "max_aleatoric behaviour" in out and "β*" in out
+    assert "rule β = min(published 0.001, 0.5 · β*(behaviour)) for max_aleatoric: 0.001" in out
     assert (tmp_path / "out" / "penalty.png").read_bytes()[:8] == PNG_MAGIC
     summary = pd.read_csv(tmp_path / "out" / "penalty_summary.csv")
     assert list(summary["quantifier"].unique()) == ["max_aleatoric"] and len(summary) == 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..agents.sac import SAC
+from ..agents.sac import SAC, BellmanTarget, soft_bellman_target
 from ..config import TrainConfig
 from ..models import DynamicsModel
 
@@ -33,11 +33,20 @@ class Algorithm:
         ``rollout.penalty_coef``."""
         return self.config.rollout.penalty, self.config.rollout.penalty_coef
 
+    def bellman_target(
+        self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int
+    ) -> tuple[BellmanTarget, dict[str, Tensor]]:
+        """The critics' target for this batch (arguments as :meth:`update`) and metrics of its own. Default: SAC's soft
+        target, no metrics. A seed batch (``harness.SeedBatchTrainer``) calls it once per seed, with that seed's
+        single agent and in that seed's random stream, then updates all seeds at once."""
+        return soft_bellman_target, {}
+
     def update(self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int) -> dict[str, Tensor]:
         """One SAC step on a mixed batch (B rows: the first ``num_real`` from the dataset, then model rows; keys as
-        ``SAC.update``), with the fitted dynamics ``model`` (eval mode) at hand -> detached metric tensors. Default:
-        SAC's own update (Alg. 3 lines 9-11)."""
-        return sac.update(batch)
+        ``SAC.update``), with the fitted dynamics ``model`` (eval mode) at hand -> detached metric tensors: SAC's update
+        (Alg. 3 lines 9-11) on the target of :meth:`bellman_target`."""
+        target, metrics = self.bellman_target(sac, model, batch, num_real)
+        return sac.update(batch, target=target) | metrics
 
 
 class OnlineAlgorithm(Algorithm):

@@ -19,6 +19,9 @@ Reliability: every check (config ranges, device, env and dataset dims, a given m
 checkpoint's config against ``config.yaml``) runs before anything is written; one process at a time holds the
 folder (``.lock``); a roll-out row whose penalized reward is non-finite or absurd never reaches the model buffer;
 a non-finite SAC loss or weight stops the run with :class:`DivergenceError`, keeping the last good checkpoint.
+
+Several seeds of one config train in one process with :class:`SeedBatchTrainer` (``train --seeds``): one batched SAC
+update for all seeds, everything else per seed as in a single-seed run, each seed in its own run folder.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import importlib
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +54,7 @@ from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
 from ..runs import MetricsLogger, RunFolder, run_lock
+from ..seeds import SeedStreams, capture, kept
 from ..uncertainty import break_even_coef
 from .base import Algorithm
 
@@ -99,6 +104,15 @@ def fit_config(config: TrainConfig, model: DynamicsModel, seed: int | None = Non
     return FitConfig.for_model(model, **overrides)
 
 
+def compile_model(model: DynamicsModel) -> DynamicsModel:
+    """``torch.compile`` every submodule of ``model`` in place (``nn.Module.compile``: state dict, file format and
+    results to float rounding unchanged), so the roll-out step (the stepper's calls into them) runs compiled. Returns
+    ``model``. Used by ``train --compile``; off by default (``benchmarks/README.md``)."""
+    for module in model.children():
+        module.compile()
+    return model
+
+
 @dataclass
 class EpochTimes:
     """Wall seconds of one epoch, split by phase."""
@@ -136,6 +150,7 @@ class OfflineTrainer:
         dynamics: str | Path | None = None,
         device: str | torch.device = "cpu",
         progress: bool = True,
+        compile: bool = False,
     ) -> None:
         from ..data.load import load_dataset
 
@@ -144,7 +159,7 @@ class OfflineTrainer:
             raise ConfigError(
                 f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
             )
-        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.config, self.run_dir, self.progress, self.compile = config, Path(run_dir), progress, compile
         self.folder = RunFolder(self.run_dir)
         self.algorithm = algorithm_class(config.algo)(config)
         self.device = parse_device(str(device))
@@ -253,6 +268,8 @@ class OfflineTrainer:
     def _setup(self, state: dict | None) -> None:
         """SAC, its schedule, the model buffer and the counters, restored from ``state`` when resuming."""
         self.model.eval()
+        if self.compile:
+            compile_model(self.model)
         self.windows = Windows(self.dataset, self.model.window_length, self.device)
         cfg, space = self.config, self.action_space
         self.sac = SAC(
@@ -262,6 +279,7 @@ class OfflineTrainer:
             torch.as_tensor(space.low),
             torch.as_tensor(space.high),
             self.device,
+            compile=self.compile,
         )
         self.scheduler = self.sac.actor_lr_scheduler(cfg.epochs)
         r = cfg.rollout
@@ -477,32 +495,47 @@ class OfflineTrainer:
             self._check_diverged(sums)
             if self.scheduler is not None:
                 self.scheduler.step()
-            self.epoch += 1
-            t = time.perf_counter()
-            last = self.evaluate()
-            times.evaluation = time.perf_counter() - t
-            row = {
-                "epoch": self.epoch,
-                "step": self.step,
-                **last,
-                **{k: float(v) / cfg.steps_per_epoch for k, v in sums.items()},
-                **rollout_stats,
-                "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
-                "model_buffer/size": len(self.model_buffer),
-                "time/rollout_s": times.rollout,
-                "time/sac_s": times.sac,
-                "time/eval_s": times.evaluation,
-                "time/epoch_s": time.perf_counter() - start,
-            }
-            logger.log(row, self.step)
-            if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
-                self._save()
-                self.write_summary()
+            last = self.end_epoch(logger, sums, rollout_stats, times, start)
             bar.update(1)
             bar.set_postfix(score=f"{last.get('eval/normalized_score', last['eval/return_mean']):.1f}")
         bar.close()
         logger.close()
         return self.write_summary()
+
+    def end_epoch(
+        self,
+        logger: MetricsLogger,
+        sums: dict[str, torch.Tensor],
+        rollout_stats: dict[str, float],
+        times: EpochTimes,
+        start: float,
+    ) -> dict[str, float]:
+        """What follows an epoch's SAC steps, its divergence check and actor-lr step (module docstring): evaluation,
+        the ``metrics.csv`` row (``sums``: per-step metrics summed over the epoch; ``start``: ``perf_counter()`` at
+        the epoch's start) and, when due, checkpoint and summary. Returns the evaluation's metrics."""
+        cfg = self.config
+        self.epoch += 1
+        t = time.perf_counter()
+        last = self.evaluate()
+        times.evaluation = time.perf_counter() - t
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            **last,
+            **{k: float(v) / cfg.steps_per_epoch for k, v in sums.items()},
+            **rollout_stats,
+            "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
+            "model_buffer/size": len(self.model_buffer),
+            "time/rollout_s": times.rollout,
+            "time/sac_s": times.sac,
+            "time/eval_s": times.evaluation,
+            "time/epoch_s": time.perf_counter() - start,
+        }
+        logger.log(row, self.step)
+        if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
+            self._save()
+            self.write_summary()
+        return last
 
     def _check_diverged(self, sums: dict[str, torch.Tensor]) -> None:
         """Stop before anything of this epoch is logged or saved if a summed loss or a SAC weight is non-finite.
@@ -553,6 +586,178 @@ class OfflineTrainer:
             summary["epochs_extended_from"] = self.epochs_extended_from
         self.folder.write_summary(summary)
         return summary
+
+
+class SeedBatchTrainer:
+    """Several seeds of one run config trained in one process as one batched computation (``train --seeds``, issue 15).
+
+    Args:
+        members: one :class:`OfflineTrainer` per seed, built as for single-seed runs (same config but ``seed``, each
+            with its own run folder from ``runs.run_dir_for``), so every check runs before anything is written.
+
+    The SAC agents of all seeds are one seed-batched :class:`SAC` (``num_seeds``): one forward, backward and optimizer
+    step per SAC step for all seeds. Everything else stays per seed and is the member's own code: its dynamics model
+    (fitted in its folder by its seed, the papers' way, or the shared ``--dynamics`` model, loaded once), roll-outs
+    with its policy, model buffer, batches, evaluation, ``metrics.csv``, checkpoints and summary, in the formats of a
+    single-seed run. Each seed draws from its own random stream (``seeds.SeedStreams``) in the order its single-seed
+    run draws, so seed ``s`` of a seed batch gives the results of the single-seed run of seed ``s`` to float rounding
+    (``tests/test_seed_batch.py``), and each folder resumes on its own (``train --resume RUN_DIR``) or with the batch.
+    Roll-outs run one seed after another: they go in blocks of ``rollout.DEFAULT_CHUNK`` starts anyway, and one batch
+    for all seeds would draw dropout masks and noise from one stream.
+
+    An algorithm's own Bellman target (``Algorithm.bellman_target``, MOBILE's penalty) is computed per seed with that
+    seed's agent (its actor and target critics copied from the batch) and model, then all seeds update at once.
+
+    ``time/sac_s`` in each seed's ``metrics.csv`` is the batch's SAC time (all seeds), ``time/rollout_s`` likewise.
+
+    Raises:
+        ConfigError: no members; members whose configs differ in more than ``seed``, with repeated seeds, on other
+            devices or dynamics; an algorithm that overrides ``Algorithm.update`` itself.
+    """
+
+    def __init__(self, members: list[OfflineTrainer]) -> None:
+        if not members:
+            raise ConfigError("train --seeds: at least one seed is needed")
+        first = members[0]
+        seeds = [m.config.seed for m in members]
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"train --seeds: each seed once, got {seeds}")
+        base = to_dict(replace(first.config, seed=0))
+        for m in members[1:]:
+            if to_dict(replace(m.config, seed=0)) != base or m.device != first.device:
+                raise ConfigError(f"train --seeds: {m.run_dir} differs from {first.run_dir} in more than the seed")
+            if m.dynamics_given != first.dynamics_given:
+                raise ConfigError(f"train --seeds: {m.run_dir} uses other dynamics than {first.run_dir}")
+        if type(first.algorithm).update is not Algorithm.update:
+            raise ConfigError(
+                f"train --seeds: algo '{first.config.algo}' updates SAC its own way (not through "
+                f"Algorithm.bellman_target), so its seeds cannot share one update; train them one by one (--seed)"
+            )
+        if first.dynamics_given is not None:  # one shared model, loaded once
+            for m in members[1:]:
+                m.model = first.model
+        self.members, self.config, self.device = members, first.config, first.device
+
+    def train(self, resume: bool = True) -> list[dict]:
+        """Run (or resume) every seed to ``config.epochs``; returns each seed's summary (as ``OfflineTrainer.train``).
+
+        Raises:
+            RunLockedError: another live process trains in one of the run folders.
+            CheckpointError: a checkpoint made with another config, or seeds stopped at different epochs (resume
+                those one by one); nothing is written then.
+            DivergenceError: a non-finite SAC loss or weight in any seed; every seed keeps its last checkpoint.
+            WriteError: a file of a run folder cannot be written.
+        """
+        with ExitStack() as stack:
+            for m in self.members:
+                stack.enter_context(run_lock(m.run_dir))
+            states = [m._read_checkpoint() if resume and m.checkpoint_path.is_file() else None for m in self.members]
+            epochs = {str(m.run_dir): (0 if st is None else int(st["epoch"])) for m, st in zip(self.members, states)}
+            if len(set(epochs.values())) > 1:
+                raise CheckpointError(
+                    f"train --seeds: the seeds' checkpoints are at different epochs ({epochs}); resume each with "
+                    f"train --resume RUN_DIR, or run the seeds at the same epoch together"
+                )
+            for m in self.members:
+                m.folder.write_config(to_dict(m.config))
+            for m in self.members:
+                if m.model is None:
+                    m.model = m._fit_dynamics()
+            with kept(self.device):  # the caller's random stream is left as it was
+                streams = []
+                for m, state in zip(self.members, states):  # each seed set up in its stream, as a single run
+                    with seeded(m.config.seed + 1, self.device):
+                        m._setup(state)
+                        streams.append(capture(self.device))
+                self.streams = SeedStreams(streams, self.device)
+                self._setup()
+                return self._loop()
+
+    def _setup(self) -> None:
+        """The seed-batched SAC and actor-lr schedule, holding the members' (fresh or resumed) states."""
+        first = self.members[0]
+        space = first.action_space
+        self.sac = SAC(
+            first.dataset.obs_dim,
+            first.dataset.action_dim,
+            self.config.sac,
+            torch.as_tensor(space.low),
+            torch.as_tensor(space.high),
+            self.device,
+            num_seeds=len(self.members),
+            streams=self.streams,
+            compile=first.compile,
+        )
+        self.sac.load_seed_full_states([m.sac.full_state() for m in self.members])
+        self.scheduler = self.sac.actor_lr_scheduler(self.config.epochs)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(first.scheduler.state_dict())
+
+    def _sync(self, index: int, names: tuple[str, ...] = ("actor",)) -> None:
+        """Member ``index``'s modules ``names`` <- its seed's slices (before its roll-out or its Bellman target)."""
+        for name in names:
+            getattr(self.members[index].sac, name).load_state_dict(self.sac.seed_module_state(index, name))
+
+    def _loop(self) -> list[dict]:
+        """Epochs of all seeds in lockstep (``OfflineTrainer._loop``, with one batched SAC step for all seeds)."""
+        cfg, members, streams = self.config, self.members, self.streams
+        own_target = type(members[0].algorithm).bellman_target is not Algorithm.bellman_target  # MOBILE
+        loggers = [MetricsLogger(m.run_dir, resume_after=m.epoch) for m in members]
+        bar = tqdm(
+            total=cfg.epochs,
+            initial=members[0].epoch,
+            desc=f"{cfg.algo} x{len(members)} seeds",
+            disable=not members[0].progress,
+        )
+        while members[0].epoch < cfg.epochs:
+            start, times, sums = time.perf_counter(), EpochTimes(), {}
+            rollout_stats: list[dict[str, float]] = [{} for _ in members]
+            for _ in range(cfg.steps_per_epoch):
+                if members[0].step % cfg.rollout.rollout_freq == 0:
+                    t = time.perf_counter()
+                    for i, m in enumerate(members):
+                        self._sync(i)
+                        with streams.use(i):
+                            rollout_stats[i] = m.rollout()
+                    times.rollout += time.perf_counter() - t
+                t = time.perf_counter()
+                parts, targets, extras = [], [], []
+                for i, m in enumerate(members):  # each seed's batch and Bellman target, as its single run draws them
+                    with streams.use(i):
+                        parts.append(m.sac_batch())
+                        if own_target:
+                            self._sync(i, ("actor", "critic_target"))
+                        target, extra = m.algorithm.bellman_target(m.sac, m.model, parts[-1], m.num_real)
+                    targets.append(target)
+                    extras.append(extra)
+                batch = {k: torch.stack([p[k] for p in parts]) for k in parts[0]}  # (S, B, ...)
+                same = all(target is targets[0] for target in targets)  # SAC's own target: one call for all seeds
+                metrics = self.sac.update(batch, target=targets[0] if same else targets)
+                metrics |= {k: torch.stack([e[k] for e in extras]) for k in extras[0]}
+                for k, v in metrics.items():  # (S,) per metric
+                    sums[k] = sums.get(k, 0.0) + v
+                times.sac += time.perf_counter() - t
+                for m in members:
+                    m.step += 1
+            if self.scheduler is not None:
+                self.scheduler.step()
+            for i, m in enumerate(members):  # each member's state for its checks, row and checkpoint
+                m.sac.load_full_state(self.sac.seed_full_state(i))
+                if m.scheduler is not None:
+                    m.scheduler.load_state_dict(self.scheduler.state_dict())
+            for i, m in enumerate(members):  # no seed's epoch is saved if one diverged
+                m._check_diverged({k: v[i] for k, v in sums.items()})
+            last = []
+            for i, (m, logger) in enumerate(zip(members, loggers)):
+                with streams.use(i):  # its checkpoint records its own stream
+                    last.append(m.end_epoch(logger, {k: v[i] for k, v in sums.items()}, rollout_stats[i], times, start))
+            bar.update(1)
+            scores = (e.get("eval/normalized_score", e["eval/return_mean"]) for e in last)
+            bar.set_postfix(score=" ".join(f"{score:.1f}" for score in scores))
+        bar.close()
+        for logger in loggers:
+            logger.close()
+        return [m.write_summary() for m in members]
 
 
 def evaluate_run(

@@ -78,10 +78,12 @@ class MOBILE(Algorithm):
         """No reward penalty: ``(None, 0.0)``."""
         return None, 0.0
 
-    def update(self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int) -> dict[str, Tensor]:
-        """U for every row (0 for the ``num_real`` dataset rows), then SAC's update with :func:`mobile_target`."""
+    def bellman_target(
+        self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int
+    ) -> tuple[BellmanTarget, dict[str, Tensor]]:
+        """U for every row (0 for the ``num_real`` dataset rows) and :func:`mobile_target`; the mean U over the model
+        rows as ``train/bellman_penalty``."""
         penalty = bellman_penalty(model, sac, batch["obs"], batch["actions"], NUM_SAMPLES)  # (B,)
         penalty[:num_real] = 0.0
-        metrics = sac.update(batch, target=mobile_target(penalty, self.config.rollout.penalty_coef))
-        metrics["train/bellman_penalty"] = penalty.sum() / max(1, len(penalty) - num_real)
-        return metrics
+        target = mobile_target(penalty, self.config.rollout.penalty_coef)
+        return target, {"train/bellman_penalty": penalty.sum() / max(1, len(penalty) - num_real)}

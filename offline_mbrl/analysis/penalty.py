@@ -15,8 +15,10 @@ step with dropout as configured; the ensemble samples a random elite) and the ta
 U comes from the very predictions the transition was sampled from (``calibration.rollout_uncertainties``).
 
 **Break-even** β* = mean(r̂) / mean(U) over the behaviour roll-outs (``uncertainty.break_even_coef``): the β at
-which their mean penalized reward is 0. **Rule for our collected datasets**: β = ``RULE_FRACTION`` · β* (half of
-the break-even), rounded to two significant digits; it uses only the data and the fitted model, never returns.
+which their mean penalized reward is 0. **Rule for our collected datasets**: β = min(β_published, ``RULE_FRACTION``
+· β*), the algorithm's published β for the task (its D4RL config) capped at half the break-even, rounded to two
+significant digits; without a published β, half the break-even. It uses only the data, the fitted model and the
+paper's setting, never returns.
 **Dimensions**: per observation dimension, the share of the epistemic spread ``Var_c μ_c,d`` and of the mean
 predicted variance ``σ_d²`` (reward last), i.e. which dimensions carry the uncertainty
 (``uncertainty.dimension_spread``).
@@ -55,16 +57,22 @@ PNG_NAME, POINTS_CSV, SUMMARY_CSV, DIMENSIONS_CSV, SUMMARY_MD = (
 )
 
 
-def rule_penalty_coef(break_even: float, fraction: float = RULE_FRACTION) -> float:
-    """``fraction · β*`` rounded to two significant digits (the β rule of the collected-dataset configs).
+def rule_penalty_coef(break_even: float, published: float | None = None, fraction: float = RULE_FRACTION) -> float:
+    """The β rule of the collected-dataset configs: ``fraction · β*`` rounded to two significant digits, capped
+    by the algorithm's published β for the task when given: ``min(published, fraction · β*)``. So the paper's β
+    stands wherever it is safely below break-even, and the cap applies only where the paper's β would make the
+    behaviour's roll-outs worthless.
 
     Raises:
-        ConfigError: β* is not a positive finite number (the model predicts no positive mean reward, or no U).
+        ConfigError: β* is not a positive finite number (the model predicts no positive mean reward, or no U), or
+            ``published`` is not a finite number >= 0.
     """
     if not (math.isfinite(break_even) and break_even > 0):
         raise ConfigError(f"penalty rule: break-even β must be positive and finite, got {break_even}")
-    value = fraction * break_even
-    return float(f"{value:.2g}")
+    if published is not None and not (math.isfinite(published) and published >= 0):
+        raise ConfigError(f"penalty rule: the published β must be a finite number >= 0, got {published}")
+    cap = float(f"{fraction * break_even:.2g}")
+    return cap if published is None else min(published, cap)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ def penalty_study(
     penalty_coef: float | None = None,
     quantifiers: tuple[str, ...] | None = None,
     seed: int = 0,
+    published_coefs: dict[str, float] | None = None,
 ) -> PenaltyStudy:
     """Measure r̂, U and r̂ − βU of ``model`` on dataset pairs and on roll-outs of ``policies`` (module docstring).
 
@@ -126,10 +135,13 @@ def penalty_study(
         penalty_coef: β of the penalized columns; None: the rule β (``rule_penalty_coef``) of each quantifier.
         quantifiers: names to measure (default: all that apply to the model).
         seed: seeds the start rows, the roll-out noise, the policies' samples and dropout (scoped).
+        published_coefs: quantifier -> the algorithm's published β for the task (e.g. ``{"adm_std": 1.0}`` from
+            the D4RL config); the rule β of that quantifier is then ``min(published, ½ β*)``.
 
     Raises:
-        ConfigError: dims differ from the dataset's, a quantifier does not apply to the model, β is negative or
-            not finite, no ``behaviour`` policy is given with ``penalty_coef=None``, or bad sizes.
+        ConfigError: dims differ from the dataset's, a quantifier does not apply to the model, β (or a
+            published β, or its quantifier) is negative, not finite or unknown, no ``behaviour`` policy is given
+            with ``penalty_coef=None``, or bad sizes.
     """
     applicable = quantifiers_for(model)
     quantifiers = tuple(quantifiers or applicable)
@@ -138,6 +150,13 @@ def penalty_study(
         raise ConfigError(f"penalty: quantifier(s) {unknown} do not apply to a '{model.kind}' model; use {applicable}")
     if penalty_coef is not None and not (math.isfinite(penalty_coef) and penalty_coef >= 0):
         raise ConfigError(f"penalty: --penalty-coef must be a finite number >= 0, got {penalty_coef}")
+    published_coefs = dict(published_coefs or {})
+    for name, value in published_coefs.items():
+        if name not in quantifiers or not (math.isfinite(value) and value >= 0):
+            raise ConfigError(
+                f"penalty: --published-coef {name}={value}: needs a measured quantifier ({quantifiers}) and a "
+                "finite β >= 0"
+            )
     if penalty_coef is None and "behaviour" not in policies:
         raise ConfigError("penalty: the rule β needs a 'behaviour' policy (or pass penalty_coef)")
     if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
@@ -179,7 +198,9 @@ def penalty_study(
         ]
         dimensions.append(_dimension_frame(source, recorders[0], dataset.obs_dim))
     points = pd.concat(points, ignore_index=True)
-    return PenaltyStudy(points, _summary(points, penalty_coef), pd.concat(dimensions, ignore_index=True))
+    return PenaltyStudy(
+        points, _summary(points, penalty_coef, published_coefs), pd.concat(dimensions, ignore_index=True)
+    )
 
 
 def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) -> pd.DataFrame:
@@ -200,12 +221,12 @@ def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) ->
     )
 
 
-def _rule_or_nan(break_even: float) -> float:
+def _rule_or_nan(break_even: float, published: float | None) -> float:
     """The rule β, or NaN where it is undefined (β* not positive: the model predicts no positive mean reward)."""
-    return rule_penalty_coef(break_even) if math.isfinite(break_even) and break_even > 0 else float("nan")
+    return rule_penalty_coef(break_even, published) if math.isfinite(break_even) and break_even > 0 else float("nan")
 
 
-def _summary(points: pd.DataFrame, penalty_coef: float | None) -> pd.DataFrame:
+def _summary(points: pd.DataFrame, penalty_coef: float | None, published: dict[str, float]) -> pd.DataFrame:
     """Per (source, quantifier) statistics; β of the penalized columns is ``penalty_coef`` or the behaviour rule."""
     rows = []
     for (source, quantifier), group in points.groupby(["source", "quantifier"], sort=False):
@@ -223,10 +244,10 @@ def _summary(points: pd.DataFrame, penalty_coef: float | None) -> pd.DataFrame:
         )
     summary = pd.DataFrame(rows)
     behaviour = summary[summary["source"] == "behaviour"].set_index("quantifier")["break_even_coef"]
-    rule = {q: _rule_or_nan(b) for q, b in behaviour.items()}
-    summary["rule_penalty_coef"] = [
-        rule[q] if s == "behaviour" else np.nan for s, q in zip(summary["source"], summary["quantifier"])
-    ]
+    rule = {q: _rule_or_nan(b, published.get(q)) for q, b in behaviour.items()}
+    is_behaviour = summary["source"] == "behaviour"
+    summary["published_coef"] = np.where(is_behaviour, summary["quantifier"].map(published).astype(float), np.nan)
+    summary["rule_penalty_coef"] = np.where(is_behaviour, summary["quantifier"].map(rule).astype(float), np.nan)
     summary["penalty_coef"] = penalty_coef if penalty_coef is not None else summary["quantifier"].map(rule)
     penalized = (
         points["reward"]
@@ -261,11 +282,16 @@ def format_summary(study: PenaltyStudy, top: int = 3) -> str:
                 )
     rule = study.summary[study.summary["source"] == "behaviour"]
     lines += [
-        f"rule β = {RULE_FRACTION} · β*(behaviour) for {q}: "
+        f"rule β = {_rule_text(p)} for {q}: "
         + (f"{b:g}" if math.isfinite(b) else "undefined (β* is not positive: no positive mean reward)")
-        for q, b in zip(rule["quantifier"], rule["rule_penalty_coef"])
+        for q, b, p in zip(rule["quantifier"], rule["rule_penalty_coef"], rule["published_coef"])
     ]
     return "\n".join(lines)
+
+
+def _rule_text(published: float) -> str:
+    half = f"{RULE_FRACTION} · β*(behaviour)"
+    return half if math.isnan(published) else f"min(published {published:g}, {half})"
 
 
 def write_penalty(study: PenaltyStudy, out_dir: str | Path, title: str) -> list[Path]:

@@ -137,6 +137,15 @@ def _name_value(text: str) -> tuple[str, str]:
     return name, value if sep else name
 
 
+def _name_float(text: str) -> tuple[str, float]:
+    """argparse type of ``NAME=NUMBER``."""
+    name, value = _name_value(text)
+    try:
+        return name, float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from exc
+
+
 def _device(text: str):
     """argparse type of a torch device (``cpu``, ``cuda``, ``cuda:1``)."""
     import torch
@@ -543,7 +552,16 @@ def _add_penalty(subparsers: argparse._SubParsersAction) -> None:
         "--penalty-coef",
         type=float,
         metavar="BETA",
-        help="beta of the r - beta*U panel (default: the rule beta, half of the break-even)",
+        help="beta of the r - beta*U panel (default: the rule beta)",
+    )
+    parser.add_argument(
+        "--published-coef",
+        nargs="+",
+        type=_name_float,
+        default=[],
+        metavar="NAME=BETA",
+        help="the algorithm's published beta per quantifier for the task (its D4RL config), e.g. adm_std=1.0: the "
+        "rule beta is then min(published, half the break-even) instead of half the break-even",
     )
     parser.add_argument("--starts", type=int, default=2000, help="roll-out start histories drawn from the dataset")
     parser.add_argument("--horizon", type=int, default=5, help="H, steps of the behaviour and random roll-outs")
@@ -569,6 +587,7 @@ def _run_penalty(args: argparse.Namespace) -> int:
         args.penalty_coef,
         tuple(args.penalty) if args.penalty else None,
         args.seed,
+        dict(args.published_coef),
     )
     title = f"{args.dynamics.name} ({model.kind}) on {dataset.source}: H = {args.horizon}, {args.starts} starts"
     paths = penalty.write_penalty(study, args.out_dir, title)

@@ -27,7 +27,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset spec: minari:<id>, a D4RL .hdf5 or a NeoRL .npz")
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train these seeds in one process, their SAC updates as one batched computation (admpo-off, mopo); "
+        "each seed writes the run folder that --seed SEED would, with the same results to float rounding. "
+        "Rerun the command to resume them, or resume one folder with --resume",
+    )
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the SAC networks and the model's roll-out step (same results to float rounding; not "
+        "part of the run config; not faster on the CPU measured in benchmarks/README.md)",
+    )
     p.add_argument(
         "--epochs",
         type=int,
@@ -167,18 +182,52 @@ def _resolve_online(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from ..algos.harness import OfflineTrainer
 
+    if args.seeds is not None:
+        return _train_seeds(args)
     config, run_dir, dataset, dynamics = _resolve(args)
     if ALGORITHMS[config.algo].online:
         from ..algos.online_harness import OnlineTrainer
 
+        if args.compile:
+            raise ConfigError(f"train: --compile is not available for the online algorithm '{config.algo}' yet")
         trainer = OnlineTrainer(config, run_dir, args.device, progress=not args.no_progress)
         print(f"run folder: {run_dir}")
         _print_summary(trainer.train(resume=True), run_dir)
         return 0
-    trainer = OfflineTrainer(config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress)
+    trainer = OfflineTrainer(
+        config, run_dir, dataset, dynamics, args.device, progress=not args.no_progress, compile=args.compile
+    )
     print(f"run folder: {run_dir}")
     summary = trainer.train(resume=True)
     _print_summary(summary, run_dir)
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds S1 S2 ...``: one :class:`OfflineTrainer` per seed (each checked as a single run), trained
+    together by ``algos.harness.SeedBatchTrainer``.
+
+    Raises:
+        ConfigError: ``--seeds`` with ``--seed`` or ``--resume``; a bad seed; as ``SeedBatchTrainer``.
+    """
+    from dataclasses import replace
+
+    from ..algos.harness import OfflineTrainer, SeedBatchTrainer
+
+    if args.seed is not None or args.resume is not None:
+        raise ConfigError("train: --seeds cannot be combined with --seed or --resume (rerun --seeds to resume them)")
+    if args.algo and ALGORITHMS[args.algo].online:
+        raise ConfigError(f"train: --seeds is for offline algorithms; run the online '{args.algo}' once per --seed")
+    config, _, dataset, dynamics = _resolve(args)
+    configs = [replace(config, seed=seed) for seed in args.seeds]
+    members = [
+        OfflineTrainer(c, run_dir_for(args.runs, c), dataset, dynamics, args.device, not args.no_progress, args.compile)
+        for c in configs
+    ]
+    for m in members:
+        print(f"run folder: {m.run_dir}")
+    for summary, m in zip(SeedBatchTrainer(members).train(resume=True), members):
+        _print_summary(summary, m.run_dir)
     return 0
 
 
