@@ -155,6 +155,10 @@ def test_online_config_errors_are_named(tmp_path, capsys):
     assert "--algo mbpo is online and needs --env" in capsys.readouterr().err
     assert main(["train", "--algo", "admpo-on", "--env", "Hopper-v5", "--dataset", "x", "--runs", str(tmp_path)]) != 0
     assert "drop --dataset" in capsys.readouterr().err
+    assert main(["train", "--algo", "mbpo", "--env", "Hopper-v5", "--seeds", "0", "1", "--runs", str(tmp_path)]) != 0
+    assert "--seeds is for offline algorithms" in capsys.readouterr().err
+    assert main(["train", "--algo", "sac", "--env", "Hopper-v5", "--compile", "--runs", str(tmp_path)]) != 0
+    assert "--compile is not available" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
