@@ -202,6 +202,13 @@ def _policies(args: argparse.Namespace, sources, dataset, env_id: str) -> dict:
     }
 
 
+def _add_oracle_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bc-steps``, ``--env`` and ``--d4rl-model``: the analyses that step the real env (the oracle)."""
+    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
+    parser.add_argument("--env", help="gymnasium id of the real env (default: the dataset's env_id)")
+    parser.add_argument("--d4rl-model", action="store_true", help="Walker2d with D4RL's foot friction (D4RL data)")
+
+
 def _print_written(summary: str, paths) -> int:
     """Print an analysis' terminal summary and the files it wrote; the command's exit code (0)."""
     print(summary)
@@ -410,9 +417,7 @@ def _add_calibration(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--starts", type=int, default=1000, help="roll-out start histories drawn from the dataset")
     parser.add_argument("--horizon", type=int, default=10, help="H, roll-out steps")
-    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
-    parser.add_argument("--env", help="gymnasium id of the oracle (default: the dataset's env_id)")
-    parser.add_argument("--d4rl-model", action="store_true", help="Walker2d with D4RL's foot friction (D4RL data)")
+    _add_oracle_arguments(parser)
 
 
 def _run_calibration(args: argparse.Namespace) -> int:
@@ -620,9 +625,7 @@ def _add_policy_gap(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--penalty-coef", type=float, default=0.0, metavar="BETA", help="beta of r - beta*U")
     parser.add_argument("--starts", type=int, default=300, help="start states per start set")
     parser.add_argument("--horizon", type=int, default=20, help="H, closed-loop steps")
-    parser.add_argument("--bc-steps", type=int, default=10_000, help="gradient steps of the bc policy")
-    parser.add_argument("--env", help="gymnasium id of the real env (default: the dataset's env_id)")
-    parser.add_argument("--d4rl-model", action="store_true", help="Walker2d with D4RL's foot friction (D4RL data)")
+    _add_oracle_arguments(parser)
 
 
 def _run_policy_gap(args: argparse.Namespace) -> int:
