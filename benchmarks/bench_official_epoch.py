@@ -1,0 +1,284 @@
+"""ADMPO-OFF epoch at the official hopper-medium settings against the official ADMPO code, and the roll-out's
+fraction of the fp32 matmul roof (issue 15), measured side by side in one run.
+
+Settings (official ``config/d4rl/hopper-medium.yml`` and ``main4offline.py`` defaults; ours from
+``configs/admpo_off/d4rl/hopper-medium.yaml``): 50,000 roll-out starts, H = 10, m = 5, ``adm_std`` penalty with
+beta = 1, dropout on in roll-outs, 1000 SAC updates per epoch at batch 256 with real_ratio 0.05, fixed alpha 0.05,
+Table 3 networks (256, 256), 10 evaluation episodes. Same data on both sides: ``--dataset`` (default the collected
+``minari:offline_mbrl/hopper/medium-v0``, read-only). Same model sizes: GRU 3 x 200, 4 residual blocks of 200,
+Gaussian head 2 (D + 1). Weights are random (the models are not fitted: roll-out cost does not depend on the
+weights once every trajectory runs all H steps), with both models' input normalizers set from the dataset.
+Termination is off on both sides (our ``trainer.termination = None``, the peer's ``static_fn`` replaced by one
+that never ends a trajectory), so both roll out all 50,000 x 10 transitions, the worst case of a real epoch.
+
+Each round runs one epoch of each side's own training loop, ours (``OfflineTrainer.train``, epochs = 1) and the
+official one (``OFFTrainer.run`` driven by ``peers/run_admpo_official.py``, n_epochs = 1), each with
+``--starts`` roll-out starts and ``--updates`` SAC updates, and reads the phase times each loop writes to its
+``metrics.csv`` (roll-out, SAC, evaluation). Per epoch the times are scaled: roll-out x 50,000 / starts (ours runs
+50,000 starts as blocks of ``DEFAULT_CHUNK`` one after another; the official code runs them as one batch, whose
+temporaries are larger, so the linear scaling favours it), SAC x 1000 / updates. Evaluation depends on how long
+the policy survives, so it is reported apart: both sides' own 10-episode evaluation loops run with their random
+policies, environment steps are counted (the MuJoCo env's ``step``), and the epoch figure charges each side its
+measured seconds per environment step x 10,000 steps (10 episodes that survive 1000 steps, the same behaviour
+on both sides). Then the fp32 matmul roof (``bench_seeds.matmul_roof``) runs as many 256^3 matmuls as our round's
+roll-out has FLOP (``torch.utils.flop_counter``, cross-checked with a count by hand).
+
+Run (from ``benchmarks/``, about 10 minutes on the shared 2-core machine):
+``ADMPO_OFFICIAL_PATH=/work/peers-src/ADMPO MINARI_DATASETS_PATH=... PYTHONPATH=.. OMP_NUM_THREADS=1
+../.venv/bin/python bench_official_epoch.py``; ``--profile`` adds a profile of one block of our roll-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import types
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm loads: no progress bars on either side
+
+import gymnasium  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from bench_seeds import ROOF_SIZE, matmul_roof, roof_matmuls  # noqa: E402
+from peers.run_admpo_official import ALGO, FULL_EPOCHS, RunFolder, budget_parser, build_trainer, peer_setup  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from offline_mbrl.algos.harness import OfflineTrainer, build_dynamics  # noqa: E402
+from offline_mbrl.config import resolve  # noqa: E402
+from offline_mbrl.models.checkpoint import save_model  # noqa: E402
+from offline_mbrl.persist import seeded  # noqa: E402
+from offline_mbrl.rollout import DEFAULT_CHUNK, rollout  # noqa: E402
+
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "configs" / "admpo_off" / "d4rl" / "hopper-medium.yaml"
+STARTS, H, STEPS, EVAL_STEPS = 50_000, 10, 1000, 10 * 1000  # official epoch: starts, horizon, SAC updates, env steps
+
+
+class StepCounter:
+    """Counts calls of ``env_class.step`` (every environment of that class, both sides' evaluation loops)."""
+
+    def __init__(self, env_class: type) -> None:
+        self.count, step = 0, env_class.step
+
+        def counted(env, action):
+            self.count += 1
+            return step(env, action)
+
+        env_class.step = counted
+
+
+def phases(run_dir: Path) -> dict[str, float]:
+    """The last ``metrics.csv`` row's phase seconds: ``rollout``, ``sac``, ``eval``."""
+    row = pd.read_csv(run_dir / "metrics.csv").iloc[-1]
+    return {p: float(row[f"time/{p}_s"]) for p in ("rollout", "sac", "eval")}
+
+
+class Ours:
+    """One epoch of our loop per call, in a fresh run folder, from the same saved random-weight ADM."""
+
+    def __init__(self, args, work: Path) -> None:
+        self.config = resolve(
+            "admpo-off",
+            file=CONFIG_FILE,
+            overrides=[
+                "epochs=1",
+                f"steps_per_epoch={args.updates}",
+                f"rollout.rollout_batch_size={args.starts}",
+                "eval_episodes=10",
+            ],
+            dataset=args.dataset,
+        )
+        self.work, self.calls, self.trainer = work, 0, None
+        probe = OfflineTrainer(self.config, work / "probe", progress=False)  # loads the dataset once
+        self.dataset, self.env_id = probe.dataset, probe.env_id
+        with seeded(0):
+            model = build_dynamics(self.config, self.dataset.obs_dim, self.dataset.action_dim)
+        model.normalizer.set_stats(self.dataset.normalization_stats())
+        self.model_path = work / "adm_random.pt"
+        save_model(model, self.model_path)
+
+    def __call__(self) -> dict[str, float]:
+        self.calls += 1
+        run_dir = self.work / f"ours{self.calls}"
+        self.trainer = OfflineTrainer(self.config, run_dir, self.dataset, self.model_path, progress=False)
+        self.trainer.termination = None  # every trajectory runs all H steps, as on the official side
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="rollout.penalty_coef")  # random model: break-even warning
+            self.trainer.train()
+        return phases(run_dir)
+
+
+class Official:
+    """One epoch of the official ``OFFTrainer.run`` per call (the trainer persists across calls)."""
+
+    def __init__(self, args, work: Path) -> None:
+        argv = ["--dataset", args.dataset, "--epochs", "1", "--steps-per-epoch", str(args.updates)]
+        argv += ["--rollout-batch-size", str(args.starts), "--eval-episodes", "10", "--out", str(work / "official")]
+        pargs_in = budget_parser("official", FULL_EPOCHS).parse_args(argv)
+        _, dataset, env_id, env_kwargs, pargs = peer_setup(pargs_in)
+        self.run = RunFolder(pargs_in, ALGO, dataset, env_id, env_kwargs)
+        cwd = os.getcwd()
+        self.trainer = build_trainer(pargs, self.run, None)
+        os.chdir(cwd)
+        agent = self.trainer.agent
+        agent.dynamics.set_mu_std(*self.trainer.memory.cal_mu_std())  # as its fit does; weights stay random
+        agent.learn_dynamics_from = lambda *_, **__: 0.0  # no model fit
+        never = lambda obs, act, next_obs: np.zeros((len(obs), 1), dtype=bool)  # noqa: E731
+        agent.static_fn = types.SimpleNamespace(termination_fn=never)
+        self.run.open_metrics()
+
+    def __call__(self) -> dict[str, float]:
+        cwd = os.getcwd()
+        os.chdir(self.run.peer_dir)
+        try:
+            self.run.restart_clock()
+            self.trainer.run()
+        finally:
+            os.chdir(cwd)
+        return phases(self.run.path)
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    """Trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def rollout_flops(ours: Ours, rows: int = 256) -> int:
+    """FLOP per transition of our ADM roll-out (penalty, dropout, the SAC policy included) counted by
+    ``torch.utils.flop_counter`` on ``rows`` starts x H steps, termination off."""
+    trainer = ours.trainer
+    history = trainer.windows.history(torch.arange(rows) + trainer.model.window_length)
+    with FlopCounterMode(display=False) as counter:
+        rollout(trainer.model, trainer.policy, history, H, "adm_std")
+    return counter.get_total_flops() // (rows * H)
+
+
+def analytic_flops(obs_dim: int, action_dim: int, h: int = 200, layers: int = 3, blocks: int = 4, m: int = 5) -> int:
+    """FLOP per transition by hand (2 per multiply-add, matmuls only): per step m GRU row-steps (layer 1 reads
+    D + A inputs, the others h; 3 gates of h each for input and hidden) and m heads (``blocks`` h x h layers and
+    the h -> 2 (D + 1) output), plus the cache's warm-up of m (m - 1) / 2 GRU row-steps per trajectory spread
+    over H steps, plus the policy (D -> 256 -> 256 -> 2A)."""
+    gru = 2 * 3 * h * ((obs_dim + action_dim) + h) + (layers - 1) * 2 * 3 * h * (2 * h)
+    head = 2 * (blocks * h * h + h * 2 * (obs_dim + 1))
+    policy = 2 * (obs_dim * 256 + 256 * 256 + 256 * 2 * action_dim)
+    return m * (gru + head) + (m * (m - 1) // 2) * gru // H + policy
+
+
+def profile_rollout(ours: Ours, rows: int) -> None:
+    """Where the time of one block of our roll-out goes: torch profiler, top operators by own CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer = ours.trainer
+    history = trainer.windows.history(torch.arange(rows) + trainer.model.window_length)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        rollout(trainer.model, trainer.policy, history, H, "adm_std")
+    print(f"profile of one roll-out block ({rows} starts x H={H}), top operators by own CPU time:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="minari:offline_mbrl/hopper/medium-v0")
+    parser.add_argument("--starts", type=int, default=DEFAULT_CHUNK, help="roll-out starts per round and side")
+    parser.add_argument("--updates", type=int, default=100, help="SAC updates per round and side")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="also profile one block of our roll-out")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(
+        f"threads 1, torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"load average {os.getloadavg()[0]:.2f}; per round and side: {args.starts} starts x H={H}, "
+        f"{args.updates} SAC updates, 10 evaluation episodes"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ours, official = Ours(args, work), Official(args, work)
+        steps = StepCounter(type(gymnasium.make(ours.env_id).unwrapped))
+        times: dict[str, list[dict[str, float]]] = {"ours": [], "official": [], "roof": []}
+        flops = roof_count = None
+        for r in range(args.rounds):
+            for name, side in (("ours", ours), ("official", official)):
+                before = steps.count
+                t = side()
+                t["eval_steps"] = steps.count - before
+                times[name].append(t)
+            if flops is None:
+                flops = rollout_flops(ours)
+                roof_count = roof_matmuls(flops * args.starts * H)
+                roof = matmul_roof(roof_count, torch.device("cpu"))
+            start = time.perf_counter()
+            roof()
+            times["roof"].append({"s": time.perf_counter() - start})
+            print(
+                f"  round {r + 1}: ours {fmt(times['ours'][-1])} | official {fmt(times['official'][-1])} | "
+                f"roof {times['roof'][-1]['s']:.2f} s",
+                flush=True,
+            )
+        report(args, ours, official, times, flops, roof_count)
+        if args.profile:
+            profile_rollout(ours, DEFAULT_CHUNK)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+def fmt(t: dict[str, float]) -> str:
+    return (
+        f"roll-out {t['rollout']:.2f} s, SAC {t['sac']:.2f} s, evaluation {t['eval']:.2f} s "
+        f"({t['eval_steps']:.0f} env steps)"
+    )
+
+
+def median(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def report(args, ours: Ours, official: Official, times: dict, flops: int, roof_count: int) -> None:
+    """Print the medians scaled to an official epoch, the ratios and the roll-out's fraction of the roof."""
+    model, theirs = ours.trainer.model, official.trainer.agent.dynamics
+    print(
+        f"model sizes: ours ADM {parameter_count(model):,} parameters, official ARMDynamics "
+        f"{parameter_count(theirs):,} (weights random, normalizers from the dataset; termination off)"
+    )
+    epoch = {}
+    for name in ("ours", "official"):
+        rows = times[name]
+        roll = median(rows, "rollout") * STARTS / args.starts
+        sac = median(rows, "sac") * STEPS / args.updates
+        per_step = statistics.median(r["eval"] / max(r["eval_steps"], 1) for r in rows)
+        evaluation = per_step * EVAL_STEPS
+        epoch[name] = (roll, sac, evaluation)
+        print(
+            f"{name:8s} per epoch: roll-out {roll:8.1f} s | SAC {sac:6.1f} s | roll-out + SAC {roll + sac:8.1f} s | "
+            f"evaluation {per_step * 1e3:.2f} ms per env step -> {evaluation:5.1f} s for 10 x 1000 steps | "
+            f"epoch {roll + sac + evaluation:8.1f} s"
+        )
+    (ro, so, eo), (rt, st, et) = epoch["ours"], epoch["official"]
+    print(
+        f"ratios (official / ours): roll-out {rt / ro:.2f}x | SAC {st / so:.2f}x | roll-out + SAC "
+        f"{(rt + st) / (ro + so):.2f}x | evaluation per env step {et / eo:.2f}x"
+    )
+    print(f"admpo-off epoch vs official: {(rt + st + et) / (ro + so + eo):.2f}x")
+    rollout_s = median(times["ours"], "rollout")
+    roof_s = median(times["roof"], "s")
+    roof_flops = roof_count * 2 * ROOF_SIZE**3
+    transitions = args.starts * H
+    print(
+        f"roll-out FLOP per transition: {flops / 1e6:.2f} M counted (torch.utils.flop_counter), "
+        f"{analytic_flops(ours.dataset.obs_dim, ours.dataset.action_dim) / 1e6:.2f} M by hand"
+    )
+    print(
+        f"roll-out {transitions / rollout_s:,.0f} transitions/s ({args.starts} starts per block of "
+        f"{DEFAULT_CHUNK}, H={H}; 50,000 starts run {STARTS / DEFAULT_CHUNK:.1f} such blocks one after another) = "
+        f"{flops * transitions / rollout_s / 1e9:.1f} GFLOP/s; matmul roof ({roof_count} matmuls {ROOF_SIZE}^3 fp32 "
+        f"in the same rounds) {roof_flops / roof_s / 1e9:.1f} GFLOP/s"
+    )
+    print(f"roll-out: {flops * transitions / rollout_s / (roof_flops / roof_s):.0%} of the roof")
+
+
+if __name__ == "__main__":
+    main()
