@@ -34,7 +34,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 import types
 import warnings
 from pathlib import Path
@@ -46,7 +45,7 @@ import gymnasium  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from bench_seeds import ROOF_SIZE, matmul_roof, roof_matmuls  # noqa: E402
+from bench_seeds import ROOF_SIZE, matmul_roof, roof_matmuls, rounds  # noqa: E402
 from peers.run_admpo_official import ALGO, FULL_EPOCHS, RunFolder, budget_parser, build_trainer, peer_setup  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -76,7 +75,7 @@ class StepCounter:
 def phases(run_dir: Path) -> dict[str, float]:
     """The last ``metrics.csv`` row's phase seconds: ``rollout``, ``sac``, ``eval``."""
     row = pd.read_csv(run_dir / "metrics.csv").iloc[-1]
-    return {p: float(row[f"time/{p}_s"]) for p in ("rollout", "sac", "eval")}
+    return {p: float(row[f"time/{p}_s"]) for p in ("rollout", "sac", "eval")} | {"row": row}
 
 
 class Ours:
@@ -111,7 +110,9 @@ class Ours:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="rollout.penalty_coef")  # random model: break-even warning
             self.trainer.train()
-        return phases(run_dir)
+        t = phases(run_dir)
+        t["transitions"] = float(t.pop("row")["rollout/num_transitions"])
+        return t
 
 
 class Official:
@@ -138,10 +139,24 @@ class Official:
         os.chdir(self.run.peer_dir)
         try:
             self.run.restart_clock()
+            stored = self.trainer.model_memory.cnt
             self.trainer.run()
         finally:
             os.chdir(cwd)
-        return phases(self.run.path)
+        t = phases(self.run.path)
+        t.pop("row")
+        memory = self.trainer.model_memory  # a ring buffer: transitions stored by this epoch's roll-out
+        t["transitions"] = float((memory.cnt - stored) % memory.capacity or memory.capacity)
+        return t
+
+
+def rollout_block(ours: Ours, rows: int):
+    """A call that rolls our model out from ``rows`` dataset starts (blocks of ``DEFAULT_CHUNK``) for H steps with
+    the trainer's policy and the ``adm_std`` penalty, termination off: the roll-out of an epoch without the
+    sampling of starts and the buffer write."""
+    trainer = ours.trainer
+    history = trainer.windows.history(trainer.windows.sample_rows(rows))
+    return lambda: rollout(trainer.model, trainer.policy, history, H, "adm_std")
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -212,12 +227,13 @@ def main() -> None:
                 flops = rollout_flops(ours)
                 roof_count = roof_matmuls(flops * args.starts * H)
                 roof = matmul_roof(roof_count, torch.device("cpu"))
-            start = time.perf_counter()
-            roof()
-            times["roof"].append({"s": time.perf_counter() - start})
+                block = rollout_block(ours, args.starts)
+            t = rounds({"rollout": block, "roof": roof}, 1, torch.device("cpu"))  # (wall, CPU) s
+            times["roof"].append({f"{n}_{c}": t[n][i] for n in t for i, c in enumerate(("wall", "cpu"))})
             print(
                 f"  round {r + 1}: ours {fmt(times['ours'][-1])} | official {fmt(times['official'][-1])} | "
-                f"roof {times['roof'][-1]['s']:.2f} s",
+                f"one roll-out call {t['rollout'][0]:.2f} s (CPU {t['rollout'][1]:.2f} s), roof "
+                f"{t['roof'][0]:.2f} s (CPU {t['roof'][1]:.2f} s)",
                 flush=True,
             )
         report(args, ours, official, times, flops, roof_count)
@@ -229,7 +245,7 @@ def main() -> None:
 def fmt(t: dict[str, float]) -> str:
     return (
         f"roll-out {t['rollout']:.2f} s, SAC {t['sac']:.2f} s, evaluation {t['eval']:.2f} s "
-        f"({t['eval_steps']:.0f} env steps)"
+        f"({t['eval_steps']:.0f} env steps), {t['transitions']:.0f} transitions"
     )
 
 
@@ -263,21 +279,25 @@ def report(args, ours: Ours, official: Official, times: dict, flops: int, roof_c
         f"{(rt + st) / (ro + so):.2f}x | evaluation per env step {et / eo:.2f}x"
     )
     print(f"admpo-off epoch vs official: {(rt + st + et) / (ro + so + eo):.2f}x")
-    rollout_s = median(times["ours"], "rollout")
-    roof_s = median(times["roof"], "s")
-    roof_flops = roof_count * 2 * ROOF_SIZE**3
-    transitions = args.starts * H
+    paired = [(o["rollout"] + o["sac"]) / (t["rollout"] + t["sac"]) for o, t in zip(times["ours"], times["official"])]
+    print(f"    (per round, official / ours roll-out + SAC, unscaled: {' '.join(f'{1 / p:.2f}' for p in paired)})")
     print(
         f"roll-out FLOP per transition: {flops / 1e6:.2f} M counted (torch.utils.flop_counter), "
         f"{analytic_flops(ours.dataset.obs_dim, ours.dataset.action_dim) / 1e6:.2f} M by hand"
     )
-    print(
-        f"roll-out {transitions / rollout_s:,.0f} transitions/s ({args.starts} starts per block of "
-        f"{DEFAULT_CHUNK}, H={H}; 50,000 starts run {STARTS / DEFAULT_CHUNK:.1f} such blocks one after another) = "
-        f"{flops * transitions / rollout_s / 1e9:.1f} GFLOP/s; matmul roof ({roof_count} matmuls {ROOF_SIZE}^3 fp32 "
-        f"in the same rounds) {roof_flops / roof_s / 1e9:.1f} GFLOP/s"
-    )
-    print(f"roll-out: {flops * transitions / rollout_s / (roof_flops / roof_s):.0%} of the roof")
+    roof_flops, transitions = roof_count * 2 * ROOF_SIZE**3, args.starts * H
+    for clock in ("wall", "cpu"):
+        rows = times["roof"]
+        rate = statistics.median(transitions / r[f"rollout_{clock}"] for r in rows)
+        roof_rate = statistics.median(roof_flops / r[f"roof_{clock}"] for r in rows)
+        share = statistics.median(r[f"roof_{clock}"] / r[f"rollout_{clock}"] for r in rows)  # same FLOP on both
+        print(
+            f"roll-out ({clock} time) {rate:,.0f} transitions/s ({args.starts} starts in blocks of {DEFAULT_CHUNK}, "
+            f"H={H}; 50,000 starts are {STARTS / DEFAULT_CHUNK:.1f} such blocks one after another) = "
+            f"{flops * rate / 1e9:.1f} GFLOP/s; matmul roof ({roof_count} fp32 matmuls {ROOF_SIZE}^3, same rounds) "
+            f"{roof_rate / 1e9:.1f} GFLOP/s; median of the rounds' ratios {share:.0%}"
+        )
+    print(f"roll-out: {share:.0%} of the roof (CPU time)")
 
 
 if __name__ == "__main__":
