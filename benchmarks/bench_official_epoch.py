@@ -25,7 +25,8 @@ roll-out has FLOP (``torch.utils.flop_counter``, cross-checked with a count by h
 
 Run (from ``benchmarks/``, about 10 minutes on the shared 2-core machine):
 ``ADMPO_OFFICIAL_PATH=/work/peers-src/ADMPO MINARI_DATASETS_PATH=... PYTHONPATH=.. OMP_NUM_THREADS=1
-../.venv/bin/python bench_official_epoch.py``; ``--profile`` adds a profile of one block of our roll-out.
+../.venv/bin/python bench_official_epoch.py``; ``--profile`` adds a profile of one block of our roll-out
+(``--profile-only``: that alone).
 """
 
 from __future__ import annotations
@@ -185,8 +186,10 @@ def analytic_flops(obs_dim: int, action_dim: int, h: int = 200, layers: int = 3,
     return m * (gru + head) + (m * (m - 1) // 2) * gru // H + policy
 
 
-def profile_rollout(ours: Ours, rows: int) -> None:
-    """Where the time of one block of our roll-out goes: torch profiler, top operators by own CPU time."""
+def profile_rollout(ours: Ours, rows: int, flops: int) -> None:
+    """Where the time of one block of our roll-out goes: torch profiler, top operators by own CPU time; then the
+    matmuls' (``aten::addmm``, ``aten::mm``) own CPU time against the roof run on the same FLOP right after, so
+    that share of the roof = matmul share of the time x matmul speed / roof speed (``flops``: per transition)."""
     from torch.profiler import ProfilerActivity, profile
 
     trainer = ours.trainer
@@ -194,7 +197,16 @@ def profile_rollout(ours: Ours, rows: int) -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         rollout(trainer.model, trainer.policy, history, H, "adm_std")
     print(f"profile of one roll-out block ({rows} starts x H={H}), top operators by own CPU time:")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::addmm", "aten::mm")) / 1e6
+    count = roof_matmuls(flops * rows * H)
+    roof = rounds({"roof": matmul_roof(count, torch.device("cpu"))}, 1, torch.device("cpu"))["roof"][1]
+    print(
+        f"matmuls: {matmul / total:.0%} of the profiled CPU time, at {flops * rows * H / matmul / 1e9:.1f} GFLOP/s; "
+        f"roof right after (CPU time) {count * 2 * ROOF_SIZE**3 / roof / 1e9:.1f} GFLOP/s"
+    )
 
 
 def main() -> None:
@@ -204,6 +216,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=100, help="SAC updates per round and side")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="also profile one block of our roll-out")
+    parser.add_argument("--profile-only", action="store_true", help="one epoch of ours, then only the profile")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
@@ -213,6 +226,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.profile_only:
+            (ours := Ours(args, work))()
+            return profile_rollout(ours, DEFAULT_CHUNK, rollout_flops(ours))
         ours, official = Ours(args, work), Official(args, work)
         steps = StepCounter(type(gymnasium.make(ours.env_id).unwrapped))
         times: dict[str, list[dict[str, float]]] = {"ours": [], "official": [], "roof": []}
@@ -238,7 +254,7 @@ def main() -> None:
             )
         report(args, ours, official, times, flops, roof_count)
         if args.profile:
-            profile_rollout(ours, DEFAULT_CHUNK)
+            profile_rollout(ours, DEFAULT_CHUNK, flops)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
