@@ -23,7 +23,7 @@ measured seconds per environment step x 10,000 steps (10 episodes that survive 1
 on both sides). Then the fp32 matmul roof (``bench_seeds.matmul_roof``) runs as many 256^3 matmuls as our round's
 roll-out has FLOP (``torch.utils.flop_counter``, cross-checked with a count by hand).
 
-Run (from ``benchmarks/``, about 10 minutes on the shared 2-core machine):
+Run (from ``benchmarks/``, about 7 minutes on the shared 2-core machine):
 ``ADMPO_OFFICIAL_PATH=/work/peers-src/ADMPO MINARI_DATASETS_PATH=... PYTHONPATH=.. OMP_NUM_THREADS=1
 ../.venv/bin/python bench_official_epoch.py``; ``--profile`` adds a profile of one block of our roll-out
 (``--profile-only``: that alone).
@@ -210,6 +210,7 @@ def profile_rollout(ours: Ours, rows: int, flops: int) -> None:
 
 
 def main() -> None:
+    """Parse the flags, run the rounds (or only the profile) and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="minari:offline_mbrl/hopper/medium-v0")
     parser.add_argument("--starts", type=int, default=DEFAULT_CHUNK, help="roll-out starts per round and side")
@@ -259,6 +260,7 @@ def main() -> None:
 
 
 def fmt(t: dict[str, float]) -> str:
+    """One side's phase seconds, environment steps and transitions of one round, as a line."""
     return (
         f"roll-out {t['rollout']:.2f} s, SAC {t['sac']:.2f} s, evaluation {t['eval']:.2f} s "
         f"({t['eval_steps']:.0f} env steps), {t['transitions']:.0f} transitions"
@@ -266,6 +268,7 @@ def fmt(t: dict[str, float]) -> str:
 
 
 def median(rows: list[dict[str, float]], key: str) -> float:
+    """Median over the rounds of ``key``."""
     return statistics.median(r[key] for r in rows)
 
 
