@@ -27,6 +27,7 @@ import copy
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
@@ -104,6 +105,28 @@ def stacked(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([p[k] for p in parts]) for k in parts[0]}
 
 
+ROOF_SIZE = 256  # the roof's matmuls are ROOF_SIZE x ROOF_SIZE x ROOF_SIZE, fp32
+
+
+def roof_matmuls(flops: int) -> int:
+    """How many ``ROOF_SIZE``-cubed fp32 matmuls (``2 * ROOF_SIZE**3`` FLOP each) make ``flops`` (rounded down, at
+    least one)."""
+    return max(1, flops // (2 * ROOF_SIZE**3))
+
+
+def matmul_roof(count: int, device: torch.device) -> Callable[[], None]:
+    """The fp32 matmul roof of this device: a call that runs ``count`` ``torch.mm`` of a ``(ROOF_SIZE, ROOF_SIZE)``
+    by a ``(ROOF_SIZE, ROOF_SIZE)`` random matrix, i.e. ``count * 2 * ROOF_SIZE**3`` FLOP. Timed in the same rounds as
+    the code it bounds, ``FLOP / seconds`` of the call is the matmul throughput reachable at the time."""
+    x, w = torch.randn(ROOF_SIZE, ROOF_SIZE, device=device), torch.randn(ROOF_SIZE, ROOF_SIZE, device=device)
+
+    def roof() -> None:
+        for _ in range(count):
+            torch.mm(x, w)
+
+    return roof
+
+
 def update_flops(device: torch.device) -> int:
     """Floating-point operations of one single-agent SAC update (``torch.utils.flop_counter``: matmuls, forward and
     backward), the same per seed in a seed batch."""
@@ -116,13 +139,8 @@ def update_flops(device: torch.device) -> int:
 def bench_seeds(args, device: torch.device) -> None:
     print(f"(a) per-seed SAC updates/s, {args.updates} updates per round, median of {args.rounds} rounds")
     flops = update_flops(device)
-    x, w = torch.randn(B, 256, device=device), torch.randn(256, 256, device=device)
-    repeats = max(1, flops // (2 * B * 256 * 256))  # as many 256 x 256 x 256 matmuls as one update's flops
-
-    def roof() -> None:
-        for _ in range(args.updates):
-            for _ in range(repeats):
-                torch.mm(x, w)
+    repeats = roof_matmuls(flops)  # as many 256 x 256 x 256 matmuls as one update's flops
+    roof = matmul_roof(repeats * args.updates, device)
 
     for num_seeds in (1, 3, 5):
         singles, batch = seed_agents(num_seeds, device)

@@ -236,17 +236,42 @@ def _frame_of(exc: BaseException, function: str) -> dict:
     raise PeerSetupError(f"the peer's {function} is not in the traceback; has its code changed?")
 
 
+def peer_setup(args) -> tuple[Path, object, str, dict, object]:
+    """The peer checkout (``ADMPO_OFFICIAL_PATH``), our dataset (``args.dataset``) behind the peer's ``env`` module,
+    and the peer's argument namespace for the task at our budget (:func:`peer_args`).
+
+    Returns:
+        (peer root, dataset, env id, env kwargs, peer args).
+
+    Raises:
+        PeerSetupError: as :func:`peer_root`, :func:`load_peer_dataset`, :func:`peer_task`, :func:`peer_args`.
+    """
+    root = peer_root("ADMPO_OFFICIAL_PATH", "main4offline.py")
+    dataset, env_id, env_kwargs = load_peer_dataset(args.dataset)
+    task = peer_task(dataset, args.peer_config)
+    stub_module("env", ENV={"d4rl": lambda _name: OldGymEnv(env_id, dataset, env_kwargs)})  # no gym/d4rl/neorl
+    return root, dataset, env_id, env_kwargs, peer_args(root, task, args)
+
+
+def build_trainer(pargs, run: RunFolder, resume_state: dict | None):
+    """The peer's ``OFFTrainer`` (as :func:`make_trainer_class` observes it), seeded as ``main4offline.main`` does;
+    changes the working directory to ``run.peer_dir``, where the peer writes its ``./result/...`` files."""
+    seed_everything(run.args.seed)
+    run.peer_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(run.peer_dir)
+    admpo_module = importlib.import_module("agent.admpo")
+    int_sizes(admpo_module)
+    trainer_class = make_trainer_class(importlib.import_module("runner.offline_trainer").OFFTrainer, admpo_module)
+    return trainer_class(pargs, run, resume_state)
+
+
 def main() -> None:
     """Parse the flags, set up the peer with our data, environment and budget, and run it."""
     args = budget_parser(__doc__.split("\n\n")[0], FULL_EPOCHS).parse_args()
     check_budget(args)
     args.out = args.out.resolve()
     torch.set_num_threads(args.threads)
-    root = peer_root("ADMPO_OFFICIAL_PATH", "main4offline.py")
-    dataset, env_id, env_kwargs = load_peer_dataset(args.dataset)
-    task = peer_task(dataset, args.peer_config)
-    stub_module("env", ENV={"d4rl": lambda _name: OldGymEnv(env_id, dataset, env_kwargs)})  # no gym/d4rl/neorl
-    pargs = peer_args(root, task, args)
+    root, dataset, env_id, env_kwargs, pargs = peer_setup(args)
     run = RunFolder(args, ALGO, dataset, env_id, env_kwargs)
     resume_state = run.load_checkpoint()
     if resume_state is not None and run.epoch >= args.epochs:
@@ -263,13 +288,7 @@ def main() -> None:
         {k: v for k, v in vars(pargs).items() if k not in ("action_space",)},
         departures(args),
     )
-    seed_everything(args.seed)
-    run.peer_dir.mkdir(parents=True, exist_ok=True)
-    os.chdir(run.peer_dir)  # the peer writes ./result/... relative to the working directory
-    admpo_module = importlib.import_module("agent.admpo")
-    int_sizes(admpo_module)
-    trainer_class = make_trainer_class(importlib.import_module("runner.offline_trainer").OFFTrainer, admpo_module)
-    trainer = trainer_class(pargs, run, resume_state)
+    trainer = build_trainer(pargs, run, resume_state)
     run.open_metrics()
     if resume_state is not None:
         run.restore_rng(resume_state)
