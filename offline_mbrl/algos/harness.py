@@ -59,8 +59,9 @@ from ..uncertainty import break_even_coef
 from .base import Algorithm
 
 
-def algorithm_class(name: str) -> type[Algorithm]:
-    """The :class:`Algorithm` subclass that ``registry.ALGORITHMS[name]`` names by dotted path.
+def algorithm_class(name: str) -> type:
+    """The class that ``registry.ALGORITHMS[name]`` names by dotted path: its :class:`Algorithm` subclass (loop
+    ``sac``) or the loop the game trainer drives (loop ``game``: ``algos.pal_mal.GameLoop``).
 
     Raises:
         ConfigError: an unknown algorithm.
