@@ -230,6 +230,23 @@ def conjugate_gradient(
     return x
 
 
+def policy_from_state(state: dict, device: str | torch.device = "cpu") -> GaussianMLPPolicy:
+    """The policy of an :meth:`NPG.state_dict` (its ``config``, ``dims`` and ``policy`` weights), in eval mode on
+    ``device``: what ``runs.RunFolder.read_npg_policy`` reads from a PAL/MAL checkpoint.
+
+    Raises:
+        KeyError, TypeError, RuntimeError, ConfigError: ``state`` is not an NPG state (missing entries, another
+            config's shapes); the caller names the file.
+    """
+    config = NPGConfig(**state["config"])
+    obs_dim, action_dim = (int(d) for d in state["dims"])
+    policy = GaussianMLPPolicy(
+        obs_dim, action_dim, config.policy_hidden_dims, config.init_log_std, config.min_log_std, config.max_log_std
+    )
+    policy.load_state_dict(state["policy"])
+    return policy.to(device).eval()
+
+
 class NPG:
     """Natural policy gradient learner with a value baseline (module docstring; paper Subroutine 1).
 
