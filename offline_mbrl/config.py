@@ -292,10 +292,10 @@ class TrainConfig:
             fail("seed", "< 2**32", self.seed)
         unread = [key for key in unread_keys(self.algo) if getattr(self, key) != _DEFAULTS[key]]
         if unread:
-            readers = [n for n in ALGORITHMS if not set(unread) & set(unread_keys(n))]
+            readers = [n for n in ALGORITHMS if unread[0] not in unread_keys(n)]
             raise ConfigError(
-                f"config: key(s) {unread} are not read by algo '{self.algo}' (only by {', '.join(readers) or 'none'}); "
-                f"leave them unset"
+                f"config: key '{unread[0]}' is not read by algo '{self.algo}' (only by {', '.join(readers)}); "
+                f"leave it unset"
             )
 
 
