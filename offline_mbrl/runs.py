@@ -217,20 +217,19 @@ class RunFolder:
             ) from exc
 
     def read_policy(self, device: str | torch.device = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
-        """The deterministic policy of the run, ``obs (B, D) -> action (B, A)`` without gradient: the SAC actor's
-        mean action (:meth:`read_actor`) or the NPG policy's mean (:meth:`read_npg_policy`), by the loop of the
-        recorded ``algo`` (``registry.AlgorithmEntry.loop``).
+        """The deterministic policy of the run, ``obs (B, D) -> action (B, A)`` without gradient: the NPG policy's
+        mean (:meth:`read_npg_policy`) when the ``algo`` of ``summary.json`` is run by the game loop
+        (``registry.AlgorithmEntry.loop``), else the SAC actor's mean action (:meth:`read_actor`).
 
         Raises:
-            RunFolderError: unreadable ``config.yaml`` or an unknown ``algo`` in it.
+            RunFolderError: an unreadable ``summary.json``.
             CheckpointError: as the reader.
         """
         from .registry import ALGORITHMS
 
-        algo = self.read_config()["algo"]
-        if algo not in ALGORITHMS:
-            raise RunFolderError(f"{self.config_file}: unknown algo {algo!r}; known: {', '.join(ALGORITHMS)}")
-        if ALGORITHMS[algo].loop == "game":
+        algo = self.read_summary().get("algo")
+        entry = ALGORITHMS.get(algo) if isinstance(algo, str) else None
+        if entry is not None and entry.loop == "game":
             return self.read_npg_policy(device).deterministic()
         actor = self.read_actor(device)
         return lambda obs: actor(obs, deterministic=True, with_log_prob=False)[0]
