@@ -5,13 +5,16 @@ are named errors that write nothing."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pandas as pd
 import pytest
 import yaml
 
-from offline_mbrl.algos.pal_mal import GameLoop
+from offline_mbrl.algos.game_harness import game_config
+from offline_mbrl.algos.pal_mal import GameConfig, GameLoop
 from offline_mbrl.cli import main
-from offline_mbrl.config import CONFIG_DIR, config_hash, resolve, to_dict
+from offline_mbrl.config import CONFIG_DIR, GameSettings, config_hash, resolve, to_dict
 from offline_mbrl.errors import ConfigError
 
 INIT, PER_ITERATION = 200, 100
@@ -135,3 +138,10 @@ def test_a_run_stopped_mid_iteration_resumes_exactly(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(
         without_times(pd.read_csv(next(straight.rglob("metrics.csv")))), without_times(pd.read_csv(run / "metrics.csv"))
     )
+
+
+def test_the_game_section_holds_every_game_config_field_but_the_top_level_ones():
+    top_level = {"algo", "env_id", "seed", "eval_episodes", "npg"}
+    assert [f.name for f in fields(GameSettings)] == [f.name for f in fields(GameConfig) if f.name not in top_level]
+    config = resolve("mal", env_id="Hopper-v5", seed=3, overrides=["eval_episodes=2", "game.npg_steps=7"])
+    assert game_config(config) == GameConfig.paper("mal", "Hopper-v5", seed=3, eval_episodes=2, npg_steps=7)

@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs",
         type=int,
-        help="override the number of epochs (1000 SAC steps each by default; online: 1000 env steps)",
+        help="override the number of epochs (1000 SAC steps each by default; online: 1000 env steps; pal, mal: "
+        "iterations of Alg. 3/4)",
     )
     p.add_argument(
         "--env",
