@@ -347,7 +347,6 @@ _DACITE = dacite.Config(
         tuple[float, ...]: _sequence(_float),
         tuple[float, ...] | None: _sequence(_float),
         tuple[int, ...] | None: _sequence(lambda x: x),
-        float | None: _float,
     },
 )
 

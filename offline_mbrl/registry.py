@@ -1,5 +1,6 @@
 """The algorithms, one entry each: CLI name, dynamics-model kind, whether it trains online (on ``--env``) or offline
-(on ``--dataset``), config defaults, config folder and the class that implements it on the harness.
+(on ``--dataset``), which trainer runs it (``loop``: the SAC harness, or PAL/MAL's game loop), config defaults, config
+folder and the class that implements it.
 
 Plain data on the bottom floor (it imports only ``errors``) because both sides of the import stack read it:
 ``config`` (its defaults, names and folders) sits below ``algos`` and must not import it, while ``algos.harness``
