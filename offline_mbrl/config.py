@@ -23,6 +23,7 @@ from typing import Any
 import dacite
 import yaml
 
+from .agents.npg_config import NPGConfig
 from .agents.sac_config import SACConfig
 from .checks import check_section, fail
 from .errors import ConfigError
@@ -214,13 +215,51 @@ class OnlineConfig:
 
 
 @dataclass(frozen=True)
+class GameSettings:
+    """The PAL/MAL loop (``registry.AlgorithmEntry.loop`` ``game``; seed 003 Alg. 3/4, ``algos.pal_mal``): the
+    fields of ``algos.pal_mal.GameConfig`` but those the run config holds at its top level (``algo``, ``env_id``,
+    ``seed``, ``eval_episodes``) and ``npg`` (its own section). Each is documented there; units are real samples
+    (``init_samples`` N_init, ``samples_per_iteration`` N, ``buffer_size`` B rows), NPG steps (``npg_steps`` K) and
+    model-fit epochs (``fit_epochs``).
+
+    None (every default) takes the value of ``GameConfig.paper(algo, env_id)``: the paper's Tables 1-3 for the
+    algorithm and the environment's horizon (``buffer_size``: PAL 2500 rows, MAL all rows), or ``GameConfig``'s own
+    default. The values are checked by ``GameConfig`` when the game trainer is built (before anything is written).
+    """
+
+    init_samples: int | None = None
+    samples_per_iteration: int | None = None
+    buffer_size: int | None = None
+    npg_steps: int | None = None
+    fit_epochs: int | None = None
+    fit_batch_size: int | None = None
+    fit_learning_rate: float | None = None
+    holdout_fraction: float | None = None
+    ensemble_size: int | None = None
+    hidden_dims: tuple[int, ...] | None = None
+    num_trajectories: int | None = None
+    rollouts_per_start: int | None = None
+    rollout_length: int | None = None
+    buffer_start_fraction: float | None = None
+    collect_envs: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields that are set (not None), as ``GameConfig.paper`` overrides."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One run. Offline: ``algo`` on ``dataset`` (a dataset spec) for ``epochs`` x ``steps_per_epoch``
     SAC steps, batches mixing ``real_ratio`` dataset rows with model rows, ``eval_episodes``
     deterministic episodes in ``env_id`` (None: from the dataset's metadata) after every epoch,
     a checkpoint every ``checkpoint_every`` epochs. Online (``registry.AlgorithmEntry.online``): no ``dataset``;
     ``env_id`` is the environment it learns in, an epoch is ``steps_per_epoch`` env steps, the ``online`` section
-    sets the loop and ``model_weights`` (``uniform``, ``pmac``, ``tom``) the model fits' sample weights."""
+    sets the loop and ``model_weights`` (``uniform``, ``pmac``, ``tom``) the model fits' sample weights. PAL/MAL
+    (loop ``game``): an epoch is one iteration of Alg. 3/4, set by the ``game`` and ``npg`` sections.
+
+    A key an algorithm does not read (:data:`UNREAD_KEYS` of its loop) must keep its default; it is left out of
+    ``config.yaml`` and the config hash."""
 
     algo: str = "admpo-off"
     dataset: str = ""
@@ -237,6 +276,8 @@ class TrainConfig:
     sac: SACConfig = field(default_factory=SACConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     model_weights: str = "uniform"
+    game: GameSettings = field(default_factory=GameSettings)
+    npg: NPGConfig = field(default_factory=NPGConfig)
 
     def __post_init__(self) -> None:
         check_section(
@@ -249,17 +290,36 @@ class TrainConfig:
             fail("real_ratio", "in [0, 1]", self.real_ratio)
         if self.seed >= 2**32:
             fail("seed", "< 2**32", self.seed)
-        if not algorithm_entry(self.algo).online:
-            for key, default in (("online", OnlineConfig()), ("model_weights", "uniform")):
-                if getattr(self, key) != default:
-                    raise ConfigError(
-                        f"config: key '{key}' applies to the online algorithms only "
-                        f"({', '.join(n for n, e in ALGORITHMS.items() if e.online)}); algo '{self.algo}' is offline"
-                    )
+        unread = [key for key in unread_keys(self.algo) if getattr(self, key) != _DEFAULTS[key]]
+        if unread:
+            readers = [n for n in ALGORITHMS if unread[0] not in unread_keys(n)]
+            raise ConfigError(
+                f"config: key '{unread[0]}' is not read by algo '{self.algo}' (only by {', '.join(readers)}); "
+                f"leave it unset"
+            )
 
 
-#: keys only online algorithms read; an offline config keeps their defaults and leaves them out of ``config.yaml``
+#: keys only online SAC-harness algorithms read (``online``), and only the game loop reads (``game``)
 ONLINE_KEYS = ("online", "model_weights")
+GAME_KEYS = ("game", "npg")
+#: keys of the SAC harness that the game loop does not read
+SAC_KEYS = ("task", "steps_per_epoch", "real_ratio", "checkpoint_every", "dynamics", "rollout", "sac")
+
+
+def unread_keys(algo: str) -> tuple[str, ...]:
+    """The top-level run-config keys ``algo`` does not read: they keep their defaults (``TrainConfig`` checks) and
+    are left out of its ``config.yaml`` and hash, so adding a section for one loop changes no other algorithm's run
+    folders. Offline: the online and game keys; online SAC: the game keys; PAL/MAL: the online and SAC keys."""
+    entry = algorithm_entry(algo)
+    if entry.loop == "game":
+        return ONLINE_KEYS + SAC_KEYS
+    return GAME_KEYS if entry.online else ONLINE_KEYS + GAME_KEYS
+
+
+_DEFAULTS = {
+    f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    for f in dataclasses.fields(TrainConfig)
+}
 
 
 # ------------------------------------------------------------------------------ dict <-> dataclass
@@ -286,6 +346,7 @@ _DACITE = dacite.Config(
         tuple[int, ...]: _sequence(lambda x: x),
         tuple[float, ...]: _sequence(_float),
         tuple[float, ...] | None: _sequence(_float),
+        tuple[int, ...] | None: _sequence(lambda x: x),
     },
 )
 
@@ -312,9 +373,9 @@ def from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 
 def to_dict(config: TrainConfig) -> dict:
-    """Plain nested dict (tuples as lists), the form written to ``config.yaml``. An offline algorithm's dict leaves
-    out :data:`ONLINE_KEYS` (they hold their defaults, ``TrainConfig`` checks it), so offline run folders keep their
-    ``config.yaml`` and hash."""
+    """Plain nested dict (tuples as lists), the form written to ``config.yaml``. It leaves out the keys the algorithm
+    does not read (:func:`unread_keys`; they hold their defaults, ``TrainConfig`` checks it), so run folders keep
+    their ``config.yaml`` and hash when another loop's keys are added."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
@@ -322,9 +383,8 @@ def to_dict(config: TrainConfig) -> dict:
         return list(value) if isinstance(value, tuple) else value
 
     data = plain(dataclasses.asdict(config))
-    if not algorithm_entry(config.algo).online:
-        data = {k: v for k, v in data.items() if k not in ONLINE_KEYS}
-    return data
+    unread = unread_keys(config.algo)
+    return {k: v for k, v in data.items() if k not in unread}
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -408,11 +468,12 @@ def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
 def resume_conflicts(recorded: TrainConfig, requested: TrainConfig) -> list[str]:
     """Why ``requested`` cannot continue a run made with ``recorded``: one ``"key: old -> new"`` per differing
     dotted key (empty: it can). The one allowed change is a larger ``epochs`` when the actor-lr schedule does
-    not depend on it (``sac.lr_schedule`` off or ``sac.lr_schedule_epochs`` set); otherwise the cosine period
-    would change under a running schedule."""
+    not depend on it (``sac.lr_schedule`` off or ``sac.lr_schedule_epochs`` set; always for the game loop);
+    otherwise the cosine period would change under a running schedule."""
     old, new = _flat(to_dict(recorded)), _flat(to_dict(requested))
     conflicts = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old if old[key] != new[key]]
-    schedule_free = not recorded.sac.lr_schedule or recorded.sac.lr_schedule_epochs is not None
+    sac = algorithm_entry(recorded.algo).loop == "sac"  # the game loop has no actor-lr schedule
+    schedule_free = not sac or not recorded.sac.lr_schedule or recorded.sac.lr_schedule_epochs is not None
     if requested.epochs > recorded.epochs and schedule_free:
         conflicts = [c for c in conflicts if not c.startswith("epochs:")]
     elif requested.epochs > recorded.epochs:

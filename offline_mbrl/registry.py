@@ -1,5 +1,6 @@
 """The algorithms, one entry each: CLI name, dynamics-model kind, whether it trains online (on ``--env``) or offline
-(on ``--dataset``), config defaults, config folder and the class that implements it on the harness.
+(on ``--dataset``), which trainer runs it (``loop``: the SAC harness, or PAL/MAL's game loop), config defaults, config
+folder and the class that implements it.
 
 Plain data on the bottom floor (it imports only ``errors``) because both sides of the import stack read it:
 ``config`` (its defaults, names and folders) sits below ``algos`` and must not import it, while ``algos.harness``
@@ -25,11 +26,16 @@ class AlgorithmEntry:
         name: the ``--algo`` choice and the config's ``algo`` value.
         model: the dynamics-model kind it needs (``offline_mbrl.models.MODEL_CLASSES``), also its default
             ``dynamics.model``.
-        algorithm: ``"module:Class"`` of its ``algos.base.Algorithm`` subclass.
+        algorithm: ``"module:Class"`` of its ``algos.base.Algorithm`` subclass (loop ``sac``), or of the loop object
+            the game trainer drives (loop ``game``: ``algos.pal_mal.GameLoop``).
         config_folder: its folder under ``configs/`` (``<folder>/d4rl``, ``/neorl``, ``/minari``).
         summary: one line for ``--help``, with the source.
         online: True when it collects its own data in ``env_id`` (``algos.online_harness``; configs
             ``configs/<config_folder>/<env>.yaml``), False when it learns from a fixed dataset (``algos.harness``).
+        loop: which trainer runs it (:data:`LOOPS`): ``sac`` (the SAC harness: ``algos.harness`` offline,
+            ``algos.online_harness`` online; policy: the SAC actor) or ``game`` (``algos.game_harness``, PAL/MAL's
+            iterations of model fits, NPG steps and collections; policy: the NPG Gaussian policy). It also decides
+            which run-config keys the algorithm reads (``config.UNREAD_KEYS``).
         defaults: overrides of the run config's dataclass defaults (nested dict, as a config file); read it through
             :meth:`config_defaults`.
     """
@@ -40,14 +46,26 @@ class AlgorithmEntry:
     config_folder: str
     summary: str
     online: bool = False
+    loop: str = "sac"
     defaults: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.loop not in LOOPS:
+            raise ConfigError(f"registry: algo '{self.name}': loop must be one of {LOOPS}, got {self.loop!r}")
+        if self.loop == "game" and not self.online:
+            raise ConfigError(f"registry: algo '{self.name}': the game loop is online (it collects its own data)")
+
     def config_defaults(self) -> dict[str, Any]:
-        """A fresh nested dict of :attr:`defaults` with ``dynamics.model`` set to :attr:`model`."""
+        """A fresh nested dict of :attr:`defaults` with ``dynamics.model`` set to :attr:`model` (SAC loop; the game loop
+        builds its ensemble from its ``game`` section and reads no ``dynamics`` section)."""
         defaults = copy.deepcopy(self.defaults)
-        defaults.setdefault("dynamics", {})["model"] = self.model
+        if self.loop == "sac":
+            defaults.setdefault("dynamics", {})["model"] = self.model
         return defaults
 
+
+#: the trainers (``AlgorithmEntry.loop``): the SAC harness (offline and online) and the PAL/MAL game loop
+LOOPS = ("sac", "game")
 
 #: defaults shared by the online algorithms (MBPO Appendix C Table 1; official ADMPO online, REFERENCE-algorithms.md
 #: section 6): 1000 env steps per epoch, one roll-out of 100,000 starts (M = 400 per env step x 250 steps) and one
@@ -127,6 +145,26 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
             summary="ADMPO-ON (ADM paper Alg. 2): online, any-step model, roll-outs from replay histories (Alg. 1)",
             online=True,
             defaults=ONLINE_DEFAULTS,
+        ),
+        AlgorithmEntry(
+            name="pal",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.pal_mal:GameLoop",
+            config_folder="pal",
+            summary="PAL (game-theoretic MBRL, Alg. 3): online, policy as leader: small recent buffer, model fit, "
+            "few NPG steps in it (Table 2)",
+            online=True,
+            loop="game",
+        ),
+        AlgorithmEntry(
+            name="mal",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.pal_mal:GameLoop",
+            config_folder="mal",
+            summary="MAL (game-theoretic MBRL, Alg. 4): online, model as leader: many NPG steps in the model, then "
+            "collect, aggregate, refit (Table 3)",
+            online=True,
+            loop="game",
         ),
     )
 }

@@ -29,8 +29,11 @@ from .config import TrainConfig, config_hash
 from .errors import RunFolderError, RunLockedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
+    from .agents.npg import GaussianMLPPolicy
     from .agents.sac import TanhGaussianActor
 
 # torch (persist, agents) is imported where it is used, so that reading run folders for tables stays torch-free
@@ -195,6 +198,41 @@ class RunFolder:
         except (KeyError, TypeError, RuntimeError) as exc:
             raise RunFolderError(f"{path}: not an offline run checkpoint with SAC actor weights ({exc})") from exc
         return actor.to(device).eval()
+
+    def read_npg_policy(self, device: str | torch.device = "cpu") -> GaussianMLPPolicy:
+        """The NPG Gaussian policy of a PAL/MAL ``checkpoints/last.pt`` (its ``game`` entry, ``GameLoop.state_dict()``;
+        ``agents.npg.policy_from_state``), in eval mode.
+
+        Raises:
+            CheckpointError: missing or unreadable checkpoint, or no NPG policy in it (the message names the file).
+        """
+        from .agents.npg import policy_from_state
+        from .errors import ConfigError
+
+        try:
+            return policy_from_state(self.read_checkpoint(device)["game"]["npg"], device)
+        except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
+            raise RunFolderError(
+                f"{self.checkpoint_file}: not a PAL/MAL checkpoint with NPG policy weights ({exc})"
+            ) from exc
+
+    def read_policy(self, device: str | torch.device = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+        """The deterministic policy of the run, ``obs (B, D) -> action (B, A)`` without gradient: the NPG policy's
+        mean (:meth:`read_npg_policy`) when the ``algo`` of ``summary.json`` is run by the game loop
+        (``registry.AlgorithmEntry.loop``), else the SAC actor's mean action (:meth:`read_actor`).
+
+        Raises:
+            RunFolderError: an unreadable ``summary.json``.
+            CheckpointError: as the reader.
+        """
+        from .registry import ALGORITHMS
+
+        algo = self.read_summary().get("algo")
+        entry = ALGORITHMS.get(algo) if isinstance(algo, str) else None
+        if entry is not None and entry.loop == "game":
+            return self.read_npg_policy(device).deterministic()
+        actor = self.read_actor(device)
+        return lambda obs: actor(obs, deterministic=True, with_log_prob=False)[0]
 
 
 def _read_mapping(path: Path, parse, parse_error: type[Exception], what: str, fmt: str, fields: str) -> dict:

@@ -149,7 +149,9 @@ def test_online_config_errors_are_named(tmp_path, capsys):
         tiny_config("mbpo", extra=("online.rollout_schedule=[10, 5, 1, 3]",))
     with pytest.raises(ConfigError, match="model_weights"):
         tiny_config("mbpo", extra=("model_weights=nope",))
-    with pytest.raises(ConfigError, match="key 'model_weights' applies to the online algorithms only"):
+    with pytest.raises(
+        ConfigError, match="key 'model_weights' is not read by algo 'admpo-off' \\(only by sac, mbpo, admpo-on\\)"
+    ):
         resolve("admpo-off", overrides=["model_weights=pmac"])
     assert main(["train", "--algo", "mbpo", "--runs", str(tmp_path)]) != 0
     assert "--algo mbpo is online and needs --env" in capsys.readouterr().err

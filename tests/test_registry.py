@@ -8,6 +8,7 @@ import pytest
 
 from offline_mbrl.algos.base import Algorithm
 from offline_mbrl.algos.harness import algorithm_class
+from offline_mbrl.algos.pal_mal import GameLoop
 from offline_mbrl.cli import main
 from offline_mbrl.config import CONFIG_DIR, resolve
 from offline_mbrl.errors import ConfigError
@@ -18,10 +19,10 @@ from offline_mbrl.registry import ALGORITHMS, algorithm_entry
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_every_entry_is_complete(name):
     entry = ALGORITHMS[name]
-    assert issubclass(algorithm_class(name), Algorithm)
+    assert issubclass(algorithm_class(name), Algorithm if entry.loop == "sac" else GameLoop)
     assert entry.model in MODEL_CLASSES and (CONFIG_DIR / entry.config_folder).is_dir()
     config = resolve(name, dataset="x")
-    assert config.algo == name and config.dynamics.model == entry.model
+    assert config.algo == name and config.dynamics.model == (entry.model if entry.loop == "sac" else "adm")
     assert entry.config_defaults() is not entry.config_defaults()  # a fresh copy each time
 
 

@@ -59,8 +59,9 @@ from ..uncertainty import break_even_coef
 from .base import Algorithm
 
 
-def algorithm_class(name: str) -> type[Algorithm]:
-    """The :class:`Algorithm` subclass that ``registry.ALGORITHMS[name]`` names by dotted path.
+def algorithm_class(name: str) -> type:
+    """The class that ``registry.ALGORITHMS[name]`` names by dotted path: its :class:`Algorithm` subclass (loop
+    ``sac``) or the loop the game trainer drives (loop ``game``: ``algos.pal_mal.GameLoop``).
 
     Raises:
         ConfigError: an unknown algorithm.
@@ -763,7 +764,8 @@ class SeedBatchTrainer:
 def evaluate_run(
     run_dir: str | Path, episodes: int = 10, seed: int = 0, device: str | torch.device = "cpu"
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Re-evaluate the policy of ``run_dir/checkpoints/last.pt`` over ``episodes`` deterministic episodes,
+    """Re-evaluate the policy of ``run_dir/checkpoints/last.pt`` (``RunFolder.read_policy``: SAC actor or NPG
+    policy) over ``episodes`` deterministic episodes,
     in the environment and with the score reference recorded in ``summary.json`` (no dataset needed).
 
     Returns ``(returns (n,), normalized scores (n,) or None)``.
@@ -779,11 +781,11 @@ def evaluate_run(
     summary = folder.read_summary(required=True)
     if not isinstance(summary.get("env_id"), str):
         raise RunFolderError(f"{folder.summary_file}: must be a mapping with a string field 'env_id'")
-    actor = folder.read_actor(device)
+    policy = folder.read_policy(device)
     env_kwargs = summary.get("env_kwargs") or {}
     env_spaces(summary["env_id"], env_kwargs)  # an env that cannot be built is a ConfigError before any episode
     returns = evaluate_policy(
-        lambda o: actor(o, deterministic=True, with_log_prob=False)[0],
+        policy,
         summary["env_id"],
         episodes,
         seed,

@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs",
         type=int,
-        help="override the number of epochs (1000 SAC steps each by default; online: 1000 env steps)",
+        help="override the number of epochs (1000 SAC steps each by default; online: 1000 env steps; pal, mal: "
+        "iterations of Alg. 3/4)",
     )
     p.add_argument(
         "--env",
@@ -185,6 +186,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _train_seeds(args)
     config, run_dir, dataset, dynamics = _resolve(args)
+    if ALGORITHMS[config.algo].loop == "game":
+        from ..algos.game_harness import GameTrainer
+
+        if args.compile:
+            raise ConfigError(f"train: --compile is not available for '{config.algo}' (its NPG is not compiled)")
+        trainer = GameTrainer(config, run_dir, args.device, progress=not args.no_progress)
+        print(f"run folder: {run_dir}")
+        _print_summary(trainer.train(resume=True), run_dir)
+        return 0
     if ALGORITHMS[config.algo].online:
         from ..algos.online_harness import OnlineTrainer
 
