@@ -13,6 +13,7 @@ the per-task m, H and beta of Table 5 live in ``configs/``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import typing
 from collections.abc import Callable
@@ -290,7 +291,7 @@ class TrainConfig:
             fail("real_ratio", "in [0, 1]", self.real_ratio)
         if self.seed >= 2**32:
             fail("seed", "< 2**32", self.seed)
-        unread = [key for key in unread_keys(self.algo) if getattr(self, key) != _DEFAULTS[key]]
+        unread = [key for key in unread_keys(self.algo) if getattr(self, key) != _defaults()[key]]
         if unread:
             readers = [n for n in ALGORITHMS if unread[0] not in unread_keys(n)]
             raise ConfigError(
@@ -316,10 +317,14 @@ def unread_keys(algo: str) -> tuple[str, ...]:
     return GAME_KEYS if entry.online else ONLINE_KEYS + GAME_KEYS
 
 
-_DEFAULTS = {
-    f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-    for f in dataclasses.fields(TrainConfig)
-}
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """``TrainConfig``'s top-level defaults, built on first use (building a section imports torch, and the
+    parser and ``tabulate`` must not)."""
+    return {
+        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TrainConfig)
+    }
 
 
 # ------------------------------------------------------------------------------ dict <-> dataclass
