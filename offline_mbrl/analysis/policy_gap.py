@@ -103,7 +103,9 @@ def _model_rollout(
     penalty: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, H) model reward, U and alive mask of closed-loop roll-outs from ``rows``."""
-    result = rollout(model, policy, windows.history(torch.as_tensor(rows)), horizon, penalty, termination)
+    result = rollout(
+        model, policy, windows.history(torch.as_tensor(rows, device=windows.device)), horizon, penalty, termination
+    )
     shape = (len(rows), horizon)
     rewards, penalties, alive = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, dtype=bool)
     at = (result.start_ids.cpu().numpy(), result.steps.cpu().numpy())
@@ -126,7 +128,7 @@ def policy_gap(
     """Roll every policy out from the same starts in the model and in the real env (module docstring).
 
     Args:
-        model: a fitted dynamics model on CPU (the real env steps on CPU).
+        model: a fitted dynamics model; its device is the policies' and the roll-out's (the real env steps on CPU).
         dataset: the data the model was fitted on, with ``qpos``/``qvel``.
         policies: name -> ``policy(obs (B, D)) -> (B, A)`` (stochastic samples, as in training roll-outs).
         oracle: the real env (``calibration.oracle_for``).
@@ -151,13 +153,16 @@ def policy_gap(
     if penalty not in model.quantifiers:
         raise ConfigError(f"policy gap: the {model.kind} model has no quantifier {penalty!r}; use {model.quantifiers}")
     starts = start_rows(dataset, num_starts, seed)
-    windows = Windows(dataset, model.window_length)
+    device = next(model.parameters()).device
+    windows = Windows(dataset, model.window_length, device)
     frames = []
-    with seeded(seed):
+    with seeded(seed, device):
         for policy_name, policy in policies.items():
             for start_set, rows in starts.items():
                 reward, u, alive = _model_rollout(model, windows, rows, policy, horizon, termination, penalty)
-                real: OracleRollout = oracle.rollout_from_state(dataset.qpos[rows], dataset.qvel[rows], policy, horizon)
+                real: OracleRollout = oracle.rollout_from_state(
+                    dataset.qpos[rows], dataset.qvel[rows], policy, horizon, device
+                )
                 for source, (r, a) in zip(SOURCES, ((reward, alive), (real.rewards, real.alive))):
                     alive_frac, mean_reward = _per_step(r, a)
                     mean_u = _per_step(u, alive)[1] if source == "model" else np.full(horizon, np.nan)

@@ -631,11 +631,8 @@ def _add_policy_gap(subparsers: argparse._SubParsersAction) -> None:
 def _run_policy_gap(args: argparse.Namespace) -> int:
     from ..analysis import calibration, policy_gap
     from ..envs.termination import termination_fn
-    from ..errors import ConfigError
     from ..models.checkpoint import load_model
 
-    if args.device.type != "cpu":
-        raise ConfigError("analyze policy-gap: the real env steps on CPU; run it with --device cpu")
     dataset, env_id = _dataset_and_env(args)
     model = load_model(args.dynamics, args.device)
     oracle = calibration.oracle_for(dataset, env_id, args.d4rl_model)

@@ -168,7 +168,12 @@ class MujocoOracle:
         return self._step_masked(qpos, qvel, actions, np.ones(len(qpos), dtype=bool))
 
     def rollout_from_state(
-        self, qpos: np.ndarray, qvel: np.ndarray, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int
+        self,
+        qpos: np.ndarray,
+        qvel: np.ndarray,
+        policy: Callable[[torch.Tensor], torch.Tensor],
+        horizon: int,
+        device: torch.device | str = "cpu",
     ) -> OracleRollout:
         """Closed-loop roll-outs of ``policy`` in the real v5 env from stored simulator states.
 
@@ -178,8 +183,9 @@ class MujocoOracle:
 
         Args:
             qpos: (N, nq) start positions including root x; qvel: (N, nv).
-            policy: ``policy(obs (B, D) float32 tensor) -> actions (B, A)`` on CPU.
+            policy: ``policy(obs (B, D) float32 tensor) -> actions (B, A)``, on ``device``.
             horizon: H ≥ 1, steps per trajectory.
+            device: where the policy runs (observations go there once per step, actions come back to the CPU).
         Returns:
             OracleRollout with (N, H) arrays.
         Raises:
@@ -201,7 +207,7 @@ class MujocoOracle:
             if not len(rows):
                 break
             with torch.no_grad():
-                actions = policy(torch.as_tensor(obs[rows], dtype=torch.float32)).cpu().numpy()
+                actions = policy(torch.as_tensor(obs[rows], dtype=torch.float32, device=device)).cpu().numpy()
             for row, action in zip(rows, actions):  # MuJoCo steps one state at a time
                 sim.data.qacc_warmstart[:] = 0.0
                 sim.set_state(qpos[row], qvel[row])
