@@ -176,7 +176,7 @@ def test_bad_config_and_mismatched_checkpoint_are_named(tmp_path):
     with pytest.raises(ConfigError, match="num_trajectories"):
         GameConfig.paper("mal", ENV, num_trajectories=0)
     with pytest.raises(ConfigError, match="termination"):
-        GameLoop(dataclasses.replace(_tiny("pal"), env_id="InvertedPendulum-v5"))
+        GameLoop(dataclasses.replace(_tiny("pal"), env_id="Swimmer-v5"))
     loop = GameLoop(_tiny("pal"))
     loop.save(tmp_path / "loop.pt")
     other = GameLoop(dataclasses.replace(_tiny("pal"), npg_steps=3))

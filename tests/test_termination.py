@@ -19,6 +19,7 @@ def apply(name, ds):
         ("walker2d-medium-v2", "Walker2d-v5", {}),
         ("neorl-hopper", "Hopper-v5", {"exclude_current_positions_from_observation": False}),
         ("neorl:Walker2d-v3-low", "Walker2d-v5", {"exclude_current_positions_from_observation": False}),
+        ("InvertedPendulum-v5", "InvertedPendulum-v5", {}),
     ],
 )
 def test_matches_the_real_environment(name, env_id, kwargs):
@@ -34,6 +35,13 @@ def test_halfcheetah_ends_only_on_blow_ups(name, dim):
     next_obs[2, 0] = float("nan")
     done = termination_fn(name)(next_obs, torch.zeros(4, 6), next_obs)
     assert done.tolist() == [False, name == "HalfCheetah-v5", True, False]
+
+
+def test_inverted_pendulum_ends_past_the_angle_bound():
+    next_obs = torch.zeros(5, 4)
+    next_obs[:, 1] = torch.tensor([0.2, -0.2, 0.2001, -0.25, float("nan")])
+    done = termination_fn("InvertedPendulum-v5")(next_obs, torch.zeros(5, 1), next_obs)
+    assert done.tolist() == [False, False, True, True, True]
 
 
 def test_hopper_rules_at_the_bounds():
@@ -60,6 +68,7 @@ def test_hopper_rules_at_the_bounds():
         ("hopper-medium-replay-v2", "hopper"),
         ("mujoco/walker2d/expert-v0", "walker2d"),
         ("half_cheetah", "halfcheetah"),
+        ("InvertedPendulum-v5", "invertedpendulum"),
         ("neorl-hopper", "neorl-hopper"),
         ("NeoRL:HalfCheetah-v3-high", "neorl-halfcheetah"),
     ],
@@ -71,5 +80,7 @@ def test_names(name, key):
 def test_errors_name_the_problem():
     with pytest.raises(ConfigError, match="no termination function for 'Ant-v5'"):
         termination_fn("Ant-v5")
+    with pytest.raises(ConfigError, match="no termination function for 'InvertedDoublePendulum-v5'"):
+        termination_fn("InvertedDoublePendulum-v5")
     with pytest.raises(ConfigError, match=r"termination 'neorl-hopper'.*\(B, 12\)"):
         termination_fn("neorl-hopper")(torch.zeros(2, 11), torch.zeros(2, 3), torch.zeros(2, 11))

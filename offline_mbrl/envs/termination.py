@@ -10,6 +10,9 @@ Inequalities are strict, as in the environments.
 * walker2d (D = 17): 0.8 < z = o'[0] < 2.0 and −1 < angle = o'[1] < 1 (no state-range check, as the env and ADMPO).
 * halfcheetah (D = 17): the environment never terminates; as in official ADMPO and OfflineRL-Kit a state with
   any |o'| ≥ 100 ends the roll-out (it only fires on model blow-ups).
+* invertedpendulum (``InvertedPendulum-v5``, D = 4, o' = (cart x, pole angle, their velocities)): the pole angle
+  |o'[1]| ≤ 0.2 (the environment terminates when it is > 0.2; MBPO's ``static_fns/inverted_pendulum.py`` likewise).
+  Online only (PAL, MAL, MBPO, SAC on the smallest v5 task); no dataset or score reference exists for it.
 * neorl-hopper / neorl-walker2d (D = 12 / 18, o'[0] is the x position): the same rules shifted by one,
   with o'[3:] in (−100, 100) (NeoRL ``*_done.py``); neorl-halfcheetah (D = 18) never terminates.
 """
@@ -50,6 +53,7 @@ _RULES: dict[str, tuple[int, Callable[[Tensor], Tensor]]] = {
     "hopper": (11, lambda o: _hopper_healthy(o, offset=0, state_from=1)),
     "walker2d": (17, lambda o: _walker2d_healthy(o, offset=0, state_from=None)),
     "halfcheetah": (17, lambda o: (o.abs() < 100.0).all(dim=1)),
+    "invertedpendulum": (4, lambda o: o[:, 1].abs() <= 0.2),
     "neorl-hopper": (12, lambda o: _hopper_healthy(o, offset=1, state_from=3)),
     "neorl-walker2d": (18, lambda o: _walker2d_healthy(o, offset=1, state_from=3)),
     "neorl-halfcheetah": (18, lambda o: torch.ones(o.shape[0], dtype=torch.bool, device=o.device)),
@@ -58,17 +62,18 @@ _RULES: dict[str, tuple[int, Callable[[Tensor], Tensor]]] = {
 
 def task_name(name: str) -> str:
     """Normalize an env or dataset name to a key of the rules: ``Hopper-v5``, ``hopper-medium-v2``,
-    ``mujoco/hopper/expert-v0`` -> ``hopper``; ``neorl-hopper``, ``neorl:Hopper-v3-low`` -> ``neorl-hopper``.
+    ``mujoco/hopper/expert-v0`` -> ``hopper``; ``InvertedPendulum-v5`` -> ``invertedpendulum``; ``neorl-hopper``,
+    ``neorl:Hopper-v3-low`` -> ``neorl-hopper``.
 
     Raises:
-        ConfigError: no known task (hopper, walker2d, halfcheetah) in ``name``.
+        ConfigError: no known task (hopper, walker2d, halfcheetah, invertedpendulum) in ``name``.
     """
     lower = name.lower().replace("_", "").replace("half-cheetah", "halfcheetah")
-    found = re.search(r"hopper|walker2d|halfcheetah", lower)
+    found = re.search(r"hopper|walker2d|halfcheetah|invertedpendulum", lower)
     if found is None:
         raise ConfigError(
             f"termination: no termination function for {name!r}; "
-            "known tasks: hopper, walker2d, halfcheetah (prefix 'neorl' for NeoRL)"
+            "known tasks: hopper, walker2d, halfcheetah, invertedpendulum (prefix 'neorl' for NeoRL)"
         )
     return ("neorl-" if "neorl" in lower else "") + found.group(0)
 
