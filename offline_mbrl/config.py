@@ -158,6 +158,8 @@ class OnlineConfig:
     ``rollout_schedule`` ``[a, b, x, y]``: roll-out length ``H(t) = int(min(max(x + (t - a)/(b - a)·(y - x), x),
     y))`` at env step t (ADM Table 4; MBPO Table 1 in epochs, converted to env steps in ``configs/mbpo``); None:
     the constant ``rollout.rollout_length``. ``target_entropy`` of the learned temperature (None: −|A|).
+    ``actor_freq``: SAC updates per actor and temperature step (the critics step every update; official ADMPO
+    ``actor_freq``: 20 in its Walker2d, Ant and Humanoid configs, 1 elsewhere).
 
     Model-learning weights (``TrainConfig.model_weights``): PMAC (seeds/000 Alg. 1) decays each policy version's
     mass by ``pmac_adaptation_rate`` per version of ``pmac_steps_per_version`` env steps (the warm-up is version
@@ -171,6 +173,7 @@ class OnlineConfig:
     model_train_freq: int = 250
     rollout_schedule: tuple[float, ...] | None = None
     target_entropy: float | None = None
+    actor_freq: int = 1
     pmac_adaptation_rate: float = 0.9
     pmac_steps_per_version: int = 250
     tom_policy_pool: int = 1000
@@ -185,6 +188,7 @@ class OnlineConfig:
                 "warmup_steps": 1,
                 "utd_ratio": 1,
                 "model_train_freq": 1,
+                "actor_freq": 1,
                 "pmac_steps_per_version": 1,
                 "tom_policy_pool": 1,
                 "tom_disc_epochs": 1,

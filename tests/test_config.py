@@ -171,3 +171,45 @@ def test_a_recorded_config_yaml_loads_writes_back_identically_and_keeps_its_hash
 def test_default_config_hashes_are_unchanged(algo):
     config = resolve(algo, dataset="minari:offline_mbrl/hopper/medium-v0")
     assert config_hash(config) == HASHES_BEFORE_COMPOSITION[algo]
+
+
+# ADM paper Table 4 (env steps, m, roll-out schedule, target entropy; UTD 20 everywhere) with the official ADMPO
+# configs' actor_freq (config/mujoco/*.yml)
+TABLE4 = {
+    "hopper": (50_000, 5, (0, 50_000, 1, 15), -1, 1),
+    "walker2d": (200_000, 2, (0, 100_000, 1, 10), -3, 20),
+    "anttruncatedobs": (300_000, 2, (10_000, 100_000, 1, 5), -4, 20),
+    "humanoidtruncatedobs": (300_000, 2, (10_000, 100_000, 1, 10), -8, 20),
+}
+# MBPO Appendix C Table 1 (epochs after the warm-up, G, H schedule in env steps 5000 + 1000 x epoch)
+TABLE1 = {
+    "hopper": (125, 20, (25_000, 105_000, 1, 15)),
+    "walker2d": (300, 20, None),
+    "halfcheetah": (400, 40, None),
+    "anttruncatedobs": (300, 20, (25_000, 105_000, 1, 25)),
+    "humanoidtruncatedobs": (300, 20, (25_000, 305_000, 1, 25)),
+    "invertedpendulum": (15, 20, None),
+}
+
+
+@pytest.mark.parametrize("env", sorted(TABLE4))
+def test_admpo_on_configs_hold_table4(env):
+    steps, m, schedule, entropy, actor_freq = TABLE4[env]
+    config = resolve("admpo-on", CONFIG_DIR / "admpo_on" / f"{env}.yaml", env_id="X-v5")
+    o = config.online
+    assert o.warmup_steps + config.epochs * config.steps_per_epoch == steps
+    assert (config.dynamics.max_backtrack, o.rollout_schedule, o.target_entropy, o.utd_ratio) == (
+        m,
+        schedule,
+        entropy,
+        20,
+    )
+    assert o.actor_freq == actor_freq
+
+
+@pytest.mark.parametrize("env", sorted(TABLE1))
+def test_mbpo_configs_hold_table1(env):
+    epochs, utd, schedule = TABLE1[env]
+    config = resolve("mbpo", CONFIG_DIR / "mbpo" / f"{env}.yaml", env_id="X-v5")
+    assert (config.epochs, config.online.utd_ratio, config.online.rollout_schedule) == (epochs, utd, schedule)
+    assert config.online.rollout_schedule is not None or config.rollout.rollout_length == 1

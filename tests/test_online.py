@@ -45,8 +45,8 @@ TINY = [
 ]
 
 
-def tiny_config(algo: str, epochs: int = EPOCHS, extra: tuple[str, ...] = ()):
-    return resolve(algo, overrides=[*TINY, *extra], env_id="Hopper-v5", epochs=epochs)
+def tiny_config(algo: str, epochs: int = EPOCHS, extra: tuple[str, ...] = (), env_id: str = "Hopper-v5"):
+    return resolve(algo, overrides=[*TINY, *extra], env_id=env_id, epochs=epochs)
 
 
 class Counting(OnlineTrainer):
@@ -110,6 +110,34 @@ def test_the_sac_baseline_runs_the_same_loop_without_a_model(tmp_path):
     assert summary["env_steps"] == WARMUP + EPOCHS * STEPS and not (tmp_path / "dynamics.pt").exists()
     with pytest.raises(ConfigError, match="real_ratio must be 1"):
         OnlineTrainer(tiny_config("sac", extra=("real_ratio=0.5",)), tmp_path)
+
+
+def test_actor_freq_steps_the_actor_and_temperature_every_kth_update(tmp_path):
+    """``online.actor_freq`` (official ADMPO): the critics step on every update, the actor and the learned temperature
+    on every 3rd (counted from the run's first update), and the logged actor metrics average those steps only."""
+    trainer = OnlineTrainer(tiny_config("sac", extra=("online.actor_freq=3",)), tmp_path, progress=False)
+    trainer.train()
+    updates = UTD * EPOCHS * STEPS
+
+    def adam_steps(optim):
+        return {int(state["step"]) for state in optim.state_dict()["state"].values()}
+
+    assert adam_steps(trainer.sac.critic_optim) == {updates}
+    assert adam_steps(trainer.sac.actor_optim) == adam_steps(trainer.sac.alpha_optim) == {updates // 3}
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics[["train/actor_loss", "train/entropy", "train/critic_loss"]].notna().all().all()
+
+
+@pytest.mark.parametrize(
+    "algo, env_id, obs_dim", [("admpo-on", "AntTruncatedObs-v5", 27), ("mbpo", "HumanoidTruncatedObs-v5", 45)]
+)
+def test_the_loop_runs_on_mbpos_truncated_ant_and_humanoid(algo, env_id, obs_dim, tmp_path):
+    """The registered truncated-observation ids (``envs/registration.py``) through the whole loop, with their
+    termination rules in the roll-outs."""
+    trainer = Counting(tiny_config(algo, epochs=1, env_id=env_id), tmp_path, progress=False)  # 15-step episodes
+    summary = trainer.train()
+    assert trainer.real_buffer.storage["obs"].shape[-1] == obs_dim and summary["env_steps"] == WARMUP + STEPS
+    assert pd.read_csv(tmp_path / "metrics.csv")["eval/return_mean"].notna().all()
 
 
 def test_the_real_buffer_is_coherent_and_windows_respect_episode_ends(tmp_path):

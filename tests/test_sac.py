@@ -134,6 +134,19 @@ def test_update_changes_alpha_only_when_learned():
         assert (sac.alpha.item() != pytest.approx(0.5)) == auto
 
 
+def test_a_critic_only_update_leaves_the_actor_and_temperature_alone():
+    torch.manual_seed(0)
+    sac = SAC(D, A, SACConfig(hidden_dims=(16,), alpha=0.5, auto_alpha=True))
+    actor = [p.clone() for p in sac.actor.parameters()]
+    critic = [p.clone() for p in sac.critic.parameters()]
+    metrics = sac.update(_batch(), update_actor=False)
+    assert all(torch.equal(a, b) for a, b in zip(actor, sac.actor.parameters()))
+    assert not any(torch.equal(a, b) for a, b in zip(critic, sac.critic.parameters()))
+    assert sac.alpha.item() == pytest.approx(0.5)
+    assert "train/critic_loss" in metrics and not {"train/actor_loss", "train/alpha_loss"} & set(metrics)
+    assert {"train/actor_loss", "train/alpha_loss"} <= set(sac.update(_batch()))
+
+
 def test_full_state_round_trip_continues_identically(tmp_path):
     torch.manual_seed(0)
     a = SAC(D, A, SACConfig(hidden_dims=(16, 16)))

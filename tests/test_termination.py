@@ -13,19 +13,34 @@ def apply(name, ds):
 
 
 @pytest.mark.parametrize(
-    "name, env_id, kwargs",
+    "name, env_id, kwargs, falls",
     [
-        ("Hopper-v5", "Hopper-v5", {}),
-        ("walker2d-medium-v2", "Walker2d-v5", {}),
-        ("neorl-hopper", "Hopper-v5", {"exclude_current_positions_from_observation": False}),
-        ("neorl:Walker2d-v3-low", "Walker2d-v5", {"exclude_current_positions_from_observation": False}),
-        ("InvertedPendulum-v5", "InvertedPendulum-v5", {}),
+        ("Hopper-v5", "Hopper-v5", {}, 5),
+        ("walker2d-medium-v2", "Walker2d-v5", {}, 5),
+        ("neorl-hopper", "Hopper-v5", {"exclude_current_positions_from_observation": False}, 5),
+        ("neorl:Walker2d-v3-low", "Walker2d-v5", {"exclude_current_positions_from_observation": False}, 5),
+        ("InvertedPendulum-v5", "InvertedPendulum-v5", {}, 5),
+        ("HumanoidTruncatedObs-v5", "HumanoidTruncatedObs-v5", {}, 5),
+        ("Humanoid-v5", "Humanoid-v5", {}, 5),
+        ("AntTruncatedObs-v5", "AntTruncatedObs-v5", {}, 1),  # random actions rarely tip the ant over
+        ("Ant-v5", "Ant-v5", {}, 1),
     ],
 )
-def test_matches_the_real_environment(name, env_id, kwargs):
+def test_matches_the_real_environment(name, env_id, kwargs, falls):
     ds = env_dataset(env_id, 300, 1, 1000, **kwargs)
-    assert ds.terminals.sum() >= 5  # the test sees real falls
+    assert ds.terminals.sum() >= falls  # the test sees real falls
     np.testing.assert_array_equal(apply(name, ds), ds.terminals)
+
+
+@pytest.mark.parametrize("name, dim", [("AntTruncatedObs-v5", 27), ("HumanoidTruncatedObs-v5", 45)])
+def test_ant_and_humanoid_height_bounds(name, dim):
+    """Ant: 0.2 <= z <= 1.0 inclusive (its ``is_healthy``); Humanoid: 1.0 < z < 2.0 strict."""
+    z = torch.tensor([0.2, 1.0, 0.19, 1.01, 1.5, 2.0])
+    next_obs = torch.zeros(len(z), dim)
+    next_obs[:, 0] = z
+    done = termination_fn(name)(next_obs, torch.zeros(len(z), 8), next_obs).tolist()
+    expected = {27: [False, False, True, True, True, True], 45: [True, True, True, False, False, True]}[dim]
+    assert done == expected
 
 
 @pytest.mark.parametrize("name, dim", [("HalfCheetah-v5", 17), ("neorl-halfcheetah", 18)])
@@ -69,6 +84,10 @@ def test_hopper_rules_at_the_bounds():
         ("mujoco/walker2d/expert-v0", "walker2d"),
         ("half_cheetah", "halfcheetah"),
         ("InvertedPendulum-v5", "invertedpendulum"),
+        ("AntTruncatedObs-v5", "anttruncatedobs"),
+        ("mujoco/ant/expert-v0", "ant"),
+        ("HumanoidTruncatedObs-v5", "humanoidtruncatedobs"),
+        ("Humanoid-v5", "humanoid"),
         ("neorl-hopper", "neorl-hopper"),
         ("NeoRL:HalfCheetah-v3-high", "neorl-halfcheetah"),
     ],
@@ -78,9 +97,8 @@ def test_names(name, key):
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ConfigError, match="no termination function for 'Ant-v5'"):
-        termination_fn("Ant-v5")
-    with pytest.raises(ConfigError, match="no termination function for 'InvertedDoublePendulum-v5'"):
-        termination_fn("InvertedDoublePendulum-v5")
+    for name in ("InvertedDoublePendulum-v5", "antmaze-umaze-v2", "HumanoidStandup-v5", "neorl-ant"):
+        with pytest.raises(ConfigError, match=f"no termination function for '{name}'"):
+            termination_fn(name)
     with pytest.raises(ConfigError, match=r"termination 'neorl-hopper'.*\(B, 12\)"):
         termination_fn("neorl-hopper")(torch.zeros(2, 11), torch.zeros(2, 3), torch.zeros(2, 11))

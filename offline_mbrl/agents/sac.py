@@ -341,12 +341,17 @@ class SAC(nn.Module):
         return None
 
     def update(
-        self, batch: dict[str, Tensor], target: BellmanTarget | Sequence[BellmanTarget] = soft_bellman_target
+        self,
+        batch: dict[str, Tensor],
+        target: BellmanTarget | Sequence[BellmanTarget] = soft_bellman_target,
+        update_actor: bool = True,
     ) -> dict[str, Tensor]:
         """One SAC update on ``batch`` with keys ``obs (B, D)``, ``actions (B, A)``, ``rewards (B,)``,
         ``next_obs (B, D)``, ``terminals (B,)``; the critics regress on ``target`` (default: SAC's soft target; an
         algorithm that penalizes the Bellman target passes its own, e.g. MOBILE). Returns detached metric tensors
-        (no host sync).
+        (no host sync). ``update_actor=False`` updates the critics and their targets only: no actor or temperature
+        step and no ``train/actor_loss``, ``train/entropy`` or ``train/alpha_loss`` metric (the official ADMPO
+        ``actor_freq``: one actor step every ``actor_freq`` critic steps).
 
         A seed batch takes every field with a leading seed dim ``(S, B, ...)``, ``target`` as one target over the
         seed dim or one per seed (:func:`per_seed_target`), and returns metrics ``(S,)``.
@@ -372,12 +377,20 @@ class SAC(nn.Module):
         self.critic_optim.zero_grad(set_to_none=True)
         _total(loss_c).backward()
         self.critic_optim.step()
+        if update_actor:
+            metrics |= self._update_actor(obs, alpha, rows)
+        metrics["train/alpha"] = alpha
 
+        with torch.no_grad():  # Polyak averaging of every target parameter in one fused call
+            torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
+        return metrics
+
+    def _update_actor(self, obs: Tensor, alpha: Tensor, rows: int) -> dict[str, Tensor]:
+        """The actor step and, when learned, the temperature step of :meth:`update`; their metrics."""
         new_actions, log_prob = self.actor(obs, noise=self._noise(rows))
         self.critic.requires_grad_(False)
-        loss_a, m = actor_loss(self.critic(obs, new_actions), log_prob, _per_row(alpha))
+        loss_a, metrics = actor_loss(self.critic(obs, new_actions), log_prob, _per_row(alpha))
         self.critic.requires_grad_(True)
-        metrics |= m
         self.actor_optim.zero_grad(set_to_none=True)
         _total(loss_a).backward()
         self.actor_optim.step()
@@ -390,10 +403,6 @@ class SAC(nn.Module):
             self.alpha_optim.step()
             with torch.no_grad():
                 self.log_alpha.clamp_(max=0.0)  # alpha <= 1, as OfflineRL-Kit
-        metrics["train/alpha"] = alpha
-
-        with torch.no_grad():  # Polyak averaging of every target parameter in one fused call
-            torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
         return metrics
 
     def actor_lr_scheduler(self, epochs: int) -> torch.optim.lr_scheduler.CosineAnnealingLR | None:

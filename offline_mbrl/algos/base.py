@@ -41,12 +41,15 @@ class Algorithm:
         single agent and in that seed's random stream, then updates all seeds at once."""
         return soft_bellman_target, {}
 
-    def update(self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int) -> dict[str, Tensor]:
+    def update(
+        self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int, update_actor: bool = True
+    ) -> dict[str, Tensor]:
         """One SAC step on a mixed batch (B rows: the first ``num_real`` from the dataset, then model rows; keys as
         ``SAC.update``), with the fitted dynamics ``model`` (eval mode) at hand -> detached metric tensors: SAC's update
-        (Alg. 3 lines 9-11) on the target of :meth:`bellman_target`."""
+        (Alg. 3 lines 9-11) on the target of :meth:`bellman_target`; ``update_actor=False``: critics only
+        (``SAC.update``)."""
         target, metrics = self.bellman_target(sac, model, batch, num_real)
-        return sac.update(batch, target=target) | metrics
+        return sac.update(batch, target=target, update_actor=update_actor) | metrics
 
 
 class OnlineAlgorithm(Algorithm):

@@ -456,7 +456,7 @@ class OnlineTrainer(OfflineTrainer):
             model_stats: dict[str, list[float]] = {}
             rollout_stats: dict[str, float] = {}
             returns: list[float] = []
-            updates = 0
+            counts: dict[str, int] = {}  # updates that reported each metric (the actor's: every actor_freq-th)
             for _ in range(cfg.steps_per_epoch):
                 since_warmup = self.env_step - o.warmup_steps
                 uses_model = self.algorithm.uses_model
@@ -476,11 +476,12 @@ class OnlineTrainer(OfflineTrainer):
                 times["env"] += time.perf_counter() - t
                 t = time.perf_counter()
                 for _ in range(o.utd_ratio):
-                    metrics = self.algorithm.update(self.sac, self.model, self.sac_batch(), self.num_real)
+                    self.step += 1
+                    update_actor = self.step % o.actor_freq == 0  # official ADMPO: after the critic count's increment
+                    metrics = self.algorithm.update(self.sac, self.model, self.sac_batch(), self.num_real, update_actor)
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
-                    self.step += 1
-                    updates += 1
+                        counts[k] = counts.get(k, 0) + 1
                 times["sac"] += time.perf_counter() - t
             self._check_diverged(sums)
             if self.scheduler is not None:
@@ -494,7 +495,7 @@ class OnlineTrainer(OfflineTrainer):
                 "step": self.env_step,
                 "sac_step": self.step,
                 **last,
-                **{k: float(v) / updates for k, v in sums.items()},
+                **{k: float(v) / counts[k] for k, v in sums.items()},
                 **{k: float(np.mean(v)) for k, v in model_stats.items()},
                 **rollout_stats,
                 "train/episode_return": float(np.mean(returns)) if returns else float("nan"),

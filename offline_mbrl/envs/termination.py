@@ -13,6 +13,10 @@ Inequalities are strict, as in the environments.
 * invertedpendulum (``InvertedPendulum-v5``, D = 4, o' = (cart x, pole angle, their velocities)): the pole angle
   |o'[1]| ≤ 0.2 (the environment terminates when it is > 0.2; MBPO's ``static_fns/inverted_pendulum.py`` likewise).
   Online only (PAL, MAL, MBPO, SAC on the smallest v5 task); no dataset or score reference exists for it.
+* anttruncatedobs (``AntTruncatedObs-v5``, D = 27; ``ant``: ``Ant-v5``, D = 105): 0.2 ≤ z = o'[0] ≤ 1.0, inclusive
+  as the environment's ``is_healthy`` (and MBPO's ``static_fns/ant.py``).
+* humanoidtruncatedobs (``HumanoidTruncatedObs-v5``, D = 45; ``humanoid``: ``Humanoid-v5``, D = 348):
+  1.0 < z = o'[0] < 2.0 (MBPO's ``static_fns/humanoid.py``). The truncated ids: ``envs/registration.py``.
 * neorl-hopper / neorl-walker2d (D = 12 / 18, o'[0] is the x position): the same rules shifted by one,
   with o'[3:] in (−100, 100) (NeoRL ``*_done.py``); neorl-halfcheetah (D = 18) never terminates.
 """
@@ -54,28 +58,56 @@ _RULES: dict[str, tuple[int, Callable[[Tensor], Tensor]]] = {
     "walker2d": (17, lambda o: _walker2d_healthy(o, offset=0, state_from=None)),
     "halfcheetah": (17, lambda o: (o.abs() < 100.0).all(dim=1)),
     "invertedpendulum": (4, lambda o: o[:, 1].abs() <= 0.2),
+    "anttruncatedobs": (27, lambda o: (o[:, 0] >= 0.2) & (o[:, 0] <= 1.0)),
+    "ant": (105, lambda o: (o[:, 0] >= 0.2) & (o[:, 0] <= 1.0)),
+    "humanoidtruncatedobs": (45, lambda o: _between(o[:, 0], 1.0, 2.0)),
+    "humanoid": (348, lambda o: _between(o[:, 0], 1.0, 2.0)),
     "neorl-hopper": (12, lambda o: _hopper_healthy(o, offset=1, state_from=3)),
     "neorl-walker2d": (18, lambda o: _walker2d_healthy(o, offset=1, state_from=3)),
     "neorl-halfcheetah": (18, lambda o: torch.ones(o.shape[0], dtype=torch.bool, device=o.device)),
 }
 
 
+#: the tasks :func:`task_name` finds in a name (NeoRL's are these with the prefix ``neorl-``)
+TASKS = (
+    "hopper",
+    "walker2d",
+    "halfcheetah",
+    "invertedpendulum",
+    "anttruncatedobs",
+    "ant",
+    "humanoidtruncatedobs",
+    "humanoid",
+)
+# the truncated ids first (leftmost match, alternatives in order); bare ant/humanoid only as whole words
+_TASK_PATTERN = (
+    r"hopper|walker2d|halfcheetah|invertedpendulum|anttruncatedobs|humanoidtruncatedobs|"
+    r"(?<![a-z])ant(?![a-z])|(?<![a-z])humanoid(?![a-z])"
+)
+
+
 def task_name(name: str) -> str:
     """Normalize an env or dataset name to a key of the rules: ``Hopper-v5``, ``hopper-medium-v2``,
-    ``mujoco/hopper/expert-v0`` -> ``hopper``; ``InvertedPendulum-v5`` -> ``invertedpendulum``; ``neorl-hopper``,
+    ``mujoco/hopper/expert-v0`` -> ``hopper``; ``InvertedPendulum-v5`` -> ``invertedpendulum``;
+    ``AntTruncatedObs-v5`` -> ``anttruncatedobs``, ``Ant-v5`` -> ``ant`` (not ``antmaze``); ``neorl-hopper``,
     ``neorl:Hopper-v3-low`` -> ``neorl-hopper``.
 
     Raises:
-        ConfigError: no known task (hopper, walker2d, halfcheetah, invertedpendulum) in ``name``.
+        ConfigError: no known task (:data:`TASKS`) in ``name``.
     """
     lower = name.lower().replace("_", "").replace("half-cheetah", "halfcheetah")
-    found = re.search(r"hopper|walker2d|halfcheetah|invertedpendulum", lower)
+    found = re.search(_TASK_PATTERN, lower)
     if found is None:
         raise ConfigError(
-            f"termination: no termination function for {name!r}; "
-            "known tasks: hopper, walker2d, halfcheetah, invertedpendulum (prefix 'neorl' for NeoRL)"
+            f"termination: no termination function for {name!r}; known tasks: {', '.join(TASKS)} "
+            "(prefix 'neorl' for NeoRL's hopper, walker2d, halfcheetah)"
         )
-    return ("neorl-" if "neorl" in lower else "") + found.group(0)
+    key = ("neorl-" if "neorl" in lower else "") + found.group(0)
+    if key not in _RULES:
+        raise ConfigError(
+            f"termination: no termination function for {name!r} (NeoRL has hopper, walker2d, halfcheetah)"
+        )
+    return key
 
 
 def termination_fn(name: str) -> TerminationFn:
