@@ -311,6 +311,16 @@ GAME_KEYS = ("game", "npg")
 SAC_KEYS = ("task", "steps_per_epoch", "real_ratio", "checkpoint_every", "dynamics", "rollout", "sac")
 
 
+#: keys added after run folders with their section existed: ``config.yaml`` (and so the hash) leaves each out while it
+#: holds its default, so adding an option keeps every earlier run's folder (a run that sets it gets a new one)
+LATE_KEYS = ("online.actor_freq",)
+
+
+def _late_key_default(dotted: str) -> Any:
+    section, name = dotted.split(".")
+    return getattr(_defaults()[section], name)
+
+
 def unread_keys(algo: str) -> tuple[str, ...]:
     """The top-level run-config keys ``algo`` does not read: they keep their defaults (``TrainConfig`` checks) and
     are left out of its ``config.yaml`` and hash, so adding a section for one loop changes no other algorithm's run
@@ -383,8 +393,8 @@ def from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 def to_dict(config: TrainConfig) -> dict:
     """Plain nested dict (tuples as lists), the form written to ``config.yaml``. It leaves out the keys the algorithm
-    does not read (:func:`unread_keys`; they hold their defaults, ``TrainConfig`` checks it), so run folders keep
-    their ``config.yaml`` and hash when another loop's keys are added."""
+    does not read (:func:`unread_keys`; they hold their defaults, ``TrainConfig`` checks it) and the
+    :data:`LATE_KEYS` at their defaults, so run folders keep their ``config.yaml`` and hash when keys are added."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
@@ -392,6 +402,10 @@ def to_dict(config: TrainConfig) -> dict:
         return list(value) if isinstance(value, tuple) else value
 
     data = plain(dataclasses.asdict(config))
+    for dotted in LATE_KEYS:
+        section, name = dotted.split(".")
+        if data[section][name] == _late_key_default(dotted):
+            del data[section][name]
     unread = unread_keys(config.algo)
     return {k: v for k, v in data.items() if k not in unread}
 

@@ -213,3 +213,12 @@ def test_mbpo_configs_hold_table1(env):
     config = resolve("mbpo", CONFIG_DIR / "mbpo" / f"{env}.yaml", env_id="X-v5")
     assert (config.epochs, config.online.utd_ratio, config.online.rollout_schedule) == (epochs, utd, schedule)
     assert config.online.rollout_schedule is not None or config.rollout.rollout_length == 1
+
+
+def test_a_late_key_at_its_default_stays_out_of_config_yaml_and_the_hash():
+    """``LATE_KEYS``: an option added after runs existed keeps their folders; setting it is recorded and hashed."""
+    plain = resolve("admpo-on", env_id="Hopper-v5")
+    assert "actor_freq" not in to_dict(plain)["online"] and from_dict(to_dict(plain)) == plain
+    every_20 = resolve("admpo-on", env_id="Hopper-v5", overrides=["online.actor_freq=20"])
+    assert to_dict(every_20)["online"]["actor_freq"] == 20 and from_dict(to_dict(every_20)) == every_20
+    assert config_hash(every_20) != config_hash(plain)

@@ -55,7 +55,7 @@ class _SAC:
     def critic_target(self, obs, action):
         return self.q_obs @ obs.T + self.q_act @ action.T  # (2, n)
 
-    def update(self, batch, target):
+    def update(self, batch, target, update_actor=True):
         y = target(
             batch["rewards"], batch["terminals"], self.next_q, torch.zeros(B, dtype=torch.float64), self.alpha, GAMMA
         )

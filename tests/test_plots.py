@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offline_mbrl.analysis.plots import curve_summary, draw_curves, plot_curves
+from offline_mbrl.analysis.plots import MARKED_POINTS, curve_summary, draw_curves, plot_curves
 from offline_mbrl.analysis.runs_io import RunFolderError, evaluations, read_runs
 from offline_mbrl.cli import main
 from test_tables import HOPPER, WALKER, make_run
@@ -88,3 +88,16 @@ def test_a_task_reference_is_drawn_in_its_panel_only(runs_root):
         assert [t.get_text() for t in ax.texts] == (["behaviour 12.5"] if task == tasks[0] else [])
     with pytest.raises(RunFolderError, match=r"reference 'b@nope': no panel 'nope'"):
         draw_curves(evals, "normalized", "sd", {"b@nope": 1.0})
+
+
+def test_short_curves_get_markers_so_a_one_point_curve_shows(runs_root):
+    evals = evaluations(read_runs([runs_root]), "normalized")
+    one_point = evals[evals["step"] == evals["step"].min()]
+
+    def markers(frame):
+        grid = draw_curves(frame, "normalized", "sd", {})
+        return {line.get_marker() for ax in grid.axes.flat for line in ax.get_lines() if len(line.get_xdata())}
+
+    assert markers(one_point) == {"o"}
+    long = pd.concat([evals.assign(step=evals["step"] + 1000 * i) for i in range(MARKED_POINTS)])
+    assert "o" not in markers(long)

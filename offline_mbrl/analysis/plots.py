@@ -90,11 +90,17 @@ def step_label(algos: Iterable[str]) -> str:
     )
 
 
+#: curves with at most this many evaluation steps get point markers
+MARKED_POINTS = 30
+
+
 def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[str, float]):
     """The seaborn ``FacetGrid`` of ``plot_curves`` (one panel per task), with the reference lines drawn."""
     import seaborn as sns
 
     tasks = sorted(evals["task"].unique())
+    # few evaluations (online iterations, a run that just started): mark them, or a one-point curve is invisible
+    few = evals.groupby(["task", "algo"])["step"].nunique().min() <= MARKED_POINTS
     grid = sns.relplot(
         data=evals,
         x="step",
@@ -109,6 +115,7 @@ def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[
         height=3.0,
         aspect=1.3,
         facet_kws={"sharey": False},
+        **({"marker": "o", "markersize": 4} if few else {}),
     )
     grid.set_titles("{col_name}").set_axis_labels(step_label(evals["algo"].unique()), _Y_LABELS[value])
     for key, score in references.items():
