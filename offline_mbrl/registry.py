@@ -166,6 +166,16 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
             online=True,
             loop="game",
         ),
+        AlgorithmEntry(
+            name="npg",
+            model="ensemble",
+            algorithm="offline_mbrl.algos.pal_mal:GameLoop",
+            config_folder="npg",
+            summary="NPG (Kakade 2001; seed 003's model-free counterpart of PAL/MAL): online, one natural-gradient "
+            "step per N real samples of the current policy, no model (the model kind is unused)",
+            online=True,
+            loop="game",
+        ),
     )
 }
 

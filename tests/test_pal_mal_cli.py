@@ -79,6 +79,23 @@ def test_cli_trains_tabulates_evaluates_and_resumes_exactly(algo, tmp_path, caps
     assert "return" in capsys.readouterr().out
 
 
+def test_cli_trains_model_free_npg_on_inverted_pendulum_and_evaluates_it(tmp_path, capsys):
+    """``train --algo npg`` (seed 003's model-free counterpart): the shipped InvertedPendulum-v5 config with a small
+    N; no model, so no ``dynamics.pt``; ``tabulate`` and ``evaluate`` read its NPG policy."""
+    runs = tmp_path / "runs"
+    flags = ["--set=game.samples_per_iteration=200", "--set=npg.policy_hidden_dims=[8]", "--set=eval_episodes=1"]
+    args = ["train", "--algo", "npg", "--env", "InvertedPendulum-v5", "--epochs", "2", "--runs", str(runs)]
+    assert main([*args, "--no-progress", *flags]) == 0
+    run = next(runs.rglob("summary.json")).parent
+    assert run.relative_to(runs).parts[:2] == ("npg", "InvertedPendulum-v5") and not (run / "dynamics.pt").exists()
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["step"]) == [200, 400] and list(metrics["npg/num_samples"]) == [200, 200]
+    assert list(metrics["dynamics/fits"]) == [0, 0] and metrics["eval/return_mean"].notna().all()
+    capsys.readouterr()
+    assert main(["tabulate", str(runs), "--value", "return"]) == 0 and "npg" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--episodes", "1"]) == 0
+
+
 def test_bad_keys_and_flags_are_named_and_write_nothing(tmp_path, capsys):
     runs = tmp_path / "runs"
     cases = [
@@ -86,6 +103,7 @@ def test_bad_keys_and_flags_are_named_and_write_nothing(tmp_path, capsys):
         (["--algo", "mal", "--set", "game.bogus=1"], "unknown key 'game.bogus'"),
         (["--algo", "pal", "--set", "npg.nope=1"], "unknown key 'npg.nope'"),
         (["--algo", "mal", "--set", "game.init_samples=0"], "key 'game.init_samples' must be >= 1"),
+        (["--algo", "npg", "--set", "game.init_samples=5"], "model-free npg learns from each iteration's own"),
         (["--algo", "pal", "--set", "npg.gamma=2"], "key 'npg.gamma' must be in"),
         (["--algo", "pal", "--dataset", "minari:x"], "drop --dataset"),
         (["--algo", "pal", "--compile"], "--compile is not available"),

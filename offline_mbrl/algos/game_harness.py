@@ -129,7 +129,8 @@ class GameTrainer(OfflineTrainer):
             record = loop.step(after_phase=self._save)
             logger.log({"epoch": loop.iteration, "step": loop.env_steps, **record}, loop.env_steps)
             self._save()
-            save_model(loop.model, self.folder.dynamics_file)
+            if loop.model is not None:  # model-free NPG has none
+                save_model(loop.model, self.folder.dynamics_file)
             self.write_summary()
             bar.update(1)
             bar.set_postfix(env_step=loop.env_steps, eval_return=f"{record['eval/return_mean']:.0f}")

@@ -1,6 +1,9 @@
 """PAL and MAL, the two Stackelberg meta-algorithms of game-theoretic MBRL (seed 003: Alg. 3 "Policy As Leader" and
 Alg. 4 "Model As Leader", practical versions; Appendix B, Tables 1-3), with model-based NPG (``agents.npg``) as the
-policy player and a probabilistic ensemble (``models.ensemble``) as the model player.
+policy player and a probabilistic ensemble (``models.ensemble``) as the model player; and their model-free
+counterpart, NPG on the real trajectories alone (``npg``: each iteration collects N samples with the current policy
+and takes one NPG step on them; no model), the policy gradient whose asymptote and sample use the paper compares
+PAL and MAL with.
 
     PAL (Alg. 3)                                     MAL (Alg. 4)
     collect N_init real samples with π0 -> D         collect N_init real samples with π0 -> D; fit M0 on D
@@ -65,13 +68,16 @@ from ..models.fit import FitConfig, fit
 from ..persist import load_checkpoint, save_atomic, seeded
 from ..rollout import rollout
 
-ALGOS = ("pal", "mal")
+ALGOS = ("pal", "mal", "npg")
 #: the paper's cap on model roll-outs (Table 1: H = min(env horizon, 500, termination))
 MAX_ROLLOUT_LENGTH = 500
-#: Table 2 (PAL) and Table 3 (MAL); N is min(factor × env horizon, cap) (Appendix B, gym tasks: 1000 and 3000)
+#: Table 2 (PAL) and Table 3 (MAL); N is min(factor × env horizon, cap) (Appendix B, gym tasks: 1000 and 3000).
+#: Model-free NPG (not in the tables): PAL's N per iteration, one NPG step on them, no initial collection; its
+#: buffer is the iteration's N samples (set in ``GameConfig.paper``), its fit settings are not used.
 PAPER_SETTINGS = {
     "pal": {"init_samples": 2500, "buffer_size": 2500, "npg_steps": 4, "fit_epochs": 100, "samples": (5, 1000)},
     "mal": {"init_samples": 5000, "buffer_size": None, "npg_steps": 25, "fit_epochs": 10, "samples": (20, 3000)},
+    "npg": {"init_samples": 0, "buffer_size": None, "npg_steps": 1, "fit_epochs": 1, "samples": (5, 1000)},
 }
 _DATA_FIELDS = ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts")
 
@@ -81,7 +87,8 @@ class GameConfig:
     """One PAL or MAL run (Alg. 3 / Alg. 4); ``GameConfig.paper(algo, env_id)`` gives the paper's settings.
 
     Fields:
-        algo: ``"pal"`` (policy as leader) or ``"mal"`` (model as leader).
+        algo: ``"pal"`` (policy as leader), ``"mal"`` (model as leader) or ``"npg"`` (model-free NPG: the model, fit,
+            roll-out and start-state fields are not used; ``init_samples`` must be 0 and ``buffer_size`` N).
         env_id: gymnasium id of a task with a termination function (hopper, walker2d, halfcheetah; v5).
         init_samples: N_init real samples collected with the initial policy (PAL 2500, MAL 5000).
         samples_per_iteration: N real samples per iteration (PAL min(5·T, 1000), MAL min(20·T, 3000); T = env
@@ -132,7 +139,7 @@ class GameConfig:
             self,
             "",
             at_least={
-                "init_samples": 1,
+                "init_samples": 0,
                 "samples_per_iteration": 1,
                 "buffer_size": 1,
                 "npg_steps": 0,
@@ -149,6 +156,14 @@ class GameConfig:
             positive=("fit_learning_rate",),
             choices={"algo": ALGOS},
         )
+        if self.algo == "npg":
+            if self.init_samples != 0 or self.buffer_size != self.samples_per_iteration:
+                raise ConfigError(
+                    "config: model-free npg learns from each iteration's own samples: key 'init_samples' must be 0 "
+                    f"and 'buffer_size' equal samples_per_iteration, got {self.init_samples} and {self.buffer_size}"
+                )
+        elif self.init_samples < 1:
+            raise ConfigError(f"config: key 'init_samples' must be >= 1 for {self.algo}, got {self.init_samples}")
         if not 0.0 <= self.buffer_start_fraction <= 1.0:
             raise ConfigError(
                 f"config: key 'buffer_start_fraction' must be in [0, 1], got {self.buffer_start_fraction!r}"
@@ -156,7 +171,7 @@ class GameConfig:
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ConfigError(f"config: key 'holdout_fraction' must be in (0, 1), got {self.holdout_fraction!r}")
         smallest = min(self.init_samples, self.buffer_size or self.init_samples)
-        if int(self.holdout_fraction * smallest) < 1:
+        if self.algo != "npg" and int(self.holdout_fraction * smallest) < 1:
             raise ConfigError(
                 f"config: key 'init_samples' ({self.init_samples}) leaves no holdout row for the first model fit "
                 f"(holdout_fraction {self.holdout_fraction}); collect at least {math.ceil(1 / self.holdout_fraction)}"
@@ -188,10 +203,14 @@ class GameConfig:
             raise ConfigError(f"env '{env_id}': has no time limit (max_episode_steps); give the settings explicitly")
         settings = dict(PAPER_SETTINGS[algo])
         factor, cap = settings.pop("samples")
+        samples = min(factor * horizon, cap)
+        if algo == "npg":  # its buffer is the iteration's N samples, also when N is overridden
+            settings["buffer_size"] = samples
+            overrides = {"buffer_size": overrides.get("samples_per_iteration", samples), **overrides}
         base = cls(
             algo=algo,
             env_id=env_id,
-            samples_per_iteration=min(factor * horizon, cap),
+            samples_per_iteration=samples,
             rollout_length=min(horizon, MAX_ROLLOUT_LENGTH),
             **settings,
         )
@@ -221,6 +240,28 @@ def aggregate(data: TransitionDataset | None, new: TransitionDataset, buffer_siz
     return merged
 
 
+def real_trajectories(data: TransitionDataset, device: str | torch.device) -> TrajectoryBatch:
+    """``data``'s rows as NPG trajectories (model-free NPG): one trajectory per episode (ended by a terminal, a timeout
+    or the data end; a non-terminal end is bootstrapped by GAE), ``steps`` counted from each episode's first row.
+    Tensors on ``device``: float32 obs (N, D), actions (N, A), rewards (N,), next_obs (N, D); bool terminals."""
+    ids = torch.as_tensor(data.episode_ids, device=device)
+    first = torch.as_tensor(data.episode_starts, device=device)
+    rows = torch.arange(len(data), device=device)
+
+    def floats(x: np.ndarray) -> Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=device)
+
+    return TrajectoryBatch(
+        floats(data.obs),
+        floats(data.actions),
+        floats(data.rewards),
+        floats(data.next_obs),
+        torch.as_tensor(data.terminals, dtype=torch.bool, device=device),
+        ids,
+        rows - first[ids],
+    )
+
+
 def single_transitions(data: TransitionDataset) -> TransitionDataset:
     """``data`` with every row ending its own episode (timeouts where not terminal), so that ``fit``'s episode
     holdout draws single rows: the ensemble learns single transitions, episode boundaries do not matter to it."""
@@ -236,16 +277,36 @@ class GameLoop:
         device: torch device of the networks, the model and the generator.
 
     Raises:
-        ConfigError: the env cannot be built or has non-vector spaces, or has no termination function.
+        ConfigError: the env cannot be built or has non-vector spaces, or (PAL, MAL) has no termination function.
     """
 
     def __init__(self, config: GameConfig, device: str | torch.device = "cpu") -> None:
         self.config, self.device = config, torch.device(device)
         obs_space, action_space = env_spaces(config.env_id)
-        self.termination = termination_fn(config.env_id)
         self.obs_dim, self.action_dim = obs_space.shape[0], action_space.shape[0]
+        self.model: DynamicsModel | None = None  # model-free NPG has none
+        if self.model_based:
+            self.termination = termination_fn(config.env_id)
+            self._build_model()
+        self.npg = NPG(self.obs_dim, self.action_dim, config.npg, self.device, seed=config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.data: TransitionDataset | None = None  # D: PAL's newest B rows, MAL's aggregate, NPG's newest N
+        self.init_states = torch.zeros(0, self.obs_dim, device=self.device)  # first state of every real episode
+        self.iteration = 0
+        self.env_steps = 0
+        self.records: list[dict[str, float]] = []
+        self._partial = _new_partial()  # the iteration in progress: phases done, record, NPG-step metrics, fits
+        self._data_obs = self.init_states
+
+    @property
+    def model_based(self) -> bool:
+        """PAL and MAL learn a model; model-free NPG does not."""
+        return self.config.algo != "npg"
+
+    def _build_model(self) -> None:
+        config = self.config
         with seeded(config.seed, "cpu"):
-            self.model: DynamicsModel = build_model(
+            self.model = build_model(
                 "ensemble",
                 self.obs_dim,
                 self.action_dim,
@@ -255,15 +316,6 @@ class GameLoop:
                 weight_decays=(0.0,) * (len(config.hidden_dims) + 1),
             )
         self.model.to(self.device)
-        self.npg = NPG(self.obs_dim, self.action_dim, config.npg, self.device, seed=config.seed)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
-        self.data: TransitionDataset | None = None  # D: PAL's newest B rows, MAL's aggregate
-        self.init_states = torch.zeros(0, self.obs_dim, device=self.device)  # first state of every real episode
-        self.iteration = 0
-        self.env_steps = 0
-        self.records: list[dict[str, float]] = []
-        self._partial = _new_partial()  # the iteration in progress: phases done, record, NPG-step metrics, fits
-        self._data_obs = self.init_states
 
     # ------------------------------------------------------------------ phases
     def collect(self, num_steps: int) -> dict[str, float]:
@@ -329,7 +381,10 @@ class GameLoop:
 
     def npg_step(self) -> dict[str, float]:
         """One model-based NPG update (Subroutine 1): Nτ starts, each rolled out ``rollouts_per_start`` times (default:
-        once per ensemble member) for H steps in the model with the termination function, then ``NPG.update``."""
+        once per ensemble member) for H steps in the model with the termination function, then ``NPG.update``.
+        Model-free NPG: ``NPG.update`` on the iteration's real samples (:func:`real_trajectories`)."""
+        if not self.model_based:
+            return self.npg.update(real_trajectories(self.data, self.device), self.generator)
         copies = self.config.rollouts_per_start or self.config.ensemble_size
         starts = self.start_states().repeat_interleave(copies, dim=0)  # (Nτ·copies, D)
         result = rollout(
@@ -368,7 +423,10 @@ class GameLoop:
     def phases(self) -> list[str]:
         """This iteration's phases in order: Alg. 3 (PAL: ``fit``, K × ``npg``, ``collect``) or Alg. 4 (MAL: K ×
         ``npg``, ``collect``, ``fit``), then ``eval``; iteration 0 begins with ``collect_init`` (N_init samples of
-        π0) and, for MAL, the fit of M0 (Alg. 4 line 4)."""
+        π0) and, for MAL, the fit of M0 (Alg. 4 line 4). Model-free NPG: ``collect`` (N samples of the current
+        policy), ``npg`` on them, ``eval``."""
+        if not self.model_based:
+            return ["collect", *["npg"] * self.config.npg_steps, "eval"]
         pal, mal = self.config.algo == "pal", self.config.algo == "mal"
         first = (["collect_init"] + ["fit"] * mal) if self.iteration == 0 else []
         return [*first, *["fit"] * pal, *["npg"] * self.config.npg_steps, "collect", *["fit"] * mal, "eval"]
@@ -458,7 +516,7 @@ class GameLoop:
         return {
             "config": asdict(self.config),
             "npg": self.npg.state_dict(),
-            "model": self.model.state_dict(),
+            "model": None if self.model is None else self.model.state_dict(),
             "data": data,
             "init_states": self.init_states.cpu(),
             "iteration": self.iteration,
@@ -484,7 +542,8 @@ class GameLoop:
         if differing:
             raise CheckpointError(f"{self.config.algo}: checkpoint made with other values of {differing}")
         self.npg.load_state_dict(state["npg"])
-        self.model.load_state_dict(state["model"])
+        if self.model is not None:
+            self.model.load_state_dict(state["model"])
         if state["data"] is not None:
             self._set_data(
                 TransitionDataset(
