@@ -186,21 +186,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _train_seeds(args)
     config, run_dir, dataset, dynamics = _resolve(args)
-    if ALGORITHMS[config.algo].loop == "game":
-        from ..algos.game_harness import GameTrainer
-
-        if args.compile:
-            raise ConfigError(f"train: --compile is not available for '{config.algo}' (its NPG is not compiled)")
-        trainer = GameTrainer(config, run_dir, args.device, progress=not args.no_progress)
-        print(f"run folder: {run_dir}")
-        _print_summary(trainer.train(resume=True), run_dir)
-        return 0
     if ALGORITHMS[config.algo].online:
-        from ..algos.online_harness import OnlineTrainer
-
         if args.compile:
             raise ConfigError(f"train: --compile is not available for the online algorithm '{config.algo}' yet")
-        trainer = OnlineTrainer(config, run_dir, args.device, progress=not args.no_progress)
+        trainer = _online_trainer_class(config.algo)(config, run_dir, args.device, progress=not args.no_progress)
         print(f"run folder: {run_dir}")
         _print_summary(trainer.train(resume=True), run_dir)
         return 0
@@ -279,6 +268,18 @@ FULL_RESULT_TIMING = (
     "epoch, 2-6 h."
 )
 """The measured wall time of the result recipe above (kept beside the README's figures)."""
+
+
+def _online_trainer_class(algo: str) -> type:
+    """The trainer of an online ``algo``: PAL/MAL/NPG's game loop (``algos.game_harness``) or the online SAC harness
+    (``algos.online_harness``), by its registry ``loop``."""
+    if ALGORITHMS[algo].loop == "game":
+        from ..algos.game_harness import GameTrainer
+
+        return GameTrainer
+    from ..algos.online_harness import OnlineTrainer
+
+    return OnlineTrainer
 
 
 def _quickstart(args: argparse.Namespace) -> int:
