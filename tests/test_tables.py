@@ -147,7 +147,7 @@ def test_latex_table_exact_with_escaping_and_column_order(runs_root):
 
 def test_csv_holds_numpy_reference_numbers(runs_root):
     tidy = pd.read_csv(StringIO(format_tables(read_runs([runs_root]), fmt="csv")))
-    assert list(tidy.columns) == ["kind", "task", "algo", "mean", "std", "sem", "n", "unfinished"]
+    assert list(tidy.columns) == ["kind", "task", "algo", "mean", "std", "sem", "n", "seeds", "unfinished"]
     cell = tidy[(tidy.kind == "final") & (tidy.task == "walker2d-medium-v2") & (tidy.algo == "admpo-off")].iloc[0]
     values = np.array([80.0, 90.0, 70.0])
     assert cell["mean"] == pytest.approx(values.mean())
@@ -240,6 +240,55 @@ def test_cli_tabulate(runs_root, capsys):
     assert set(tidy["kind"]) == {"final"} and set(tidy["algo"]) == {"mopo"}
     assert main(["tabulate", str(runs_root), "--algos", "cql"]) == 2
     assert "no runs for algorithms ['cql']" in capsys.readouterr().err
+
+
+def test_reach_is_the_first_step_at_the_threshold_and_counts_the_seeds_that_never_do(tmp_path):
+    make_run(tmp_path, "mbpo", HOPPER, 0, [10.0, 60.0, 40.0, 70.0])  # first >= 50 at step 2000 (not the best, 4000)
+    make_run(tmp_path, "mbpo", HOPPER, 1, [50.0, 0.0, 0.0, 0.0])  # reaches exactly at its first evaluation
+    make_run(tmp_path, "mbpo", HOPPER, 2, [10.0, 20.0, 30.0, 40.0])  # never
+    make_run(tmp_path, "sac", HOPPER, 0, [10.0] * 4)
+    make_run(tmp_path, "sac", HOPPER, 1, [49.9] * 3, finished=False)
+    runs = read_runs([tmp_path])
+    per_seed = seed_scores(runs, threshold=50.0).set_index(["algo", "seed"])
+    assert per_seed.loc[("mbpo", 0), "reach"] == 2000 and per_seed.loc[("mbpo", 1), "reach"] == 1000
+    assert per_seed["reach"].isna().tolist() == [False, False, True, True, True]
+    text = format_tables(runs, kinds=("reach",), threshold=50.0, decimals=0)
+    assert "Reach 50: the step of each seed's first evaluation scoring at least 50." in text
+    row = "| offline_mbrl/hopper/medium-v0 | 1500 ± 707 (500) [2 of 3 reached] | not reached [0 of 2 reached]† |"
+    assert row in text
+    with pytest.raises(RunFolderError, match="needs a threshold"):
+        format_tables(runs, kinds=("reach",))
+
+
+def test_at_step_compares_runs_at_equal_budget(tmp_path):
+    make_run(tmp_path, "mopo", HOPPER, 0, [1.0, 2.0, 3.0, 4.0, 5.0], finished=False)  # passed step 3000
+    make_run(tmp_path, "mopo", HOPPER, 1, [7.0, 8.0], finished=False)  # stopped before it
+    make_run(tmp_path, "admpo-off", HOPPER, 0, [9.0] * 5)
+    runs = read_runs([tmp_path])
+    per_seed = seed_scores(runs, at_step=3000).set_index(["algo", "seed"])
+    assert per_seed.loc[("mopo", 0), "final"] == 3.0 and per_seed.loc[("mopo", 0), "last10"] == 2.0
+    assert per_seed["unfinished"].to_dict() == {("admpo-off", 0): False, ("mopo", 0): False, ("mopo", 1): True}
+    text = format_tables(runs, kinds=("final",), at_step=3000)
+    assert "Evaluations up to step 3,000 only" in text and "| 9.0 [n=1] | 5.5 ± 3.5 (2.5)† |" in text
+    assert "stopped before step 3,000" in text and f"- mopo / {HOPPER} seed 1: 2/12" in text
+    assert f"- mopo / {HOPPER} seed 0:" not in text
+    late = make_run(tmp_path, "sac", HOPPER, 0, [9.0] * 2)
+    metrics = pd.read_csv(late / "metrics.csv")
+    metrics["step"] += 5000  # first evaluation at step 6000
+    metrics.to_csv(late / "metrics.csv", index=False)
+    text = format_tables(read_runs([tmp_path]), kinds=("final",), at_step=3000)
+    assert f"Not in the tables, no evaluation up to step 3,000:\n- sac / {HOPPER} seed 0" in text
+    assert "| Task | admpo-off | mopo |" in text
+    with pytest.raises(RunFolderError, match="has completed an evaluation at step <= 500"):
+        format_tables(read_runs([tmp_path]), at_step=500)
+
+
+def test_cli_tabulate_reach_needs_its_threshold(runs_root, capsys):
+    assert main(["tabulate", str(runs_root), "--score", "reach"]) == 2
+    assert "--threshold goes with --score reach" in capsys.readouterr().err
+    assert main(["tabulate", str(runs_root), "--threshold", "5"]) == 2
+    assert main(["tabulate", str(runs_root), "--score", "reach", "--threshold", "85", "--at-step", "12000"]) == 0
+    assert "| walker2d-medium-v2 | 1000.0 [1 of 3 reached]† |" in capsys.readouterr().out
 
 
 def test_markdown_rows_header_separator_and_empty_error():

@@ -5,11 +5,17 @@ Protocol (STYLE.md item 8): ``metrics.csv`` already holds, per evaluation, the m
 episode's normalized score, so per-seed numbers are read, never re-normalized. Two per-seed numbers:
 
 - ``final``: the score at the seed's last evaluation (its last ``metrics.csv`` row);
-- ``last10``: the mean of the seed's last 10 evaluations (all of them if it has fewer).
+- ``last10``: the mean of the seed's last 10 evaluations (all of them if it has fewer);
+- ``reach`` (sample efficiency, given a threshold): the step of the seed's first evaluation scoring at least the
+  threshold (environment steps for an online run, SAC steps for an offline one); a seed that never does has none.
+
+``at_step`` N compares runs at equal budget: only evaluations at step ≤ N count, so ``final`` is each seed's score
+at N (its last evaluation by then) and ``reach`` is censored at N. A run that stopped before N is unfinished.
 
 A cell is the mean over seeds ± the sample std over seeds (ddof=1, so one seed has no std), followed by
-the standard error std/√n in parentheses. The Average row is the mean over tasks of the cell means, given
-only for algorithms with a cell on every task row (as in the paper).
+the standard error std/√n in parentheses; a ``reach`` cell averages the seeds that reached the threshold and says
+how many did (``[k of n reached]``). The Average row is the mean over tasks of the cell means, given only for
+algorithms with a cell on every task row (as in the paper).
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs_io import Run, RunFolderError, evaluations
+from .runs_io import Run, RunFolderError, dataset_labels, evaluations
 
 LAST_N = 10
 SCORE_KINDS = {
     "final": "Final: each seed's score at its last evaluation",
     "last10": f"Last-{LAST_N}: each seed's mean score over its last {LAST_N} evaluations (all, if fewer)",
+    "reach": "Reach {threshold:g}: the step of each seed's first evaluation scoring at least {threshold:g}",
 }
 FORMATS = ("markdown", "latex", "csv")
 _VALUE_NAMES = {"normalized": "Normalized score", "return": "Return"}
@@ -36,9 +43,10 @@ _KEYS = ["algo", "task", "seed"]
 class ScoreTable:
     """Aggregated scores of one kind (``final`` or ``last10``).
 
-    ``cells``: indexed by (task, algo), columns ``mean, std, sem, n, unfinished`` (std with ddof=1 over
-    seeds, sem = std/√n, unfinished = number of seeds whose run is unfinished). ``average``: per algorithm,
-    the mean of its cell means over ``tasks``; NaN where the algorithm lacks a task.
+    ``cells``: indexed by (task, algo), columns ``mean, std, sem, n, seeds, unfinished`` (over the ``n`` seeds with
+    a value: std with ddof=1, sem = std/√n; ``seeds``: the seeds with an evaluation, more than ``n`` only for
+    ``reach``; unfinished = number of seeds whose run is unfinished). ``average``: per algorithm, the mean of its
+    cell means over ``tasks``; NaN where the algorithm lacks a task. ``threshold`` of a ``reach`` table.
     """
 
     kind: str
@@ -46,46 +54,85 @@ class ScoreTable:
     algos: list[str]
     cells: pd.DataFrame
     average: pd.Series
+    threshold: float | None = None
 
     @property
     def max_seeds(self) -> int:
         """The largest seed count of any cell; cells with fewer show ``[n=k]``."""
-        return int(self.cells["n"].max())
+        return int(self.cells["seeds"].max())
+
+    @property
+    def title(self) -> str:
+        """What the table's numbers are (``SCORE_KINDS``, with the threshold of a ``reach`` table)."""
+        return SCORE_KINDS[self.kind].format(threshold=self.threshold)
 
 
-def seed_scores(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
-    """Per-seed ``final`` and ``last10`` scores (module docstring), one row per run with evaluations.
+def seed_scores(
+    runs: list[Run], value: str = "normalized", at_step: float | None = None, threshold: float | None = None
+) -> pd.DataFrame:
+    """Per-seed ``final``, ``last10`` and ``reach`` scores (module docstring), one row per run with an evaluation
+    (at step ≤ ``at_step`` when given).
 
+    Args:
+        value: ``runs_io.VALUE_COLUMNS`` key.
+        at_step: count only evaluations at ``step`` ≤ ``at_step`` (env steps online, SAC steps offline).
+        threshold: score of ``reach``; None: ``reach`` is NaN for every seed.
     Returns:
-        Columns ``algo, task, seed, final, last10, unfinished`` (bool).
+        Columns ``algo, task, seed, final, last10, reach`` (step; NaN where the threshold is never reached),
+        ``unfinished`` (bool: the run is unfinished and, with ``at_step``, stopped before it).
     Raises:
-        RunFolderError: as ``runs_io.evaluations``, or no run has an evaluation yet.
+        RunFolderError: as ``runs_io.evaluations``, or no run has an evaluation (by ``at_step``).
     """
     evals = evaluations(runs, value).sort_values(_KEYS + ["epoch"])
+    last_step = evals.groupby(_KEYS)["step"].last()  # of the whole run
+    if at_step is not None:
+        evals = evals[evals["step"] <= at_step]
     if evals.empty:
-        raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation yet")
+        by = "" if at_step is None else f" at step <= {at_step:g}"
+        raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation{by} yet")
     grouped = evals.groupby(_KEYS)
-    return pd.DataFrame(
-        {
-            "final": grouped["score"].last(),
-            "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
-            "unfinished": ~grouped["finished"].first(),
-        }
-    ).reset_index()
+    reached = evals[evals["score"] >= threshold] if threshold is not None else evals.iloc[:0]
+    return (
+        pd.DataFrame(
+            {
+                "final": grouped["score"].last(),
+                "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
+                "reach": reached.groupby(_KEYS)["step"].first().astype(float),
+                "unfinished": ~grouped["finished"].first() & (True if at_step is None else last_step < at_step),
+            }
+        )
+        .dropna(subset=["final"])
+        .reset_index()
+    )
 
 
-def score_table(per_seed: pd.DataFrame, kind: str, algos: list[str] | None = None) -> ScoreTable:
+def open_runs(runs: list[Run], at_step: float | None = None) -> list[Run]:
+    """The unfinished runs by ``seed_scores``' rule (with ``at_step``: those that stopped before it), runs without
+    any evaluation included, sorted by algorithm, dataset and seed."""
+
+    def stopped_early(run: Run) -> bool:
+        return at_step is None or run.metrics.empty or run.metrics["step"].max() < at_step
+
+    return sorted((r for r in runs if not r.finished and stopped_early(r)), key=lambda r: (r.algo, r.dataset, r.seed))
+
+
+def score_table(
+    per_seed: pd.DataFrame, kind: str, algos: list[str] | None = None, threshold: float | None = None
+) -> ScoreTable:
     """Aggregate per-seed scores of one ``kind`` over seeds into a ``ScoreTable``.
 
     Args:
         per_seed: output of ``seed_scores``.
-        kind: ``"final"`` or ``"last10"``.
+        kind: ``"final"``, ``"last10"`` or ``"reach"``.
         algos: columns to show, in this order; default every algorithm, sorted.
+        threshold: the threshold ``per_seed`` was computed with (required for ``reach``; its title).
     Raises:
-        RunFolderError: unknown ``kind``, or an algorithm in ``algos`` has no run.
+        RunFolderError: unknown ``kind``, ``reach`` without a threshold, or an algorithm in ``algos`` has no run.
     """
     if kind not in SCORE_KINDS:
         raise RunFolderError(f"unknown score kind '{kind}'; use one of {sorted(SCORE_KINDS)}")
+    if kind == "reach" and threshold is None:
+        raise RunFolderError("the 'reach' score needs a threshold (tabulate --threshold)")
     present = sorted(per_seed["algo"].unique())
     missing = sorted(set(algos or []) - set(present))
     if missing:
@@ -93,13 +140,17 @@ def score_table(per_seed: pd.DataFrame, kind: str, algos: list[str] | None = Non
     algos = list(algos) if algos else present
     per_seed = per_seed[per_seed["algo"].isin(algos)]
     cells = per_seed.groupby(["task", "algo"]).agg(
-        mean=(kind, "mean"), std=(kind, "std"), n=(kind, "count"), unfinished=("unfinished", "sum")
+        mean=(kind, "mean"),
+        std=(kind, "std"),
+        n=(kind, "count"),
+        seeds=("seed", "count"),
+        unfinished=("unfinished", "sum"),
     )
     cells.insert(2, "sem", cells["std"] / np.sqrt(cells["n"]))
     tasks = sorted(per_seed["task"].unique())
     means = cells["mean"].unstack("algo").reindex(index=tasks, columns=algos)  # (tasks, algos)
     average = means.mean(axis=0).where(means.notna().all(axis=0))
-    return ScoreTable(kind=kind, tasks=tasks, algos=algos, cells=cells, average=average)
+    return ScoreTable(kind=kind, tasks=tasks, algos=algos, cells=cells, average=average, threshold=threshold)
 
 
 def format_tables(
@@ -109,27 +160,33 @@ def format_tables(
     value: str = "normalized",
     algos: list[str] | None = None,
     decimals: int = 1,
+    at_step: float | None = None,
+    threshold: float | None = None,
 ) -> str:
-    """Text of the score tables of ``kinds`` for ``runs`` in format ``fmt``.
+    """Text of the score tables of ``kinds`` for ``runs`` in format ``fmt`` (``at_step``, ``threshold``: as
+    ``seed_scores``).
 
     Markdown and LaTeX print one table per kind with its definition, then notes: the seed count, and a
     † footnote listing each unfinished run with epochs completed/total. CSV is tidy, one row per
-    (kind, task, algo) with numeric ``mean, std, sem, n, unfinished`` at full precision, Average rows last.
+    (kind, task, algo) with numeric ``mean, std, sem, n, seeds, unfinished`` at full precision, Average rows last.
 
     Raises:
         RunFolderError: unknown ``fmt``/``kind``/``value``, or as ``seed_scores``/``score_table``.
     """
     if fmt not in FORMATS:
         raise RunFolderError(f"unknown table format '{fmt}'; use one of {list(FORMATS)}")
-    per_seed = seed_scores(runs, value)
-    tables = [score_table(per_seed, kind, algos) for kind in kinds]
+    per_seed = seed_scores(runs, value, at_step, threshold)
+    tables = [score_table(per_seed, kind, algos, threshold) for kind in kinds]
     if fmt == "csv":
         return _csv(tables)
     symbols = _LATEX if fmt == "latex" else _MARKDOWN
     render = _latex if fmt == "latex" else _markdown
     head = f"{_VALUE_NAMES[value]}: mean {symbols.pm} std over seeds (ddof=1), (standard error = std/√n)."
+    if at_step is not None:
+        head += f" Evaluations up to step {at_step:,.0f} only (environment steps online, SAC steps offline)."
     note = _comment if fmt == "latex" else str
-    blocks = [note(head)] + [render(table, decimals) for table in tables] + [note(_notes(tables, runs, symbols))]
+    notes = _notes(tables, runs, symbols, per_seed, at_step)
+    blocks = [note(head)] + [render(table, decimals) for table in tables] + [note(notes)]
     return "\n\n".join(blocks) + "\n"
 
 
@@ -159,7 +216,7 @@ def markdown_rows(rows: list[list[str]]) -> str:
 
 def _markdown(table: ScoreTable, decimals: int) -> str:
     header, body, average = _grid(table, _MARKDOWN, decimals)
-    return f"{SCORE_KINDS[table.kind]}.\n\n" + markdown_rows([header, *body, average])
+    return f"{table.title}.\n\n" + markdown_rows([header, *body, average])
 
 
 def _latex(table: ScoreTable, decimals: int) -> str:
@@ -167,7 +224,7 @@ def _latex(table: ScoreTable, decimals: int) -> str:
     rows = [" & ".join(row) + r" \\" for row in [header] + body + [average]]
     return "\n".join(
         [
-            _comment(f"{SCORE_KINDS[table.kind]}."),
+            _comment(f"{table.title}."),
             f"\\begin{{tabular}}{{l{'c' * len(table.algos)}}}",
             r"\toprule",
             rows[0],
@@ -200,11 +257,14 @@ def _cell(table: ScoreTable, task: str, algo: str, symbols: _Symbols, decimals: 
     if (task, algo) not in table.cells.index:
         return symbols.empty
     cell = table.cells.loc[(task, algo)]
-    text = _number(cell["mean"], decimals, symbols)
-    if cell["n"] > 1:
+    n, seeds = int(cell["n"]), int(cell["seeds"])
+    text = _number(cell["mean"], decimals, symbols) if n else "not reached"
+    if n > 1:
         text += f" {symbols.pm} {cell['std']:.{decimals}f} ({cell['sem']:.{decimals}f})"
-    if cell["n"] < table.max_seeds:
-        text += f" [n={int(cell['n'])}]"
+    if n < seeds:
+        text += f" [{n} of {seeds} reached]"
+    elif seeds < table.max_seeds:
+        text += f" [n={seeds}]"
     return text + (symbols.dagger if cell["unfinished"] else "")
 
 
@@ -216,14 +276,28 @@ def _comment(text: str) -> str:
     return "\n".join("% " + line for line in text.splitlines())
 
 
-def _notes(tables: list[ScoreTable], runs: list[Run], symbols: _Symbols) -> str:
+def _notes(
+    tables: list[ScoreTable], runs: list[Run], symbols: _Symbols, per_seed: pd.DataFrame, at_step: float | None
+) -> str:
     notes = [
         f"Cells: n = {tables[0].max_seeds} seeds unless marked [n=k]; {symbols.empty} = no run. "
         "Average: mean over tasks of the cell means, only for algorithms with every task."
     ]
-    unfinished = sorted((r for r in runs if not r.finished), key=lambda r: (r.algo, r.dataset, r.seed))
+    if any(table.kind == "reach" for table in tables):
+        notes.append(
+            "[k of n reached]: the mean is over the k seeds that reached the threshold; the others never did "
+            "in the evaluations counted."
+        )
+    scored = set(per_seed[_KEYS].itertuples(index=False, name=None))
+    labels = dataset_labels(run.dataset for run in runs)
+    unscored = [r for r in runs if not r.metrics.empty and (r.algo, labels[r.dataset], r.seed) not in scored]
+    if unscored:
+        notes.append(f"Not in the tables, no evaluation up to step {at_step:,.0f}:")
+        notes += [f"- {r.algo} / {r.dataset} seed {r.seed} ({_shown(r.path)})" for r in unscored]
+    unfinished = open_runs(runs, at_step)
     if unfinished:
-        notes.append(f"{symbols.dagger} unfinished runs (epochs completed/total):")
+        stopped = "" if at_step is None else f", stopped before step {at_step:,.0f}"
+        notes.append(f"{symbols.dagger} unfinished runs{stopped} (epochs completed/total):")
         notes += [
             f"- {r.algo} / {r.dataset} seed {r.seed}: {r.epochs_completed}/{r.epochs_total} ({_shown(r.path)})"
             for r in unfinished
@@ -248,4 +322,5 @@ def _csv(tables: list[ScoreTable]) -> str:
     tidy = pd.concat(frames, ignore_index=True)
     tidy["n"] = tidy["n"].astype("Int64")
     tidy["unfinished"] = tidy["unfinished"].astype("Int64")
-    return tidy[["kind", "task", "algo", "mean", "std", "sem", "n", "unfinished"]].to_csv(index=False)
+    tidy["seeds"] = tidy["seeds"].astype("Int64")
+    return tidy[["kind", "task", "algo", "mean", "std", "sem", "n", "seeds", "unfinished"]].to_csv(index=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..analysis import plots, tables
 from ..analysis.runs_io import VALUE_COLUMNS, read_runs
+from ..errors import ConfigError
 
 
 def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,17 @@ def _add_tabulate(subparsers: argparse._SubParsersAction) -> None:
         "--score",
         choices=[*tables.SCORE_KINDS, "both"],
         default="both",
-        help="final: last evaluation; last10: per-seed mean of the last 10 evaluations",
+        help="final: last evaluation; last10: per-seed mean of the last 10 evaluations; both: final and last10; "
+        "reach: the step of the first evaluation scoring at least --threshold (sample efficiency)",
+    )
+    parser.add_argument("--threshold", type=float, default=None, help="the score of --score reach")
+    parser.add_argument(
+        "--at-step",
+        type=float,
+        default=None,
+        metavar="N",
+        help="count only evaluations at step <= N (environment steps online, SAC steps offline): runs compared at "
+        "equal budget",
     )
     parser.add_argument(
         "--algos",
@@ -54,7 +65,9 @@ def _add_tabulate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_tabulate(args: argparse.Namespace) -> int:
-    kinds = tuple(tables.SCORE_KINDS) if args.score == "both" else (args.score,)
+    if (args.score == "reach") != (args.threshold is not None):
+        raise ConfigError("tabulate: --threshold goes with --score reach, and --score reach needs it")
+    kinds = ("final", "last10") if args.score == "both" else (args.score,)
     print(
         tables.format_tables(
             read_runs(args.runs),
@@ -63,6 +76,8 @@ def _run_tabulate(args: argparse.Namespace) -> int:
             value=args.value,
             algos=args.algos,
             decimals=args.decimals,
+            at_step=args.at_step,
+            threshold=args.threshold,
         ),
         end="",
     )
