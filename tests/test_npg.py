@@ -18,7 +18,7 @@ from offline_mbrl.agents.npg import (
     gae,
     gaussian_kl,
 )
-from offline_mbrl.errors import CheckpointError, ConfigError
+from offline_mbrl.errors import CheckpointError, ConfigError, DivergenceError
 
 D, A = 3, 2
 
@@ -77,11 +77,10 @@ def test_fisher_vector_product_and_cg_solution_match_numpy():
     fisher = _explicit_fisher(learner.policy, obs)
     damped = fisher + 1e-3 * np.eye(len(fisher))
     v = torch.randn(len(fisher), generator=torch.Generator().manual_seed(5))
-    np.testing.assert_allclose(
-        learner.fisher_vector_product(obs, v).detach().numpy(), damped @ v.numpy(), rtol=1e-4, atol=1e-6
-    )
+    fisher_times = learner.fisher_operator(obs)
+    np.testing.assert_allclose(fisher_times(v).detach().numpy(), damped @ v.numpy(), rtol=1e-4, atol=1e-6)
     g = learner.policy_gradient(obs, actions, advantages)
-    x = conjugate_gradient(lambda u: learner.fisher_vector_product(obs, u), g, iters=200)
+    x = conjugate_gradient(fisher_times, g, iters=200)
     expected = np.linalg.solve(damped, g.detach().numpy().astype(np.float64))
     np.testing.assert_allclose(x.detach().numpy(), expected, rtol=1e-3, atol=1e-4)
 
@@ -178,7 +177,7 @@ def test_update_is_exactly_resumable_from_its_state_dict(tmp_path):
     save_atomic({"npg": first.state_dict(), "gen": gen.get_state()}, tmp_path / "npg.pt")
     expected = first.update(_trajectory_batch(1), gen)
 
-    second = _tiny_learner(step_size=0.05)
+    second = _tiny_learner()
     state = load_checkpoint(tmp_path / "npg.pt")
     second.load_state_dict(state["npg"])
     gen2 = torch.Generator()
@@ -214,3 +213,46 @@ def test_bad_config_and_checkpoint_are_named():
         learner.update(
             TrajectoryBatch(*(t[:0] for t in vars(_trajectory_batch()).values())), torch.Generator().manual_seed(0)
         )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("obs", torch.zeros(21, D + 1), r"'obs' must have shape \(21, 3\)"),
+        ("actions", torch.zeros(21), r"'actions' must have shape \(21, 2\)"),
+        ("terminals", torch.zeros(21), "'terminals' must be bool"),
+        ("steps", torch.zeros(21, dtype=torch.float32), "'steps' must be int64"),
+        ("trajectory_ids", torch.full((21,), -1), "'trajectory_ids' must be int64 >= 0"),
+        ("steps", torch.zeros(21, dtype=torch.int64), r"repeat a \(trajectory, step\) pair"),
+    ],
+)
+def test_a_malformed_batch_is_named_before_any_work(field, value, message):
+    learner = _tiny_learner()
+    before = [p.clone() for p in learner.policy.parameters()]
+    batch = _trajectory_batch()
+    with pytest.raises(ConfigError, match=message):
+        learner.update(TrajectoryBatch(**{**vars(batch), field: value}), torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.policy.parameters()))
+
+
+def test_a_trajectory_with_a_gap_in_its_steps_is_named():
+    batch = _trajectory_batch()  # trajectory lengths 6, 2, 9, 4
+    steps = batch.steps.clone()
+    steps[8:17] += 1  # trajectory 2 runs 1…9: no step 0
+    with pytest.raises(ConfigError, match=r"without gaps; trajectories \[2\]"):
+        TrajectoryBatch(**{**vars(batch), "steps": steps}).check(D, A)
+    batch.check(D, A)
+
+
+def test_a_non_finite_batch_raises_and_leaves_the_policy_unchanged():
+    learner = _tiny_learner()
+    before = [p.clone() for p in learner.policy.parameters()]
+    obs, actions, advantages = _batch()
+    with pytest.raises(DivergenceError, match="not finite"):
+        learner.natural_step(obs, actions, advantages * float("nan"))
+    batch = _trajectory_batch()
+    rewards = batch.rewards.clone()
+    rewards[3] = float("inf")
+    with pytest.raises(DivergenceError, match="rewards"):
+        learner.update(TrajectoryBatch(**{**vars(batch), "rewards": rewards}), torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.policy.parameters()))

@@ -115,8 +115,13 @@ class GaussianMLPPolicy(nn.Module):
 
 
 def gaussian_kl(mean_old: Tensor, log_std_old: Tensor, mean_new: Tensor, log_std_new: Tensor) -> Tensor:
-    """KL(N(μ_old, σ_old²) ‖ N(μ_new, σ_new²)) per row (B,), summed over the A diagonal dims; means (B, A), log
-    stds (A,) or (B, A)."""
+    """KL(N(μ_old, σ_old²) ‖ N(μ_new, σ_new²)) per row (B,) in nats, summed over the A diagonal dims: the closed form
+    Σ_a log(σ_new/σ_old) + (σ_old² + (μ_old − μ_new)²) / (2 σ_new²) − ½ (MJRL ``gaussian_mlp.MLP.mean_kl``); the
+    KL whose Hessian is the Fisher of the NPG step (seed 003, Subroutine 1 line 13).
+
+    Args:
+        mean_old, mean_new: (B, A). log_std_old, log_std_new: (A,) or (B, A).
+    """
     var_old, var_new = (2 * log_std_old).exp(), (2 * log_std_new).exp()
     per_dim = log_std_new - log_std_old + (var_old + (mean_old - mean_new).pow(2)) / (2 * var_new) - 0.5
     return per_dim.sum(-1)
@@ -130,6 +135,7 @@ class ValueFunction(nn.Module):
         self.net = _mlp((obs_dim, *hidden_dims, 1), nn.ReLU)
 
     def forward(self, obs: Tensor) -> Tensor:
+        """obs (B, D) -> V_ψ(s) (B,) (units of the discounted return)."""
         return self.net(obs.clamp(-10.0, 10.0) / 10.0).squeeze(-1)
 
 
@@ -155,18 +161,47 @@ class TrajectoryBatch:
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
 
-    def check(self) -> None:
-        """Raises ConfigError unless every field has N rows of the documented rank and N ≥ 1."""
+    def check(self, obs_dim: int, action_dim: int) -> None:
+        """Validate the batch for a learner with D = ``obs_dim`` and A = ``action_dim``, before any work is done.
+
+        Raises:
+            ConfigError: naming the field: the batch is empty; a field is not of its documented shape (obs, next_obs
+                (N, D), actions (N, A), the rest (N,)); terminals is not bool or trajectory_ids/steps not int64 ≥ 0;
+                a (trajectory, step) pair occurs twice or a trajectory's steps are not 0, 1, … without gaps (GAE
+                would silently overwrite a row or cut the recursion there).
+        """
         n = len(self)
         if n == 0:
             raise ConfigError("npg: the trajectory batch is empty (every roll-out ended before its first step)")
-        ranks = {"obs": 2, "actions": 2, "rewards": 1, "next_obs": 2, "terminals": 1, "trajectory_ids": 1, "steps": 1}
-        for name, rank in ranks.items():
-            value = getattr(self, name)
-            if value.dim() != rank or value.shape[0] != n:
+        shapes = {"obs": (n, obs_dim), "actions": (n, action_dim), "rewards": (n,), "next_obs": (n, obs_dim)}
+        shapes |= {"terminals": (n,), "trajectory_ids": (n,), "steps": (n,)}
+        for name, shape in shapes.items():
+            if tuple(getattr(self, name).shape) != shape:
                 raise ConfigError(
-                    f"npg: trajectory field '{name}' must have {n} rows of rank {rank}, got {value.shape}"
+                    f"npg: trajectory field '{name}' must have shape {shape}, got {tuple(getattr(self, name).shape)}"
                 )
+        if self.terminals.dtype != torch.bool:
+            raise ConfigError(f"npg: trajectory field 'terminals' must be bool, got {self.terminals.dtype}")
+        for name in ("trajectory_ids", "steps"):
+            value = getattr(self, name)
+            if value.dtype != torch.int64 or int(value.min()) < 0:
+                raise ConfigError(
+                    f"npg: trajectory field '{name}' must be int64 >= 0, got {value.dtype}, min {value.min().item()}"
+                )
+        self._check_steps()
+
+    def _check_steps(self) -> None:
+        """Raise ConfigError unless every trajectory's steps are 0, 1, …, last, each once (``check``)."""
+        ids, steps = self.trajectory_ids, self.steps
+        if torch.unique(ids * (int(steps.max()) + 1) + steps).numel() != len(self):
+            raise ConfigError("npg: trajectory fields 'trajectory_ids' and 'steps' repeat a (trajectory, step) pair")
+        counts = torch.bincount(ids)  # (T,) rows per trajectory
+        last = torch.zeros_like(counts).scatter_reduce(0, ids, steps, "amax")  # (T,) its largest step
+        gapped = torch.nonzero((counts > 0) & (counts != last + 1)).flatten()
+        if len(gapped) > 0:
+            raise ConfigError(
+                f"npg: trajectory field 'steps' must run 0, 1, … without gaps; trajectories {gapped[:10].tolist()} skip"
+            )
 
 
 def gae(
@@ -187,7 +222,7 @@ def gae(
 
     Args:
         rewards, values (V(s_t)), next_values (V(s'_t)): (N,) float.
-        terminals: (N,) bool. trajectory_ids, steps: (N,) int64 (``TrajectoryBatch``).
+        terminals: (N,) bool. trajectory_ids, steps: (N,) int64 (as ``TrajectoryBatch.check`` requires).
         gamma, lam: γ and λ (λ = 1: discounted return minus V(s_t), bootstrapped at truncations).
 
     Returns:
@@ -213,7 +248,15 @@ def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
 ) -> Tensor:
     """Approximate solution x (P,) of ``A x = b`` for a symmetric positive definite A given as ``matvec`` (the
-    standard CG of TRPO/MJRL ``cg_solve``, started at x = 0), after at most ``iters`` iterations."""
+    standard linear CG, Nocedal & Wright Alg. 5.2, as TRPO Appendix C and MJRL ``cg_solve``, started at x = 0); seed
+    003 Subroutine 1 line 13 uses it for x ≈ F⁻¹ g.
+
+    Args:
+        matvec: ``v (P,) -> A v (P,)``.
+        b: the right-hand side (P,).
+        iters: at most this many iterations (products with A).
+        residual_tol: stop early once the squared residual ‖b − A x‖² is at most this.
+    """
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
     rr = r @ r
@@ -230,6 +273,13 @@ def conjugate_gradient(
     return x
 
 
+def _policy(obs_dim: int, action_dim: int, config: NPGConfig) -> GaussianMLPPolicy:
+    """The policy ``config`` describes for D = ``obs_dim``, A = ``action_dim`` (weights from torch's CPU RNG)."""
+    return GaussianMLPPolicy(
+        obs_dim, action_dim, config.policy_hidden_dims, config.init_log_std, config.min_log_std, config.max_log_std
+    )
+
+
 def policy_from_state(state: dict, device: str | torch.device = "cpu") -> GaussianMLPPolicy:
     """The policy of an :meth:`NPG.state_dict` (its ``config``, ``dims`` and ``policy`` weights), in eval mode on
     ``device``: what ``runs.RunFolder.read_npg_policy`` reads from a PAL/MAL checkpoint.
@@ -238,11 +288,8 @@ def policy_from_state(state: dict, device: str | torch.device = "cpu") -> Gaussi
         KeyError, TypeError, RuntimeError, ConfigError: ``state`` is not an NPG state (missing entries, another
             config's shapes); the caller names the file.
     """
-    config = NPGConfig(**state["config"])
     obs_dim, action_dim = (int(d) for d in state["dims"])
-    policy = GaussianMLPPolicy(
-        obs_dim, action_dim, config.policy_hidden_dims, config.init_log_std, config.min_log_std, config.max_log_std
-    )
+    policy = _policy(obs_dim, action_dim, NPGConfig(**state["config"]))
     policy.load_state_dict(state["policy"])
     return policy.to(device).eval()
 
@@ -273,9 +320,7 @@ class NPG:
         self.obs_dim, self.action_dim = obs_dim, action_dim
         cfg = self.config
         with seeded(seed, "cpu"):
-            self.policy = GaussianMLPPolicy(
-                obs_dim, action_dim, cfg.policy_hidden_dims, cfg.init_log_std, cfg.min_log_std, cfg.max_log_std
-            )
+            self.policy = _policy(obs_dim, action_dim, cfg)
             self.value = ValueFunction(obs_dim, cfg.value_hidden_dims)
         self.policy.to(self.device)
         self.value.to(self.device)
@@ -298,10 +343,6 @@ class NPG:
             return torch.cat([h.reshape(-1) for h in hvp]) + self.config.cg_damping * vector
 
         return product
-
-    def fisher_vector_product(self, obs: Tensor, vector: Tensor) -> Tensor:
-        """(F + λ_d I) v (P,) for one ``vector`` (P,) (``fisher_operator``)."""
-        return self.fisher_operator(obs)(vector)
 
     def policy_gradient(self, obs: Tensor, actions: Tensor, advantages: Tensor) -> Tensor:
         """Vanilla policy gradient g = ∇θ mean(log πθ(a|s) Â) (P,) (Subroutine 1 line 12)."""
@@ -385,10 +426,10 @@ class NPG:
             ``npg/mean_reward`` and ``npg/mean_return`` (undiscounted model return per trajectory).
 
         Raises:
-            ConfigError: a malformed batch (``TrajectoryBatch.check``).
+            ConfigError: a malformed batch, or one of other dims than the learner's (``TrajectoryBatch.check``).
             DivergenceError: non-finite rewards, advantages or gradient.
         """
-        batch.check()
+        batch.check(self.obs_dim, self.action_dim)
         cfg = self.config
         obs, next_obs = batch.obs.to(self.device), batch.next_obs.to(self.device)
         actions, rewards = batch.actions.to(self.device), batch.rewards.to(self.device)

@@ -22,6 +22,11 @@ class NPGConfig:
         cg_iters, cg_damping: conjugate-gradient iterations and damping λ_d of (F + λ_d I) (MJRL: 10, 1e-4).
         value_lr, value_weight_decay, value_batch_size, value_epochs: the baseline's Adam fit (MJRL: 1e-3, 1e-3,
             128, 1).
+
+    Raises:
+        ConfigError: naming the key ``npg.<field>``: a non-finite float; cg_iters or value_batch_size < 1,
+            value_epochs < 0; step_size or value_lr <= 0; gamma or gae_lambda outside [0, 1]; cg_damping or
+            value_weight_decay < 0; init_log_std outside [min_log_std, max_log_std]; a hidden width < 1.
     """
 
     policy_hidden_dims: tuple[int, ...] = (64, 64)

@@ -1,6 +1,7 @@
-"""The run-folder trainer of PAL and MAL (``registry.AlgorithmEntry.loop`` ``game``; seed 003 Alg. 3/4): drives
-``algos.pal_mal.GameLoop`` one iteration (an epoch of ``train --epochs``) at a time, with the run folder, lock,
-metrics and resume checks of the other algorithms (``runs``, ``algos.harness.OfflineTrainer``).
+"""The run-folder trainer of PAL, MAL (``registry.AlgorithmEntry.loop`` ``game``; seed 003 Alg. 3/4) and their
+model-free counterpart ``npg``: drives ``algos.pal_mal.GameLoop`` one iteration (an epoch of ``train --epochs``) at a
+time, with the run folder, lock, metrics and resume checks of the other algorithms (``runs``,
+``algos.harness.OfflineTrainer``).
 
     config.yaml          the resolved run config (``game`` and ``npg`` sections; the SAC keys are left out)
     metrics.csv          one row per iteration: ``epoch`` (iteration), ``step`` (real env steps so far, the x axis of
@@ -8,7 +9,8 @@ metrics and resume checks of the other algorithms (``runs``, ``algos.harness.Off
     checkpoints/last.pt  ``{"game": GameLoop.state_dict(), "config": ..., "dynamics": None, ...}``, written after
                          every phase of an iteration (each model fit, NPG step, collection, evaluation), so a stopped
                          run loses at most one phase and ``--resume`` continues exactly
-    dynamics.pt          the ensemble after every iteration (``models.checkpoint.save_model``), for analyses
+    dynamics.pt          the ensemble after every iteration (``models.checkpoint.save_model``), for analyses (PAL
+                         and MAL; model-free ``npg`` has no model and writes none)
     summary.json         as the online harness's (``env_steps``; returns, no normalized score)
 """
 
@@ -52,9 +54,9 @@ def game_config(config: TrainConfig) -> GameConfig:
 
 
 class GameTrainer(OfflineTrainer):
-    """Runs a PAL/MAL :class:`TrainConfig` in ``run_dir`` (module docstring). It shares the offline harness's
-    run-folder parts (``_read_checkpoint``: the checkpoint's config against this one; ``write_summary``), none of its
-    SAC phases.
+    """Runs a PAL, MAL or model-free NPG :class:`TrainConfig` in ``run_dir`` (module docstring). It shares the offline
+    harness's run-folder parts (``_read_checkpoint``: the checkpoint's config against this one; ``write_summary``),
+    none of its SAC phases.
 
     Args:
         config: the resolved run config; ``env_id`` names the environment, ``dataset`` must be empty.

@@ -34,6 +34,10 @@ Choices of this implementation (the paper and MJRL differ or are silent):
 * roll-outs sample each step from a random member's Gaussian (``EnsembleStepper``); MJRL keeps one deterministic
   model per trajectory.
 * the PAL buffer keeps exactly the newest B rows (MJRL drops whole oldest trajectories while above B).
+* the paper's bounds of 10² to 10⁵ gradient steps per model fit (Appendix B, "Model details") are not enforced: a
+  fit runs ``fit_epochs`` epochs over the rows it has. At the paper's sizes they hold anyway (PAL: 100 epochs of
+  about 11 batches of 200 on the 2250 training rows of B = 2500; MAL: 10 epochs of at least 22 batches, growing
+  with D, below 10⁵ steps until D holds about 2.2 million rows); tiny test configs fall below 10².
 
 Randomness: one ``torch.Generator`` on the device drives start states, roll-outs and the value fit; environment
 collection, model fits and evaluation are seeded per iteration from ``config.seed`` (``phase_seed``), so nothing
@@ -108,6 +112,12 @@ class GameConfig:
         collect_envs: environments stepped in lock-step while collecting (``collect_transitions``).
         seed: seeds the networks, the generator and every per-iteration phase.
         npg: the NPG settings (Table 1).
+
+    Raises:
+        ConfigError: naming the key: a value below its bound or non-finite, an unknown ``algo``; model-free npg
+            with init_samples != 0 or buffer_size != samples_per_iteration, PAL/MAL with init_samples < 1;
+            buffer_start_fraction outside [0, 1] or holdout_fraction outside (0, 1); init_samples (or buffer_size)
+            too small to hold one holdout row; a hidden width < 1; buffer_size < samples_per_iteration.
     """
 
     algo: str
@@ -320,7 +330,13 @@ class GameLoop:
     # ------------------------------------------------------------------ phases
     def collect(self, num_steps: int) -> dict[str, float]:
         """Collect ``num_steps`` real transitions with the current stochastic policy (``collect_transitions``, seeded
-        per iteration) into D (``aggregate`` with ``buffer_size``) and the initial-state buffer."""
+        per iteration) into D (``aggregate`` with ``buffer_size``: Alg. 3 / Alg. 4 line 7) and the initial-state
+        buffer (the first state of every new episode).
+
+        Returns:
+            ``collect/samples`` (``num_steps``), ``collect/episodes`` (episodes begun, the last one possibly cut by
+            the end of the collection) and ``collect/return_mean`` (their mean undiscounted return).
+        """
         seed = phase_seed(self.config.seed, self.iteration, 0)
         raw = collect_transitions(
             self.npg.policy.sampler(None), self.config.env_id, num_steps, seed, self.config.collect_envs, self.device
@@ -346,8 +362,13 @@ class GameLoop:
         self._data_obs = torch.as_tensor(data.obs, device=self.device)
 
     def fit_model(self) -> dict[str, float]:
-        """Fit the ensemble on D from its current weights (``models.fit.fit``, seeded per iteration; the holdout is
-        drawn over single rows, ``single_transitions``)."""
+        """Fit the ensemble on D from its current weights (Alg. 3 line 5, Alg. 4 lines 4 and 8; ``models.fit.fit``,
+        seeded per iteration; the holdout is drawn over single rows, ``single_transitions``).
+
+        Returns:
+            ``dynamics/holdout_mse`` (mean over members of the best holdout MSE), ``dynamics/train_loss`` (of the
+            last epoch), ``dynamics/epochs`` (epochs run) and ``dynamics/rows`` (rows of D).
+        """
         cfg = self.config
         fit_config = FitConfig.for_model(
             self.model,
@@ -382,7 +403,14 @@ class GameLoop:
     def npg_step(self) -> dict[str, float]:
         """One model-based NPG update (Subroutine 1): Nτ starts, each rolled out ``rollouts_per_start`` times (default:
         once per ensemble member) for H steps in the model with the termination function, then ``NPG.update``.
-        Model-free NPG: ``NPG.update`` on the iteration's real samples (:func:`real_trajectories`)."""
+        Model-free NPG: ``NPG.update`` on the iteration's real samples (:func:`real_trajectories`).
+
+        Returns:
+            ``NPG.update``'s metrics and (PAL, MAL) the roll-out's ``rollout/`` statistics.
+
+        Raises:
+            DivergenceError: non-finite model rewards or a non-finite NPG step (``NPG.update``).
+        """
         if not self.model_based:
             return self.npg.update(real_trajectories(self.data, self.device), self.generator)
         copies = self.config.rollouts_per_start or self.config.ensemble_size
