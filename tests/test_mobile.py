@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from offline_mbrl.algos.harness import OfflineTrainer
-from offline_mbrl.algos.mobile import MOBILE, NUM_SAMPLES, bellman_disagreement
+from offline_mbrl.algos.mobile import MOBILE, NUM_SAMPLES, bellman_disagreement, bellman_penalty
 from offline_mbrl.cli import main
 from offline_mbrl.config import resolve
-from test_offline import TINY, _config
+from test_offline import TINY
 
 B, D, A, E, GAMMA = 5, 3, 2, 4, 0.99
 ELITES = np.array([True, False, True, True])  # the stepper samples from members 0, 2, 3
@@ -105,8 +105,17 @@ def test_target_matches_numpy_reference():
 def test_disagreement_is_zero_when_members_agree_and_checks_shapes():
     same = torch.randn(NUM_SAMPLES, 1, 6).expand(-1, 5, -1)
     assert torch.equal(bellman_disagreement(same), torch.zeros(6))
-    with pytest.raises(ValueError, match="E' >= 2"):
-        bellman_disagreement(torch.zeros(NUM_SAMPLES, 1, 6))
+    next_q = np.random.default_rng(1).normal(size=(NUM_SAMPLES, 3, 6))
+    np.testing.assert_allclose(
+        bellman_disagreement(torch.as_tensor(next_q)).numpy(), next_q.mean(axis=0).std(axis=0, ddof=1), rtol=1e-12
+    )
+    for bad in (torch.zeros(NUM_SAMPLES, 1, 6), torch.zeros(NUM_SAMPLES, 6)):
+        with pytest.raises(ValueError, match="E' >= 2"):
+            bellman_disagreement(bad)
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        bellman_penalty(
+            _Model(torch.zeros(E, B, D + 1)), _SAC(np.random.default_rng(0)), torch.zeros(B, D), torch.zeros(B, A), 0
+        )
 
 
 def test_tiny_mobile_run_writes_the_run_folder(hopper_dataset, tmp_path):
@@ -116,7 +125,8 @@ def test_tiny_mobile_run_writes_the_run_folder(hopper_dataset, tmp_path):
         hopper_dataset,
         metadata={**hopper_dataset.metadata, "env_id": "Hopper-v5", "ref_min_score": -20.0, "ref_max_score": 3000.0},
     )
-    summary = OfflineTrainer(_config("mobile"), tmp_path, dataset, progress=False).train()
+    config = resolve("mobile", overrides=[*TINY, "epochs=2"], dataset="tiny")
+    summary = OfflineTrainer(config, tmp_path, dataset, progress=False).train()
     assert summary["finished"] and summary["algo"] == "mobile" and summary["sac_steps"] == 40
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert (metrics["train/bellman_penalty"] > 0).all() and (metrics["rollout/mean_penalty"] == 0).all()

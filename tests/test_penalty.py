@@ -55,6 +55,10 @@ def test_rule_is_half_the_break_even_at_two_digits_capping_the_published_beta():
             rule_penalty_coef(bad)
     with pytest.raises(ConfigError, match="published β must be a finite number >= 0"):
         rule_penalty_coef(4.0, published=-1.0)
+    assert rule_penalty_coef(4.0, fraction=1.0) == 4.0 and rule_penalty_coef(4.0, fraction=0.25) == 1.0
+    for bad in (0.0, -0.5, 1.5, math.nan):
+        with pytest.raises(ConfigError, match=r"fraction of β\* must be in \(0, 1\]"):
+            rule_penalty_coef(4.0, fraction=bad)
 
 
 @pytest.mark.parametrize("kind", ["adm", "ensemble"])
@@ -85,6 +89,12 @@ def test_study_sources_break_even_and_determinism(kind, hopper_dataset):
         assert first["penalized_mean"] == pytest.approx(0.0, abs=1e-6)
     else:
         assert math.isnan(behaviour["rule_penalty_coef"].iloc[0])
+    fixed = run(0.3)  # every row's penalized columns against NumPy at one explicit β
+    for row in fixed.summary.itertuples():
+        group = fixed.points[(fixed.points["source"] == row.source) & (fixed.points["quantifier"] == row.quantifier)]
+        penalized = group["reward"].to_numpy() - 0.3 * group["uncertainty"].to_numpy()
+        assert row.penalty_coef == 0.3 and row.penalized_mean == pytest.approx(penalized.mean())
+        assert row.penalized_negative_fraction == pytest.approx(np.mean(penalized < 0))
     shares = study.dimensions.groupby("source")[["epistemic_share", "aleatoric_share"]].sum()
     np.testing.assert_allclose(shares.to_numpy(), 1.0)
     assert len(study.dimensions) == 3 * (hopper_dataset.obs_dim + 1)
@@ -102,6 +112,12 @@ def test_study_rejects_a_quantifier_of_another_model_and_a_bad_beta(hopper_datas
         penalty_study(model, hopper_dataset, {"random": random_policy(ENV)}, 8, 2, None)
     with pytest.raises(ConfigError, match="--published-coef adm_std=1.0: needs a measured quantifier"):
         penalty_study(model, hopper_dataset, policies, 8, 2, None, published_coefs={"adm_std": 1.0})
+    with pytest.raises(ConfigError, match="listed twice"):
+        penalty_study(model, hopper_dataset, policies, 8, 2, None, quantifiers=("max_aleatoric", "max_aleatoric"))
+    with pytest.raises(ConfigError, match="may not be named 'dataset'"):
+        penalty_study(model, hopper_dataset, {**policies, "dataset": random_policy(ENV)}, 8, 2, None)
+    with pytest.raises(ConfigError, match="starts and horizon must be >= 1"):
+        penalty_study(model, hopper_dataset, policies, 8, 0, None)
 
 
 def test_published_beta_caps_the_rule_of_its_quantifier_only(hopper_dataset):

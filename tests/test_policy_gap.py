@@ -89,10 +89,8 @@ def test_study_bookkeeping_and_determinism(hopper_dataset):
         assert summary.loc[key, "return"] == pytest.approx((part["alive"] * part["reward"].fillna(0)).sum())
     assert summary.xs("real", level="source")["penalized_return"].isna().all()
     again = run()  # the random policy's own generator restarts from its seed in a fresh policy
-    pd.testing.assert_frame_equal(
-        steps[steps["policy"] == "lean"].reset_index(drop=True),
-        again.steps[again.steps["policy"] == "lean"].reset_index(drop=True),
-    )
+    pd.testing.assert_frame_equal(steps, again.steps)
+    pd.testing.assert_frame_equal(study.summary, again.summary)
 
 
 def test_episode_starts_are_first_rows_and_errors(hopper_dataset):
@@ -106,8 +104,13 @@ def test_episode_starts_are_first_rows_and_errors(hopper_dataset):
     args = (model, hopper_dataset, {"lean": lean_forward}, get_oracle(ENV), 4, 2, termination_fn(ENV))
     with pytest.raises(ConfigError, match="no quantifier 'adm_std'"):
         policy_gap(*args, penalty="adm_std")
-    with pytest.raises(ConfigError, match="'penalty_coef' must be >= 0"):
-        policy_gap(*args, penalty_coef=-1.0)
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="'penalty_coef' must be a finite number >= 0"):
+            policy_gap(*args, penalty_coef=bad)
+    with pytest.raises(ConfigError, match="'horizon' must be >= 1, got 0"):
+        policy_gap(*args[:5], 0, args[6])
+    with pytest.raises(ConfigError, match="'num_starts' must be >= 1, got 0"):
+        start_rows(hopper_dataset, 0)
     with pytest.raises(ConfigError, match="at least one policy"):
         policy_gap(model, hopper_dataset, {}, get_oracle(ENV), 4, 2, termination_fn(ENV))
 

@@ -36,7 +36,12 @@ NUM_SAMPLES = 10
 
 def bellman_disagreement(next_q: Tensor) -> Tensor:
     """MOBILE's penalty from target-Q values ``next_q (N, E', B)`` of N samples per member: the unbiased std over
-    members of the per-member sample mean, (B,). Raises ``ValueError`` unless ``next_q`` is 3-d with E' >= 2."""
+    members of the per-member sample mean, (B,), in the units of Q (OfflineRL-Kit ``compute_lcb``:
+    ``pred_next_qs.mean(0).std(0)``; Sun et al. 2023, the Model-Bellman inconsistency).
+
+    Raises:
+        ValueError: ``next_q`` is not 3-d with E' >= 2.
+    """
     if next_q.dim() != 3 or next_q.shape[1] < 2:
         raise ValueError(f"bellman_disagreement: next_q must be (N, E' >= 2, B), got {tuple(next_q.shape)}")
     return next_q.mean(dim=0).std(dim=0)
@@ -46,7 +51,15 @@ def bellman_disagreement(next_q: Tensor) -> Tensor:
 def bellman_penalty(model: DynamicsModel, sac: SAC, obs: Tensor, actions: Tensor, num_samples: int) -> Tensor:
     """U(s, a) (B,) for obs (B, D), actions (B, A): ``num_samples`` next states from each member the model's stepper
     samples from (the elites), actions from ``sac``'s stochastic policy, min over its target critics, then
-    :func:`bellman_disagreement`. Draws from torch's current random stream."""
+    :func:`bellman_disagreement` (OfflineRL-Kit ``compute_lcb`` with ``sample_next_obss``). Draws from torch's
+    current random stream. The stepper's availability mask is not read: every ensemble member is available.
+
+    Raises:
+        ValueError: ``num_samples`` < 1, or the stepper samples from fewer than 2 members.
+        ConfigError: the model reads more than one state of history (``model.stepper``).
+    """
+    if num_samples < 1:
+        raise ValueError(f"bellman_penalty: num_samples must be >= 1, got {num_samples}")
     stepper = model.stepper(HistoryBatch.of_states(obs, actions.shape[-1]))
     mean, logvar, _ = stepper.predict(obs, actions)  # (C, B, D+1), next state in state space, then reward
     members = stepper.sampled_candidates()
@@ -60,10 +73,13 @@ def bellman_penalty(model: DynamicsModel, sac: SAC, obs: Tensor, actions: Tensor
 
 
 def mobile_target(penalty: Tensor, beta: float) -> BellmanTarget:
-    """The critics' target with the penalty (B,): ``y = max(0, (r − β·U) + γ(1 − d)·min_j Q'_j(s', a'))``, a
-    ``agents.sac.BellmanTarget`` (the entropy term and α are not used: deterministic backup)."""
+    """The critics' target with the penalty (B,): ``y = max(0, (r − β·U) + γ(1 − d)·min_j Q'_j(s', a'))`` over
+    rewards/terminals (B,) and target-critic values ``next_q`` (E, B), an ``agents.sac.BellmanTarget`` (the entropy
+    term and α are not used: deterministic backup; OfflineRL-Kit ``MOBILEPolicy.learn``)."""
 
-    def target(rewards: Tensor, terminals: Tensor, next_q: Tensor, next_log_prob: Tensor, alpha: Tensor, gamma: float):
+    def target(
+        rewards: Tensor, terminals: Tensor, next_q: Tensor, next_log_prob: Tensor, alpha: Tensor, gamma: float
+    ) -> Tensor:
         not_done = 1.0 - terminals.to(rewards.dtype)
         return ((rewards - beta * penalty) + gamma * not_done * next_q.min(dim=0).values).clamp(min=0.0)
 
@@ -81,8 +97,9 @@ class MOBILE(Algorithm):
     def bellman_target(
         self, sac: SAC, model: DynamicsModel, batch: dict[str, Tensor], num_real: int
     ) -> tuple[BellmanTarget, dict[str, Tensor]]:
-        """U for every row (0 for the ``num_real`` dataset rows) and :func:`mobile_target`; the mean U over the model
-        rows as ``train/bellman_penalty``."""
+        """U (B,) for every row of ``batch`` (``obs (B, D)``, ``actions (B, A)``; 0 for the first ``num_real``, the
+        dataset rows, as OfflineRL-Kit's ``learn`` does) and :func:`mobile_target` with β = ``rollout.penalty_coef``;
+        the mean U over the model rows as ``train/bellman_penalty``."""
         penalty = bellman_penalty(model, sac, batch["obs"], batch["actions"], NUM_SAMPLES)  # (B,)
         penalty[:num_real] = 0.0
         target = mobile_target(penalty, self.config.rollout.penalty_coef)

@@ -12,6 +12,7 @@ AffineTransform). Actions on the bounds have infinite pre-tanh values, so they a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,10 @@ class BCConfig:
         learning_rate: Adam step size.
         action_eps: actions are evaluated at most ``1 − action_eps`` of the half-range from the centre.
         seed: seeds the initialization and the batches.
+
+    Raises:
+        ConfigError: ``steps``/``batch_size`` < 1, a hidden width < 1, ``learning_rate`` not a finite number > 0,
+            or ``action_eps`` outside (0, 1).
     """
 
     hidden_dims: tuple[int, ...] = (256, 256)
@@ -49,6 +54,10 @@ class BCConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"bc config: '{name}' must be >= 1, got {getattr(self, name)}")
+        if any(width < 1 for width in self.hidden_dims):
+            raise ConfigError(f"bc config: 'hidden_dims' must be widths >= 1, got {self.hidden_dims}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"bc config: 'learning_rate' must be a finite number > 0, got {self.learning_rate}")
         if not 0.0 < self.action_eps < 1.0:
             raise ConfigError(f"bc config: 'action_eps' must be in (0, 1), got {self.action_eps}")
 
@@ -63,8 +72,9 @@ def action_distribution(actor: TanhGaussianActor, obs: Tensor) -> TransformedDis
 def bc_loss(
     actor: TanhGaussianActor, obs: Tensor, actions: Tensor, action_eps: float = 1e-6
 ) -> tuple[Tensor, dict[str, float]]:
-    """Mean negative log-likelihood of actions (B, A) given obs (B, D) (actions clamped to
-    ``bias ± (1 − action_eps)·scale``). Returns ``(loss, {"bc/nll": …})``."""
+    """Mean negative log-likelihood (nats per action vector) of actions (B, A) given obs (B, D) under
+    :func:`action_distribution` (actions clamped to ``bias ± (1 − action_eps)·scale``): the behaviour-cloning loss of
+    the module docstring. Returns ``(loss (), {"bc/nll": loss as a float})``."""
     limit = actor.action_scale * (1.0 - action_eps)
     inside = torch.maximum(torch.minimum(actions - actor.action_bias, limit), -limit) + actor.action_bias
     nll = -action_distribution(actor, obs).log_prob(inside).mean()
@@ -80,16 +90,22 @@ def fit_bc(
     progress: bool = False,
 ) -> TanhGaussianActor:
     """Fit a ``TanhGaussianActor`` with action bounds (A,) ``action_low``/``action_high`` (the environment's
-    action box) to ``dataset`` (obs -> actions) by maximum likelihood.
+    action box) to ``dataset`` (obs -> actions) by maximum likelihood (:func:`bc_loss`, Adam on uniform batches).
 
     Returns:
         The actor in eval mode on ``device``.
     Raises:
+        ConfigError: the bounds are not finite (A,) arrays with ``low < high``, A the dataset's action dim.
         DatasetError: a dataset action lies outside the bounds (the message names the source and the count).
     """
-    low, high = (
-        torch.as_tensor(np.asarray(bound, dtype=np.float32), device=device) for bound in (action_low, action_high)
-    )
+    bounds = np.asarray(action_low, dtype=np.float32), np.asarray(action_high, dtype=np.float32)
+    shaped = all(b.shape == (dataset.action_dim,) and np.isfinite(b).all() for b in bounds)
+    if not (shaped and (bounds[0] < bounds[1]).all()):
+        raise ConfigError(
+            f"{dataset.source}: fit_bc needs finite action bounds of shape ({dataset.action_dim},) with low < high, "
+            f"got low {bounds[0].tolist()} and high {bounds[1].tolist()}"
+        )
+    low, high = (torch.as_tensor(bound, device=device) for bound in bounds)
     obs = torch.as_tensor(dataset.obs, device=device)  # (N, D)
     actions = torch.as_tensor(dataset.actions, device=device)  # (N, A)
     outside = int(((actions < low) | (actions > high)).any(dim=1).sum())

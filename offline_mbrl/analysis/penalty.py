@@ -61,14 +61,24 @@ def rule_penalty_coef(break_even: float, published: float | None = None, fractio
     """The β rule of the collected-dataset configs: ``fraction · β*`` rounded to two significant digits, capped
     by the algorithm's published β for the task when given: ``min(published, fraction · β*)``. So the paper's β
     stands wherever it is safely below break-even, and the cap applies only where the paper's β would make the
-    behaviour's roll-outs worthless.
+    behaviour's roll-outs worthless. This project's rule (module docstring) for the β of r̃ = r̂ − β·U (ADM Eq. 8,
+    MOPO Eq. 3).
 
+    Args:
+        break_even: β* of the behaviour roll-outs (:func:`uncertainty.break_even_coef`), reward units per unit of U.
+        published: the algorithm's published β for the task, or None.
+        fraction: the share of β* the rule keeps, in (0, 1].
+
+    Returns:
+        The rule β (same units as ``break_even``).
     Raises:
-        ConfigError: β* is not a positive finite number (the model predicts no positive mean reward, or no U), or
-            ``published`` is not a finite number >= 0.
+        ConfigError: β* is not a positive finite number (the model predicts no positive mean reward, or no U),
+            ``published`` is not a finite number >= 0, or ``fraction`` is not in (0, 1].
     """
     if not (math.isfinite(break_even) and break_even > 0):
         raise ConfigError(f"penalty rule: break-even β must be positive and finite, got {break_even}")
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"penalty rule: the fraction of β* must be in (0, 1], got {fraction}")
     if published is not None and not (math.isfinite(published) and published >= 0):
         raise ConfigError(f"penalty rule: the published β must be a finite number >= 0, got {published}")
     cap = float(f"{fraction * break_even:.2g}")
@@ -80,10 +90,13 @@ class PenaltyStudy:
     """Outcome of :func:`penalty_study`.
 
     Attributes:
-        points: one row per transition and quantifier: ``source, quantifier, start, step, reward, uncertainty``.
-        summary: one row per source and quantifier: ``transitions``, means of r̂ and U, ``break_even_coef``
-            (β* of that source), ``penalty_coef`` (β used for the penalized columns), ``penalized_mean``,
-            ``penalized_negative_fraction``, ``rule_penalty_coef`` (behaviour rows only).
+        points: one row per transition and quantifier: ``source, start`` (index of the start history in [0, B)),
+            ``step`` (h in [0, H)), ``reward`` (r̂), ``quantifier, uncertainty`` (U).
+        summary: one row per source and quantifier: ``transitions``, ``reward_mean`` and ``uncertainty_mean``
+            (means of r̂ and U), ``uncertainty_p90`` (90th percentile of U), ``break_even_coef`` (β* of that
+            source), ``published_coef`` and ``rule_penalty_coef`` (behaviour rows only; NaN elsewhere and where
+            undefined), ``penalty_coef`` (β used for the penalized columns), ``penalized_mean`` (mean r̂ − βU),
+            ``penalized_negative_fraction`` (share of transitions with r̂ − βU < 0).
         dimensions: one row per source and dimension: ``dimension`` (``obs[i]`` or ``reward``), ``epistemic`` and
             ``aleatoric`` (means over transitions) and their shares of the total (per source, in [0, 1]).
     """
@@ -94,7 +107,8 @@ class PenaltyStudy:
 
 
 class _DimensionRecorder(StepperWrapper):
-    """Wraps a roll-out stepper and sums ``dimension_spread`` over the finite rows of every step."""
+    """Wraps a roll-out stepper and sums ``dimension_spread`` over the finite rows of every step: ``epistemic``
+    (D,) and ``aleatoric`` (D + 1,) float64 on the model's device, ``rows`` the count of finite rows."""
 
     def __init__(self, stepper: Stepper) -> None:
         super().__init__(stepper)
@@ -128,7 +142,8 @@ def penalty_study(
         model: a fitted ADM or ensemble (``models.checkpoint.load_model``).
         dataset: the data the model was fitted on; its obs/action dims must match the model's.
         policies: ``{"behaviour": bc policy, "random": uniform policy}`` (``calibration.make_policy``), each
-            ``(B, D) -> (B, A)``; a name outside ``SOURCES`` is allowed and reported as its own source.
+            ``(B, D) -> (B, A)``; a name outside ``SOURCES`` is allowed and reported as its own source, but not
+            ``"dataset"`` (the recorded actions' source).
         num_starts: B, start histories drawn (seeded) from the dataset; the same rows for every source.
         rollout_length: H of the policy roll-outs (the dataset source always takes one step).
         termination: ``termination_fn(task)`` or None.
@@ -138,16 +153,21 @@ def penalty_study(
         published_coefs: quantifier -> the algorithm's published β for the task (e.g. ``{"adm_std": 1.0}`` from
             the D4RL config); the rule β of that quantifier is then ``min(published, ½ β*)``.
 
+    Returns:
+        The :class:`PenaltyStudy` (β* as in ``uncertainty.break_even_coef``; r̂ − βU is ADM Eq. 8 / MOPO Eq. 3).
     Raises:
-        ConfigError: dims differ from the dataset's, a quantifier does not apply to the model, β (or a
-            published β, or its quantifier) is negative, not finite or unknown, no ``behaviour`` policy is given
-            with ``penalty_coef=None``, or bad sizes.
+        ConfigError: the model has no quantifier, dims differ from the dataset's, a quantifier does not apply to
+            the model or is listed twice, β (or a published β, or its quantifier) is negative, not finite or
+            unknown, a policy is named ``dataset``, no ``behaviour`` policy is given with ``penalty_coef=None``,
+            or ``num_starts``/``rollout_length`` < 1.
     """
     applicable = quantifiers_for(model)
     quantifiers = tuple(quantifiers or applicable)
     unknown = sorted(set(quantifiers) - set(applicable))
     if unknown:
         raise ConfigError(f"penalty: quantifier(s) {unknown} do not apply to a '{model.kind}' model; use {applicable}")
+    if len(set(quantifiers)) != len(quantifiers):
+        raise ConfigError(f"penalty: a quantifier is listed twice in {quantifiers}")
     if penalty_coef is not None and not (math.isfinite(penalty_coef) and penalty_coef >= 0):
         raise ConfigError(f"penalty: --penalty-coef must be a finite number >= 0, got {penalty_coef}")
     published_coefs = dict(published_coefs or {})
@@ -157,6 +177,8 @@ def penalty_study(
                 f"penalty: --published-coef {name}={value}: needs a measured quantifier ({quantifiers}) and a "
                 "finite β >= 0"
             )
+    if "dataset" in policies:
+        raise ConfigError("penalty: a policy may not be named 'dataset' (the source of the recorded actions)")
     if penalty_coef is None and "behaviour" not in policies:
         raise ConfigError("penalty: the rule β needs a 'behaviour' policy (or pass penalty_coef)")
     if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
@@ -204,10 +226,13 @@ def penalty_study(
 
 
 def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) -> pd.DataFrame:
-    """Per-dimension mean epistemic / aleatoric spread of one source and their shares."""
+    """Per-dimension mean epistemic / aleatoric spread of one source and their shares (D + 1 rows, reward last)."""
     rows = max(recorder.rows, 1)
-    epistemic = np.append(np.asarray(recorder.epistemic, dtype=float).reshape(-1) / rows, np.nan)  # no reward term
-    aleatoric = np.asarray(recorder.aleatoric, dtype=float).reshape(-1) / rows
+    epistemic, aleatoric = (
+        torch.as_tensor(total, dtype=torch.float64).cpu().numpy().reshape(-1) / rows  # sums may sit on a GPU
+        for total in (recorder.epistemic, recorder.aleatoric)
+    )
+    epistemic = np.append(epistemic, np.nan)  # no reward term
     names = [f"obs[{i}]" for i in range(obs_dim)] + ["reward"]
     return pd.DataFrame(
         {
@@ -224,6 +249,16 @@ def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) ->
 def _rule_or_nan(break_even: float, published: float | None) -> float:
     """The rule β, or NaN where it is undefined (β* not positive: the model predicts no positive mean reward)."""
     return rule_penalty_coef(break_even, published) if math.isfinite(break_even) and break_even > 0 else float("nan")
+
+
+def _penalty_coefs(summary: pd.DataFrame) -> pd.Series:
+    """quantifier -> β of the penalized columns (the summary's ``penalty_coef``; the same for every source)."""
+    return summary.drop_duplicates("quantifier").set_index("quantifier")["penalty_coef"]
+
+
+def _penalized(points: pd.DataFrame, coefs: pd.Series) -> pd.Series:
+    """r̂ − β·U of every point (ADM Eq. 8), β = ``coefs`` of the point's quantifier."""
+    return points["reward"] - points["quantifier"].map(coefs) * points["uncertainty"]
 
 
 def _summary(points: pd.DataFrame, penalty_coef: float | None, published: dict[str, float]) -> pd.DataFrame:
@@ -249,21 +284,17 @@ def _summary(points: pd.DataFrame, penalty_coef: float | None, published: dict[s
     summary["published_coef"] = np.where(is_behaviour, summary["quantifier"].map(published).astype(float), np.nan)
     summary["rule_penalty_coef"] = np.where(is_behaviour, summary["quantifier"].map(rule).astype(float), np.nan)
     summary["penalty_coef"] = penalty_coef if penalty_coef is not None else summary["quantifier"].map(rule)
-    penalized = (
-        points["reward"]
-        - points["quantifier"].map(summary.drop_duplicates("quantifier").set_index("quantifier")["penalty_coef"])
-        * points["uncertainty"]
-    )
-    grouped = penalized.groupby([points["source"], points["quantifier"]], sort=False)
-    keys = list(zip(summary["source"], summary["quantifier"]))
-    summary["penalized_mean"] = [grouped.mean()[k] for k in keys]
-    summary["penalized_negative_fraction"] = [(grouped.apply(lambda v: (v < 0).mean()))[k] for k in keys]
+    penalized = _penalized(points, _penalty_coefs(summary))
+    by, keys = [points["source"], points["quantifier"]], pd.MultiIndex.from_frame(summary[["source", "quantifier"]])
+    summary["penalized_mean"] = penalized.groupby(by, sort=False).mean().reindex(keys).to_numpy()
+    summary["penalized_negative_fraction"] = (penalized < 0).groupby(by, sort=False).mean().reindex(keys).to_numpy()
     return summary
 
 
 def format_summary(study: PenaltyStudy, top: int = 3) -> str:
-    """Terminal summary: one line per quantifier with β*, the rule β and the behaviour means, then the dimensions
-    that carry most of the uncertainty under the behaviour policy."""
+    """Terminal summary: one line per source and quantifier with the means, β* and the penalized mean, then the
+    ``top`` dimensions that carry most of the uncertainty under the behaviour policy and on the dataset pairs,
+    then the rule β per quantifier."""
     lines = []
     for row in study.summary.itertuples():
         lines.append(
@@ -290,22 +321,22 @@ def format_summary(study: PenaltyStudy, top: int = 3) -> str:
 
 
 def _rule_text(published: float) -> str:
+    """The rule's formula for a published β (NaN: none)."""
     half = f"{RULE_FRACTION} · β*(behaviour)"
     return half if math.isnan(published) else f"min(published {published:g}, {half})"
 
 
 def write_penalty(study: PenaltyStudy, out_dir: str | Path, title: str) -> list[Path]:
     """Write ``penalty.png`` (per quantifier: histograms of r̂, U and r̂ − βU by source, and the per-dimension
-    shares under the behaviour policy), the points, summary and dimension CSVs and a Markdown summary."""
+    shares under the behaviour policy), the points, summary and dimension CSVs and a Markdown summary into
+    ``out_dir`` (created if missing); returns the paths."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    beta = study.summary.drop_duplicates("quantifier").set_index("quantifier")["penalty_coef"]
-    points = study.points.assign(
-        penalized=study.points["reward"] - study.points["quantifier"].map(beta) * study.points["uncertainty"]
-    )
+    beta = _penalty_coefs(study.summary)
+    points = study.points.assign(penalized=_penalized(study.points, beta))
     quantifiers = list(dict.fromkeys(points["quantifier"]))
     fig, axes = plt.subplots(len(quantifiers), 4, figsize=(17, 3.4 * len(quantifiers)), squeeze=False)
     for row, quantifier in zip(axes, quantifiers):
@@ -367,5 +398,6 @@ def write_penalty(study: PenaltyStudy, out_dir: str | Path, title: str) -> list[
     return paths
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
+    """A Markdown table cell: floats with 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -22,6 +22,7 @@ being exploited where its uncertainty does not see its error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ PNG_NAME, STEPS_CSV, SUMMARY_CSV, SUMMARY_MD = (
     "policy_gap.png",
     "policy_gap.csv",
     "policy_gap_summary.csv",
-    ("policy_gap_summary.md"),
+    "policy_gap_summary.md",
 )
 
 
@@ -71,11 +72,15 @@ class PolicyGapStudy:
 
 
 def start_rows(dataset: TransitionDataset, num_starts: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Start rows per start set (sorted, without replacement, at most ``num_starts`` each).
+    """Start rows per start set: ``{"dataset": (n,), "episode_start": (n',)}`` integer dataset row indices, sorted,
+    drawn without replacement (``np.random.default_rng(seed)``), ``min(num_starts, pool size)`` each.
 
     Raises:
+        ConfigError: ``num_starts`` < 1.
         DatasetError: the dataset stores no simulator state (``qpos``/``qvel``) to set the real env to.
     """
+    if num_starts < 1:
+        raise ConfigError(f"policy gap: 'num_starts' must be >= 1, got {num_starts}")
     if dataset.qpos is None or dataset.qvel is None:
         raise DatasetError(
             f"{dataset.source}: the policy gap needs the simulator state of each start row (qpos/qvel, stored by "
@@ -102,7 +107,8 @@ def _model_rollout(
     termination: TerminationFn,
     penalty: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, H) model reward, U and alive mask of closed-loop roll-outs from ``rows``."""
+    """(N, H) model reward, U (NaN where no step was taken) and alive mask of closed-loop roll-outs from ``rows``
+    (N,)."""
     result = rollout(
         model, policy, windows.history(torch.as_tensor(rows, device=windows.device)), horizon, penalty, termination
     )
@@ -135,20 +141,21 @@ def policy_gap(
         num_starts: starts per start set; horizon: H ≥ 1.
         termination: the task's termination function (the model's roll-outs stop where it fires).
         penalty: a quantifier of ``model.quantifiers`` (default: the first).
-        penalty_coef: β ≥ 0 of the ``penalized`` column.
+        penalty_coef: finite β ≥ 0 of the ``penalized`` column r̂ − β·U (ADM Eq. 8, MOPO Eq. 3).
         seed: start rows, model sampling and the policies' draws.
     Returns:
         PolicyGapStudy.
     Raises:
-        ConfigError: no policy, ``num_starts``/``horizon`` < 1, negative β, or a quantifier the model lacks.
+        ConfigError: no policy, ``num_starts``/``horizon`` < 1, a negative or non-finite β, or a quantifier the
+            model lacks.
         DatasetError: no stored simulator states.
     """
     if not policies:
         raise ConfigError("policy gap: give at least one policy")
-    if num_starts < 1 or horizon < 1:
-        raise ConfigError(f"policy gap: 'num_starts' and 'horizon' must be >= 1, got {num_starts} and {horizon}")
-    if not penalty_coef >= 0:
-        raise ConfigError(f"policy gap: 'penalty_coef' must be >= 0, got {penalty_coef}")
+    if horizon < 1:
+        raise ConfigError(f"policy gap: 'horizon' must be >= 1, got {horizon}")
+    if not (math.isfinite(penalty_coef) and penalty_coef >= 0):
+        raise ConfigError(f"policy gap: 'penalty_coef' must be a finite number >= 0, got {penalty_coef}")
     penalty = penalty or model.quantifiers[0]
     if penalty not in model.quantifiers:
         raise ConfigError(f"policy gap: the {model.kind} model has no quantifier {penalty!r}; use {model.quantifiers}")
