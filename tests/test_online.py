@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from offline_mbrl.algos.online_harness import OnlineTrainer, fresh_model_error
+from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
 from offline_mbrl.analysis.runs_io import read_run
 from offline_mbrl.cli import main
 from offline_mbrl.config import resolve
@@ -108,15 +109,19 @@ def test_the_sac_baseline_runs_the_same_loop_without_a_model(tmp_path):
     summary = trainer.train()
     assert trainer.calls == {"env": WARMUP + EPOCHS * STEPS, "fit": 0, "rollout": 0, "update": UTD * EPOCHS * STEPS}
     assert summary["env_steps"] == WARMUP + EPOCHS * STEPS and not (tmp_path / "dynamics.pt").exists()
+    assert trainer.sac.target_entropy == -3.0  # online.target_entropy None: −|A| (Hopper: A = 3)
     with pytest.raises(ConfigError, match="real_ratio must be 1"):
         OnlineTrainer(tiny_config("sac", extra=("real_ratio=0.5",)), tmp_path)
 
 
 def test_actor_freq_steps_the_actor_and_temperature_every_kth_update(tmp_path):
     """``online.actor_freq`` (official ADMPO): the critics step on every update, the actor and the learned temperature
-    on every 3rd (counted from the run's first update), and the logged actor metrics average those steps only."""
-    trainer = OnlineTrainer(tiny_config("sac", extra=("online.actor_freq=3",)), tmp_path, progress=False)
+    on every 3rd (counted from the run's first update), and the logged actor metrics average those steps only.
+    ``online.target_entropy`` (ADM Table 4, MBPO's configs) is the temperature's target."""
+    extra = ("online.actor_freq=3", "online.target_entropy=-0.5")
+    trainer = OnlineTrainer(tiny_config("sac", extra=extra), tmp_path, progress=False)
     trainer.train()
+    assert trainer.sac.target_entropy == -0.5
     updates = UTD * EPOCHS * STEPS
 
     def adam_steps(optim):
@@ -138,6 +143,23 @@ def test_the_loop_runs_on_mbpos_truncated_ant_and_humanoid(algo, env_id, obs_dim
     summary = trainer.train()
     assert trainer.real_buffer.storage["obs"].shape[-1] == obs_dim and summary["env_steps"] == WARMUP + STEPS
     assert pd.read_csv(tmp_path / "metrics.csv")["eval/return_mean"].notna().all()
+
+
+def test_a_longer_rollout_grows_the_model_buffer_and_keeps_its_rows(tmp_path):
+    """MBPO's retention: the buffer holds one epoch of roll-outs of the current H, and when H grows the rows of the
+    shorter roll-outs stay (oldest first), so the buffer never loses data it has room for."""
+    trainer = OnlineTrainer(tiny_config("mbpo"), tmp_path, progress=False)
+    trainer._setup(None)
+    while trainer.env_step < WARMUP:
+        trainer.env_step_once()
+    assert trainer.rollout_length == 1 and trainer.model_buffer.capacity == 2 * 64
+    trainer.rollout()
+    kept = trainer.model_buffer.ordered()
+    trainer.env_step = 120  # H = 3 on the schedule [60, 120, 1, 3]
+    trainer.rollout()
+    assert trainer.model_buffer.capacity == 2 * 64 * 3 and len(trainer.model_buffer) > len(kept["obs"])
+    rows = trainer.model_buffer.ordered()
+    assert all(torch.equal(rows[k][: len(v)], v) for k, v in kept.items())
 
 
 def test_the_real_buffer_is_coherent_and_windows_respect_episode_ends(tmp_path):
@@ -181,6 +203,10 @@ def test_online_config_errors_are_named(tmp_path, capsys):
         ConfigError, match="key 'model_weights' is not read by algo 'admpo-off' \\(only by sac, mbpo, admpo-on\\)"
     ):
         resolve("admpo-off", overrides=["model_weights=pmac"])
+    with pytest.raises(ConfigError, match="env 'Nope-v0'"):
+        OnlineSACTrainer(OnlineSACConfig(env_id="Nope-v0"), tmp_path)
+    with pytest.raises(ConfigError, match="env_id 'Pendulum-v1' is not a MuJoCo environment"):
+        OnlineSACTrainer(OnlineSACConfig(env_id="Pendulum-v1"), tmp_path)
     assert main(["train", "--algo", "mbpo", "--runs", str(tmp_path)]) != 0
     assert "--algo mbpo is online and needs --env" in capsys.readouterr().err
     assert main(["train", "--algo", "admpo-on", "--env", "Hopper-v5", "--dataset", "x", "--runs", str(tmp_path)]) != 0

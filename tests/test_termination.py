@@ -76,6 +76,18 @@ def test_hopper_rules_at_the_bounds():
         assert termination_fn("hopper")(o[None], torch.zeros(1, 3), o[None]).item() is expected, (dim, value)
 
 
+def test_walker2d_rules_at_the_bounds():
+    """0.8 < z < 2.0 and −1 < angle < 1, strict; no state-range check (gymnasium) but NeoRL's o'[3:] in (−100, 100)."""
+    cases = {(0, 0.8): True, (0, 0.81): False, (0, 2.0): True, (1, 1.0): True, (1, -0.99): False, (5, 150.0): False}
+    for (dim, value), expected in cases.items():
+        o = torch.tensor([1.2, 0.0] + [0.0] * 15)
+        o[dim] = value
+        assert termination_fn("walker2d")(o[None], torch.zeros(1, 6), o[None]).item() is expected, (dim, value)
+    neorl = torch.tensor([5.0, 1.2, 0.0] + [0.0] * 15)[None].repeat(2, 1)
+    neorl[1, 4] = -100.0
+    assert termination_fn("neorl-walker2d")(neorl, torch.zeros(2, 6), neorl).tolist() == [False, True]
+
+
 @pytest.mark.parametrize(
     "name, key",
     [

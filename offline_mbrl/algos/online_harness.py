@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -44,7 +47,7 @@ from ..agents.sac import SAC
 from ..buffers import TensorBuffer
 from ..config import MAX_MODEL_BUFFER_ROWS, TrainConfig, to_dict
 from ..data.dataset import TransitionDataset
-from ..data.scores import score_reference
+from ..data.scores import ScoreReference, score_reference
 from ..data.windows import Windows
 from ..envs.gym_env import env_spaces
 from ..envs.termination import termination_fn
@@ -56,7 +59,7 @@ from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..runs import MetricsLogger, RunFolder, run_lock
 from .harness import OfflineTrainer, algorithm_class, build_dynamics, fit_config
-from .online_sac import buffer_fields
+from .online_sac import buffer_fields, buffer_row
 from .weighting import PMACConfig, TOMConfig, TransitionTensors, initial_obs, pmac_weights, tom_weights
 
 #: the fields of a real-buffer row that a SAC batch reads
@@ -74,7 +77,14 @@ def fresh_model_error(model: DynamicsModel, windows: Windows, rows: Tensor) -> f
     Each row is predicted as a roll-out step from it would be (``model.stepper`` over the row's real history,
     ``Stepper.predict``): ADM from every available backtrack k (the k-step prediction from real states and
     actions), the ensemble from each elite. The squared error of (next state, reward) is averaged over the D + 1
-    outputs, then over those candidates and the rows. Eval mode (no dropout); the model's mode is restored.
+    outputs, then over all (candidate, row) pairs used. Eval mode (no dropout); the model's mode is restored.
+
+    Args:
+        model: the fitted dynamics model. windows: ``Windows`` of the model's ``window_length`` over the real data.
+        rows: (B,) int64 row indices of ``windows`` (any device).
+
+    Returns:
+        The mean squared error, in the squared units of the observations and rewards.
 
     Raises:
         ConfigError: ``rows`` is empty.
@@ -96,6 +106,29 @@ def fresh_model_error(model: DynamicsModel, windows: Windows, rows: Tensor) -> f
         return float((errors * use).sum() / use.sum())
     finally:
         model.train(was_training)
+
+
+#: the timed phases of an epoch, in the order of their ``time/<phase>_s`` columns
+_PHASES = ("model", "rollout", "env", "sac", "eval")
+
+
+@dataclass
+class _EpochRecord:
+    """What the env steps of one epoch accumulate for its ``metrics.csv`` row."""
+
+    times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_PHASES, 0.0))  # seconds per phase
+    sums: dict[str, Tensor | float] = field(default_factory=dict)  # SAC metrics summed over the updates
+    counts: dict[str, int] = field(default_factory=dict)  # updates that reported each metric (actor_freq)
+    model_stats: dict[str, list[float]] = field(default_factory=dict)  # one value per fit
+    rollout_stats: dict[str, float] = field(default_factory=dict)  # of the epoch's last roll-out
+    returns: list[float] = field(default_factory=list)  # of the training episodes that ended
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the wall time of the block to ``times[phase]`` (seconds)."""
+        start = time.perf_counter()
+        yield
+        self.times[phase] += time.perf_counter() - start
 
 
 class OnlineTrainer(OfflineTrainer):
@@ -133,8 +166,8 @@ class OnlineTrainer(OfflineTrainer):
             )
         if not config.env_id:
             raise ConfigError(f"config: algo '{config.algo}' is online and needs env_id (--env), e.g. Hopper-v5")
-        self.config, self.run_dir, self.progress = config, RunFolder(run_dir).path, progress
-        self.folder = RunFolder(self.run_dir)
+        self.config, self.progress, self.folder = config, progress, RunFolder(run_dir)
+        self.run_dir = self.folder.path
         self.algorithm = algorithm_class(config.algo)(config)
         self.device = parse_device(str(device))
         self.env_id, self.env_kwargs = config.env_id, {}
@@ -178,7 +211,7 @@ class OnlineTrainer(OfflineTrainer):
         """H at the current env step (``online.rollout_schedule``, ADM Table 4 / MBPO Table 1)."""
         return self.config.online.rollout_length(self.env_step, self.config.rollout.rollout_length)
 
-    def _score_reference(self):
+    def _score_reference(self) -> tuple[ScoreReference | None, str]:
         """Reference returns of ``config.task`` when set (then scores are normalized); otherwise none: an online
         run reports returns."""
         if not self.config.task:
@@ -218,6 +251,8 @@ class OnlineTrainer(OfflineTrainer):
             self._load(state)
 
     def _new_model_buffer(self, capacity: int) -> TensorBuffer:
+        """An empty model buffer D_model of ``capacity`` rows: obs, next_obs (D,), actions (A,), rewards (), terminals
+        () bool."""
         f32, D, A = torch.float32, self.obs_dim, self.action_dim
         fields = {
             "obs": ((D,), f32),
@@ -309,18 +344,20 @@ class OnlineTrainer(OfflineTrainer):
         next_obs, reward, terminated, _, _ = self.sim.step(action)
         self.episode_step += 1
         timeout = not terminated and self.episode_step >= self.max_episode_steps
-        row = {
-            "obs": self.obs,
-            "actions": action,
-            "rewards": np.float32(reward),
-            "next_obs": np.asarray(next_obs, dtype=np.float32),
-            "terminals": bool(terminated),
-            "timeouts": timeout,
-            "qpos": qpos,
-            "qvel": qvel,
-            "collection_step": self.env_step,
-        }
-        self.real_buffer.add(**{k: torch.as_tensor(np.asarray(v))[None] for k, v in row.items()})
+        next_obs = np.asarray(next_obs, dtype=np.float32)
+        self.real_buffer.add(
+            **buffer_row(
+                obs=self.obs,
+                actions=action,
+                rewards=np.float32(reward),
+                next_obs=next_obs,
+                terminals=bool(terminated),
+                timeouts=timeout,
+                qpos=qpos,
+                qvel=qvel,
+                collection_step=self.env_step,
+            )
+        )
         self.env_step += 1
         self.episode_return += float(reward)
         if terminated or timeout:
@@ -328,7 +365,7 @@ class OnlineTrainer(OfflineTrainer):
             self.episodes += 1
             self.obs = self._reset_episode()
             return finished
-        self.obs = row["next_obs"]
+        self.obs = next_obs
         return None
 
     def real_dataset(self) -> TransitionDataset:
@@ -403,7 +440,11 @@ class OnlineTrainer(OfflineTrainer):
 
     def rollout(self) -> dict[str, float]:
         """Branched roll-outs of H(t) steps from D_env (Alg. 2 lines 7-9) into the model buffer, re-sized first
-        when H changed (MBPO keeps the newest rows)."""
+        when H changed (MBPO keeps the newest rows); the roll-out's metrics and ``rollout/length``.
+
+        Raises:
+            DivergenceError: not one step of the roll-out was finite (``OfflineTrainer.rollout``).
+        """
         capacity = self.model_buffer_capacity(self.rollout_length)
         if capacity != self.model_buffer.capacity:
             rows = self.model_buffer.ordered()
@@ -448,66 +489,17 @@ class OnlineTrainer(OfflineTrainer):
         while self.env_step < o.warmup_steps:  # line 1 (never checkpointed half-way)
             self.env_step_once()
         bar = tqdm(total=cfg.epochs, initial=self.epoch, desc=f"{cfg.algo}", disable=not self.progress)
-        last: dict[str, float] = {}
         while self.epoch < cfg.epochs:
-            start = time.perf_counter()
-            times = dict.fromkeys(("model", "rollout", "env", "sac"), 0.0)
-            sums: dict[str, Tensor | float] = {}
-            model_stats: dict[str, list[float]] = {}
-            rollout_stats: dict[str, float] = {}
-            returns: list[float] = []
-            counts: dict[str, int] = {}  # updates that reported each metric (the actor's: every actor_freq-th)
+            start, record = time.perf_counter(), _EpochRecord()
             for _ in range(cfg.steps_per_epoch):
-                since_warmup = self.env_step - o.warmup_steps
-                uses_model = self.algorithm.uses_model
-                if uses_model and since_warmup % o.model_train_freq == 0:
-                    t = time.perf_counter()
-                    for k, v in self.train_model().items():
-                        model_stats.setdefault(k, []).append(v)
-                    times["model"] += time.perf_counter() - t
-                if uses_model and since_warmup % cfg.rollout.rollout_freq == 0:
-                    t = time.perf_counter()
-                    rollout_stats = self.rollout()
-                    times["rollout"] += time.perf_counter() - t
-                t = time.perf_counter()
-                finished = self.env_step_once()
-                if finished is not None:
-                    returns.append(finished)
-                times["env"] += time.perf_counter() - t
-                t = time.perf_counter()
-                for _ in range(o.utd_ratio):
-                    self.step += 1
-                    update_actor = self.step % o.actor_freq == 0  # official ADMPO: after the critic count's increment
-                    metrics = self.algorithm.update(self.sac, self.model, self.sac_batch(), self.num_real, update_actor)
-                    for k, v in metrics.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                        counts[k] = counts.get(k, 0) + 1
-                times["sac"] += time.perf_counter() - t
-            self._check_diverged(sums)
+                self._env_step_phases(record)
+            self._check_diverged(record.sums)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.epoch += 1
-            t = time.perf_counter()
-            last = self.evaluate()
-            evaluation = time.perf_counter() - t
-            row = {
-                "epoch": self.epoch,
-                "step": self.env_step,
-                "sac_step": self.step,
-                **last,
-                **{k: float(v) / counts[k] for k, v in sums.items()},
-                **{k: float(np.mean(v)) for k, v in model_stats.items()},
-                **rollout_stats,
-                "train/episode_return": float(np.mean(returns)) if returns else float("nan"),
-                "train/episodes": self.episodes,
-                "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
-                "model_buffer/size": len(self.model_buffer),
-                "real_buffer/size": len(self.real_buffer),
-                **{f"time/{k}_s": v for k, v in times.items()},
-                "time/eval_s": evaluation,
-                "time/epoch_s": time.perf_counter() - start,
-            }
-            logger.log(row, self.env_step)
+            with record.timed("eval"):
+                last = self.evaluate()
+            logger.log(self._epoch_row(record, last, start), self.env_step)
             if self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
                 self._save()
                 self.write_summary()
@@ -516,6 +508,53 @@ class OnlineTrainer(OfflineTrainer):
         bar.close()
         logger.close()
         return self.write_summary()
+
+    def _env_step_phases(self, record: _EpochRecord) -> None:
+        """One env step of an epoch (module docstring, lines 3-12): the model fit and the roll-out when due, the
+        env step, then ``online.utd_ratio`` SAC updates; their metrics and times go to ``record``."""
+        o = self.config.online
+        since_warmup = self.env_step - o.warmup_steps
+        uses_model = self.algorithm.uses_model
+        if uses_model and since_warmup % o.model_train_freq == 0:
+            with record.timed("model"):
+                for k, v in self.train_model().items():
+                    record.model_stats.setdefault(k, []).append(v)
+        if uses_model and since_warmup % self.config.rollout.rollout_freq == 0:
+            with record.timed("rollout"):
+                record.rollout_stats = self.rollout()
+        with record.timed("env"):
+            finished = self.env_step_once()
+            if finished is not None:
+                record.returns.append(finished)
+        with record.timed("sac"):
+            for _ in range(o.utd_ratio):
+                self.step += 1
+                update_actor = self.step % o.actor_freq == 0  # official ADMPO: after the critic count's increment
+                metrics = self.algorithm.update(self.sac, self.model, self.sac_batch(), self.num_real, update_actor)
+                for k, v in metrics.items():
+                    record.sums[k] = record.sums.get(k, 0.0) + v
+                    record.counts[k] = record.counts.get(k, 0) + 1
+
+    def _epoch_row(self, record: _EpochRecord, last: dict[str, float], start: float) -> dict:
+        """The ``metrics.csv`` row of the epoch just ended: counters, the evaluation ``last``, per-update means of
+        the SAC metrics, per-fit means of the model metrics, the last roll-out's metrics, training returns, buffer
+        sizes and phase times (``start``: ``perf_counter()`` at the epoch's start)."""
+        return {
+            "epoch": self.epoch,
+            "step": self.env_step,
+            "sac_step": self.step,
+            **last,
+            **{k: float(v) / record.counts[k] for k, v in record.sums.items()},
+            **{k: float(np.mean(v)) for k, v in record.model_stats.items()},
+            **record.rollout_stats,
+            "train/episode_return": float(np.mean(record.returns)) if record.returns else float("nan"),
+            "train/episodes": self.episodes,
+            "train/actor_lr": self.sac.actor_optim.param_groups[0]["lr"],
+            "model_buffer/size": len(self.model_buffer),
+            "real_buffer/size": len(self.real_buffer),
+            **{f"time/{k}_s": v for k, v in record.times.items()},
+            "time/epoch_s": time.perf_counter() - start,
+        }
 
     def write_summary(self) -> dict:
         """The offline summary (``OfflineTrainer.write_summary``) with ``env_steps`` (the ``step`` column of an

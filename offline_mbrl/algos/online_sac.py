@@ -19,12 +19,15 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from torch import Tensor
 from tqdm import tqdm
 
 from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
 from ..checks import check_section
-from ..envs.gym_env import evaluate_policy
+from ..envs.gym_env import env_spaces, evaluate_policy
+from ..errors import CheckpointError, ConfigError
 from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from ..runs import MetricsLogger, run_lock
 from .base import OnlineAlgorithm
@@ -40,7 +43,21 @@ class OnlineSAC(OnlineAlgorithm):
 
 @dataclass(frozen=True)
 class OnlineSACConfig:
-    """Online SAC training budget and schedule (steps are environment steps = SAC updates)."""
+    """Online SAC training budget and schedule (steps are environment steps = SAC updates).
+
+    Attributes:
+        env_id: a gymnasium MuJoCo id (the buffer records ``qpos``/``qvel``).
+        total_steps: environment steps of the run (>= 1); also the replay-buffer capacity.
+        warmup_steps: uniform-random actions before the first SAC update (>= 0).
+        eval_every: environment steps between deterministic evaluations and actor snapshots (>= 1).
+        eval_episodes: episodes per evaluation (>= 1).
+        checkpoint_every: a checkpoint at the first episode end after every this many steps (>= 1).
+        seed: seeds the scope's torch RNG, the warm-up actions and the episode resets (>= 0).
+        sac: the agent (D4RL's data-generating SAC: 128 x 128, learned temperature, no lr schedule).
+
+    Raises:
+        ConfigError: a value below its bound, or a non-finite float (the message names the key).
+    """
 
     env_id: str = "Hopper-v5"
     total_steps: int = 300_000
@@ -71,7 +88,9 @@ class OnlineSACConfig:
 
 
 def buffer_fields(obs_dim: int, action_dim: int, nq: int, nv: int) -> dict:
-    """Replay-buffer fields of one collected transition (D4RL layout + simulator state + step)."""
+    """Replay-buffer fields of one collected transition (D4RL layout + simulator state + step), as
+    ``TensorBuffer`` ``{name: (per-row shape, dtype)}``: obs and next_obs (D,), actions (A,), rewards (), terminals
+    and timeouts () bool, ``qpos`` (nq,) and ``qvel`` (nv,) before the action, ``collection_step`` () int64."""
     f32, b = torch.float32, torch.bool
     return {
         "obs": ((obs_dim,), f32),
@@ -86,19 +105,37 @@ def buffer_fields(obs_dim: int, action_dim: int, nq: int, nv: int) -> dict:
     }
 
 
+def buffer_row(**values: object) -> dict[str, Tensor]:
+    """One transition's values (arrays, numbers, bools; the fields of :func:`buffer_fields`) as (1, ...) tensors for
+    ``TensorBuffer.add``, which casts them to the buffer's dtypes."""
+    return {k: torch.as_tensor(np.asarray(v))[None] for k, v in values.items()}
+
+
 class OnlineSACTrainer:
     """Trains SAC online and writes ``run_dir/{metrics.csv, checkpoint.pt, snapshots/actor_<step>.pt}``.
 
     ``metrics.csv`` has one row per evaluation: ``step``, ``eval/return_mean``, ``eval/return_std``,
     the latest training losses, ``time/episodes``. Call :meth:`train` (resumes from
     ``checkpoint.pt`` when ``resume`` and it exists).
+
+    Args:
+        config: budget, schedule and agent. run_dir: the run folder (nothing is written before :meth:`train`).
+        device: torch device of SAC and the replay buffer. progress: show a tqdm bar over env steps.
+
+    Raises:
+        ConfigError: ``config.env_id`` cannot be built, has non-Box spaces or is not a MuJoCo environment.
     """
 
     def __init__(
         self, config: OnlineSACConfig, run_dir: str | Path, device: str = "cpu", progress: bool = True
     ) -> None:
+        env_spaces(config.env_id)  # a named ConfigError for an unknown id or non-vector spaces
         self.config, self.run_dir, self.device, self.progress = config, Path(run_dir), torch.device(device), progress
         self.env = gym.make(config.env_id)
+        if not isinstance(self.env.unwrapped, MujocoEnv):
+            raise ConfigError(
+                f"OnlineSACConfig: env_id '{config.env_id}' is not a MuJoCo environment (the buffer records qpos, qvel)"
+            )
         obs_dim = self.env.observation_space.shape[0]
         space = self.env.action_space
         model = self.env.unwrapped.model
@@ -120,9 +157,11 @@ class OnlineSACTrainer:
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path:
+        """``run_dir/checkpoint.pt``."""
         return self.run_dir / "checkpoint.pt"
 
     def save(self) -> None:
+        """Write SAC (with optimizers), the replay buffer, the counters, the RNG states and the config atomically."""
         save_atomic(
             {
                 "sac": self.sac.full_state(),
@@ -136,11 +175,20 @@ class OnlineSACTrainer:
         )
 
     def load(self) -> None:
+        """Restore :meth:`save`'s state; the next episode starts fresh (:meth:`_close_interrupted_episode`) and the
+        warm-up action stream is re-seeded from ``(seed, step)``.
+
+        Raises:
+            CheckpointError: the checkpoint cannot be read or does not fit this trainer's agent or buffer.
+        """
         state = load_checkpoint(self.checkpoint_path, self.device)
-        self.sac.load_full_state(state["sac"])
-        self.buffer.load_state_dict(state["buffer"])
+        try:
+            self.sac.load_full_state(state["sac"])
+            self.buffer.load_state_dict(state["buffer"])
+            self.step, self.episodes = int(state["step"]), int(state["episodes"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{self.checkpoint_path}: does not match this run's config ({exc})") from exc
         self._close_interrupted_episode()
-        self.step, self.episodes = int(state["step"]), int(state["episodes"])
         set_rng_state(state["rng"])
         self.rng = np.random.default_rng([self.config.seed, self.step])
 
@@ -206,20 +254,17 @@ class OnlineSACTrainer:
             qpos, qvel = unwrapped.data.qpos.copy(), unwrapped.data.qvel.copy()
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             self.buffer.add(
-                **{
-                    k: torch.as_tensor(np.asarray(v))[None]
-                    for k, v in dict(
-                        obs=obs,
-                        actions=action,
-                        rewards=np.float32(reward),
-                        next_obs=next_obs,
-                        terminals=terminated,
-                        timeouts=truncated and not terminated,
-                        qpos=qpos,
-                        qvel=qvel,
-                        collection_step=self.step,
-                    ).items()
-                }
+                **buffer_row(
+                    obs=obs,
+                    actions=action,
+                    rewards=np.float32(reward),
+                    next_obs=next_obs,
+                    terminals=terminated,
+                    timeouts=truncated and not terminated,
+                    qpos=qpos,
+                    qvel=qvel,
+                    collection_step=self.step,
+                )
             )
             self.step += 1
             if self.step > cfg.warmup_steps:

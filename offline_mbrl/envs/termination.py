@@ -31,25 +31,41 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
+#: ``fn(obs (B, D), action (B, A), next_obs (B, D)) -> (B,) bool``, True where the transition ends its episode
 TerminationFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def _between(x: Tensor, low: float, high: float) -> Tensor:
+    """Elementwise ``low < x < high`` (strict, as the environments' ranges)."""
     return (x > low) & (x < high)
 
 
 def _hopper_healthy(next_obs: Tensor, offset: int, state_from: int) -> Tensor:
+    """Hopper's ``is_healthy`` on next_obs (B, D) -> (B,): z = o'[offset] > 0.7, |angle = o'[offset + 1]| < 0.2,
+    every o'[state_from:] in (−100, 100)."""
     z, angle = next_obs[:, offset], next_obs[:, offset + 1]
     state_ok = _between(next_obs[:, state_from:], -100.0, 100.0).all(dim=1)
     return (z > 0.7) & _between(angle, -0.2, 0.2) & state_ok
 
 
 def _walker2d_healthy(next_obs: Tensor, offset: int, state_from: int | None) -> Tensor:
+    """Walker2d's ``is_healthy`` on next_obs (B, D) -> (B,): 0.8 < z = o'[offset] < 2.0, −1 < angle < 1, and (NeoRL
+    only, ``state_from`` set) every o'[state_from:] in (−100, 100)."""
     z, angle = next_obs[:, offset], next_obs[:, offset + 1]
     healthy = _between(z, 0.8, 2.0) & _between(angle, -1.0, 1.0)
     if state_from is not None:
         healthy &= _between(next_obs[:, state_from:], -100.0, 100.0).all(dim=1)
     return healthy
+
+
+def _ant_healthy(next_obs: Tensor) -> Tensor:
+    """Ant's ``is_healthy`` on next_obs (B, D) -> (B,): 0.2 ≤ z = o'[0] ≤ 1.0 (inclusive, as the environment)."""
+    return (next_obs[:, 0] >= 0.2) & (next_obs[:, 0] <= 1.0)
+
+
+def _humanoid_healthy(next_obs: Tensor) -> Tensor:
+    """Humanoid's ``is_healthy`` on next_obs (B, D) -> (B,): 1.0 < z = o'[0] < 2.0."""
+    return _between(next_obs[:, 0], 1.0, 2.0)
 
 
 # task -> (obs dim, healthy(next_obs) -> (B,) bool)
@@ -58,10 +74,10 @@ _RULES: dict[str, tuple[int, Callable[[Tensor], Tensor]]] = {
     "walker2d": (17, lambda o: _walker2d_healthy(o, offset=0, state_from=None)),
     "halfcheetah": (17, lambda o: (o.abs() < 100.0).all(dim=1)),
     "invertedpendulum": (4, lambda o: o[:, 1].abs() <= 0.2),
-    "anttruncatedobs": (27, lambda o: (o[:, 0] >= 0.2) & (o[:, 0] <= 1.0)),
-    "ant": (105, lambda o: (o[:, 0] >= 0.2) & (o[:, 0] <= 1.0)),
-    "humanoidtruncatedobs": (45, lambda o: _between(o[:, 0], 1.0, 2.0)),
-    "humanoid": (348, lambda o: _between(o[:, 0], 1.0, 2.0)),
+    "anttruncatedobs": (27, _ant_healthy),
+    "ant": (105, _ant_healthy),
+    "humanoidtruncatedobs": (45, _humanoid_healthy),
+    "humanoid": (348, _humanoid_healthy),
     "neorl-hopper": (12, lambda o: _hopper_healthy(o, offset=1, state_from=3)),
     "neorl-walker2d": (18, lambda o: _walker2d_healthy(o, offset=1, state_from=3)),
     "neorl-halfcheetah": (18, lambda o: torch.ones(o.shape[0], dtype=torch.bool, device=o.device)),
@@ -111,10 +127,15 @@ def task_name(name: str) -> str:
 
 
 def termination_fn(name: str) -> TerminationFn:
-    """Batched termination function for the task in ``name`` (see ``task_name``).
+    """Batched termination function for the task in ``name`` (see :func:`task_name`; rules in the module
+    docstring).
 
-    The returned ``fn(obs (B, D), action (B, A), next_obs (B, D)) -> (B,) bool`` raises ``ConfigError`` when
-    ``next_obs`` does not have the task's obs dim (e.g. a NeoRL dataset with a gymnasium name).
+    The returned ``fn(obs (B, D), action (B, A), next_obs (B, D)) -> (B,) bool`` reads ``next_obs`` only and is
+    True where the rule fails or ``next_obs`` is non-finite.
+
+    Raises:
+        ConfigError: no known task in ``name`` (from :func:`task_name`). The returned ``fn`` raises ConfigError when
+            ``next_obs`` is not (B, D) with the task's obs dim D (e.g. a NeoRL dataset with a gymnasium name).
     """
     key = task_name(name)
     dim, healthy = _RULES[key]
