@@ -83,6 +83,8 @@ def test_study_sources_break_even_and_determinism(kind, hopper_dataset):
     behaviour = study.summary[study.summary["source"] == "behaviour"]
     expected = [rule_penalty_coef(b) if b > 0 else math.nan for b in behaviour["break_even_coef"]]
     np.testing.assert_array_equal(behaviour["rule_penalty_coef"], expected)
+    undefined = study.summary["penalty_coef"].isna()  # no rule β: the penalized columns are undefined too
+    assert study.summary.loc[undefined, ["penalized_mean", "penalized_negative_fraction"]].isna().all().all()
     beta = float(behaviour["break_even_coef"].iloc[0])  # an untrained model may predict a negative mean reward
     if beta > 0:
         first = run(beta).summary.query("source == 'behaviour'").iloc[0]

@@ -5,7 +5,7 @@ is the harness's.
 The default is a **reward penalty** (ADM paper Eq. 8, Alg. 3 line 6; MOPO): roll-out rewards become
 ``r̃ = r̂ − β·U(s, a)`` with the quantifier ``rollout.penalty`` and ``β = rollout.penalty_coef``, and SAC updates
 with its own soft target. An algorithm that penalizes elsewhere (MOBILE: the Bellman target) overrides
-:meth:`Algorithm.rollout_penalty` and :meth:`Algorithm.update`.
+:meth:`Algorithm.rollout_penalty` and :meth:`Algorithm.bellman_target`.
 """
 
 from __future__ import annotations

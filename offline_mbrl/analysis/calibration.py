@@ -38,7 +38,7 @@ from ..envs.gym_env import Policy, make_env
 from ..envs.oracle import MujocoOracle, get_oracle
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
-from ..models.base import DynamicsModel, Stepper, StepperWrapper
+from ..models.base import DynamicsModel, Stepper, StepperWrapper, check_data_dims
 from ..persist import seeded
 from ..rollout import RolloutResult
 from ..runs import RunFolder
@@ -164,11 +164,7 @@ def calibration_points(
     """
     points, counts = [], []
     for label, model in models.items():
-        if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
-            raise ConfigError(
-                f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ "
-                f"from model '{label}' ({model.config.obs_dim}, {model.config.action_dim})"
-            )
+        check_data_dims(model, dataset.source, dataset.obs_dim, dataset.action_dim, label=f"'{label}'")
         device = next(model.parameters()).device
         windows = Windows(dataset, model.window_length, device)
         history = windows.history(windows.sample_rows(num_starts, torch.Generator().manual_seed(seed)))

@@ -36,7 +36,7 @@ from ..data.dataset import TransitionDataset
 from ..data.windows import HistoryBatch, Windows
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
-from ..models.base import DynamicsModel, Stepper
+from ..models.base import DynamicsModel, Stepper, check_data_dims
 from ..models.fit import FitConfig, split_holdout
 from ..persist import seeded
 from ..rollout import Policy, RolloutResult, rollout
@@ -199,11 +199,7 @@ def rollout_segments(
             f"compounding error: the {model.kind} model reads {model.window_length} states, the "
             f"segments hold {segments.max_backtrack}"
         )
-    if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
-        raise ConfigError(
-            f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
-            f"the {model.kind} model's ({model.config.obs_dim}, {model.config.action_dim})"
-        )
+    check_data_dims(model, dataset.source, dataset.obs_dim, dataset.action_dim)
     history = Windows(dataset, model.window_length, device).history(torch.as_tensor(segments.start_rows))
     actions = torch.as_tensor(segments.actions(dataset), device=device)  # (S, H, A)
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -40,7 +40,7 @@ from ..data.windows import Windows
 from ..envs.gym_env import Policy
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError
-from ..models.base import DynamicsModel, Stepper, StepperWrapper
+from ..models.base import DynamicsModel, Stepper, StepperWrapper, check_data_dims
 from ..persist import seeded
 from ..uncertainty import break_even_coef, dimension_spread
 from .calibration import quantifiers_for, rollout_uncertainties
@@ -181,11 +181,7 @@ def penalty_study(
         raise ConfigError("penalty: a policy may not be named 'dataset' (the source of the recorded actions)")
     if penalty_coef is None and "behaviour" not in policies:
         raise ConfigError("penalty: the rule β needs a 'behaviour' policy (or pass penalty_coef)")
-    if (model.config.obs_dim, model.config.action_dim) != (dataset.obs_dim, dataset.action_dim):
-        raise ConfigError(
-            f"{dataset.source}: obs/action dims ({dataset.obs_dim}, {dataset.action_dim}) differ from "
-            f"the model's ({model.config.obs_dim}, {model.config.action_dim})"
-        )
+    check_data_dims(model, dataset.source, dataset.obs_dim, dataset.action_dim)
     if num_starts < 1 or rollout_length < 1:
         raise ConfigError(f"penalty: starts and horizon must be >= 1, got {num_starts} and {rollout_length}")
     device = next(model.parameters()).device
@@ -247,7 +243,8 @@ def _dimension_frame(source: str, recorder: _DimensionRecorder, obs_dim: int) ->
 
 
 def _rule_or_nan(break_even: float, published: float | None) -> float:
-    """The rule β, or NaN where it is undefined (β* not positive: the model predicts no positive mean reward)."""
+    """The rule β, or NaN where it is undefined (β* not positive and finite: the model predicts no positive mean
+    reward, or no uncertainty)."""
     return rule_penalty_coef(break_even, published) if math.isfinite(break_even) and break_even > 0 else float("nan")
 
 
@@ -287,7 +284,8 @@ def _summary(points: pd.DataFrame, penalty_coef: float | None, published: dict[s
     penalized = _penalized(points, _penalty_coefs(summary))
     by, keys = [points["source"], points["quantifier"]], pd.MultiIndex.from_frame(summary[["source", "quantifier"]])
     summary["penalized_mean"] = penalized.groupby(by, sort=False).mean().reindex(keys).to_numpy()
-    summary["penalized_negative_fraction"] = (penalized < 0).groupby(by, sort=False).mean().reindex(keys).to_numpy()
+    negative = (penalized < 0).groupby(by, sort=False).mean().reindex(keys).to_numpy()
+    summary["penalized_negative_fraction"] = np.where(summary["penalty_coef"].notna(), negative, np.nan)  # β undefined
     return summary
 
 
@@ -314,7 +312,7 @@ def format_summary(study: PenaltyStudy, top: int = 3) -> str:
     rule = study.summary[study.summary["source"] == "behaviour"]
     lines += [
         f"rule β = {_rule_text(p)} for {q}: "
-        + (f"{b:g}" if math.isfinite(b) else "undefined (β* is not positive: no positive mean reward)")
+        + (f"{b:g}" if math.isfinite(b) else "undefined (β* not positive and finite: no positive mean reward, or no U)")
         for q, b, p in zip(rule["quantifier"], rule["rule_penalty_coef"], rule["published_coef"])
     ]
     return "\n".join(lines)

@@ -36,7 +36,7 @@ from ..envs.gym_env import Policy
 from ..envs.oracle import MujocoOracle, OracleRollout
 from ..envs.termination import TerminationFn
 from ..errors import ConfigError, DatasetError
-from ..models.base import DynamicsModel
+from ..models.base import DynamicsModel, check_data_dims
 from ..persist import seeded
 from ..rollout import rollout
 from .tables import markdown_rows
@@ -146,8 +146,8 @@ def policy_gap(
     Returns:
         PolicyGapStudy.
     Raises:
-        ConfigError: no policy, ``num_starts``/``horizon`` < 1, a negative or non-finite β, or a quantifier the
-            model lacks.
+        ConfigError: no policy, ``num_starts``/``horizon`` < 1, a negative or non-finite β, a quantifier the
+            model lacks, or dataset dims that differ from the model's.
         DatasetError: no stored simulator states.
     """
     if not policies:
@@ -156,6 +156,7 @@ def policy_gap(
         raise ConfigError(f"policy gap: 'horizon' must be >= 1, got {horizon}")
     if not (math.isfinite(penalty_coef) and penalty_coef >= 0):
         raise ConfigError(f"policy gap: 'penalty_coef' must be a finite number >= 0, got {penalty_coef}")
+    check_data_dims(model, dataset.source, dataset.obs_dim, dataset.action_dim)
     penalty = penalty or model.quantifiers[0]
     if penalty not in model.quantifiers:
         raise ConfigError(f"policy gap: the {model.kind} model has no quantifier {penalty!r}; use {model.quantifiers}")

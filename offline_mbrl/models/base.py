@@ -105,6 +105,16 @@ def check_backtrack_sampling(backtrack_sampling: str) -> None:
         )
 
 
+def check_data_dims(model: DynamicsModel, source: str, obs_dim: int, action_dim: int, label: str | None = None) -> None:
+    """Raises ConfigError unless data of ``obs_dim`` D and ``action_dim`` A (from ``source``, a dataset's spec or
+    file, named in the message) fit the model's ``config`` dims; ``label`` names the model (default: its kind)."""
+    if (model.config.obs_dim, model.config.action_dim) != (obs_dim, action_dim):
+        raise ConfigError(
+            f"{source}: obs/action dims ({obs_dim}, {action_dim}) differ from the {label or model.kind} model's "
+            f"({model.config.obs_dim}, {model.config.action_dim})"
+        )
+
+
 def check_history(model: DynamicsModel, history: HistoryBatch) -> None:
     """Raises ConfigError unless ``history`` (B, M, ·) holds the model's ``window_length`` states."""
     if history.max_backtrack != model.window_length:
