@@ -14,6 +14,7 @@ import torch
 
 from offline_mbrl.algos.online_harness import OnlineTrainer, fresh_model_error
 from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
+from offline_mbrl.algos.weighting import PMACConfig, pmac_weights
 from offline_mbrl.analysis.runs_io import read_run
 from offline_mbrl.cli import main
 from offline_mbrl.config import resolve
@@ -102,6 +103,28 @@ def test_the_loop_calls_each_phase_the_configured_number_of_times(algo, weights,
     assert read_run(tmp_path).algo == (algo if weights == "uniform" else f"{algo}+{weights}")  # its own curve
     # the model buffer keeps one epoch of roll-outs: ceil(50 / 25) roll-outs x 64 starts x H(t)
     assert trainer.model_buffer.capacity == 2 * 64 * 3
+
+
+@pytest.mark.parametrize("weights", ["uniform", "pmac", "tom"])
+def test_rollout_starts_are_drawn_by_the_model_weights(weights, tmp_path):
+    """PMAC (seeds/000 Alg. 2 line 8) and TOM draw roll-out starts from D_env by their weights; uniform does not."""
+    extra = (f"model_weights={weights}", "online.pmac_steps_per_version=20")
+    trainer = OnlineTrainer(tiny_config("mbpo", epochs=1, extra=extra), tmp_path, progress=False)
+    trainer.train()
+    dataset = trainer.real_dataset()
+    starts = trainer._real_windows().sample_weights
+    if weights == "uniform":
+        assert starts is None
+        return
+    n = len(dataset)
+    if weights == "pmac":  # w_k of the whole current buffer: newer policy versions weigh more
+        pmac = PMACConfig(0.9, 20, WARMUP)
+        np.testing.assert_allclose(starts.cpu().numpy(), pmac_weights(dataset.collection_step, pmac), rtol=1e-6)
+    else:  # the last fit's TOM weights, rows collected after it at their mean
+        fitted = trainer.fit_weights
+        np.testing.assert_allclose(starts[: len(fitted)].cpu().numpy(), fitted.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(starts[len(fitted) :].cpu().numpy(), float(fitted.mean()), rtol=1e-6)
+    assert starts.shape == (n,) and len(set(np.round(starts.cpu().numpy(), 12))) > 1
 
 
 def test_the_sac_baseline_runs_the_same_loop_without_a_model(tmp_path):

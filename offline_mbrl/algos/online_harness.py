@@ -11,9 +11,9 @@ mixed SAC batches, evaluation, divergence checks, the run folder and its resume 
     4-6   act with the current policy in the real environment; add (s, a, r, s', terminal, timeout) to D_env
     7-9   every ``rollout.rollout_freq`` env steps: ``rollout.rollout_batch_size`` branched roll-outs of
           H(t) steps (``online.rollout_schedule``) from D_env starts (ADM: m-step replay histories, Alg. 1 with
-          random backtracking; ensemble: single states), into the model buffer D_model (it keeps
-          ``rollout.model_retain_epochs`` epochs of roll-outs, MBPO's retention; re-sized, newest rows kept, when H
-          changes)
+          random backtracking; ensemble: single states; drawn by the PMAC/TOM weights, PMAC Alg. 2 line 8), into
+          the model buffer D_model (it keeps ``rollout.model_retain_epochs`` epochs of roll-outs, MBPO's retention;
+          re-sized, newest rows kept, when H changes)
     10-12 ``online.utd_ratio`` (G) SAC updates, each on ``real_ratio`` rows of D_env and the rest from D_model
        then: deterministic evaluation, metrics (x axis ``step`` = env steps), checkpoint.
 
@@ -375,16 +375,32 @@ class OnlineTrainer(OfflineTrainer):
         return TransitionDataset(**rows, metadata={"env_id": self.env_id}, source=f"{self.run_dir}: real buffer")
 
     def _real_windows(self) -> Windows:
-        """Windows of m states over the current real buffer (cached until the buffer grows); TOM: roll-out starts
-        drawn ∝ the last fit's weights (rows newer than that fit get the mean weight)."""
+        """Windows of m states over the current real buffer (cached until the buffer grows), roll-out starts drawn
+        ∝ :meth:`rollout_start_weights`."""
         if self.windows_rows != len(self.real_buffer):
-            weights = None
-            if self.config.model_weights == "tom" and self.fit_weights is not None:
-                extra = len(self.real_buffer) - len(self.fit_weights)
-                weights = torch.cat([self.fit_weights, self.fit_weights.mean().expand(extra)])
-            self.windows = Windows(self.real_dataset(), self.model.window_length, self.device, weights)
+            dataset = self.real_dataset()
+            weights = self.rollout_start_weights(dataset)
+            self.windows = Windows(dataset, self.model.window_length, self.device, weights)
             self.windows_rows = len(self.real_buffer)
         return self.windows
+
+    def rollout_start_weights(self, dataset: TransitionDataset) -> Tensor | None:
+        """Weights (N,) float64 of the roll-out starts over the real buffer ``dataset``: None (uniform) for
+        ``uniform``; PMAC's w_k of the current buffer (seeds/000 Alg. 2 line 8, "sample s_t as an initial state
+        from D_e according to w_k", and Section 4 "Model Rollouts"); TOM's weights of the last fit, rows newer than
+        that fit getting their mean (seeds/001 Alg. 2; before the first fit: uniform)."""
+        if self.config.model_weights == "pmac":
+            return self._pmac_weights(dataset)
+        if self.config.model_weights == "tom" and self.fit_weights is not None:
+            extra = len(dataset) - len(self.fit_weights)
+            return torch.cat([self.fit_weights, self.fit_weights.mean().expand(extra)])
+        return None
+
+    def _pmac_weights(self, dataset: TransitionDataset) -> Tensor:
+        """PMAC's w_k (N,) float64 over ``dataset``'s rows by their collection step (seeds/000 Alg. 1, Eq. 4)."""
+        o = self.config.online
+        pmac = PMACConfig(o.pmac_adaptation_rate, o.pmac_steps_per_version, o.warmup_steps)
+        return torch.as_tensor(pmac_weights(dataset.collection_step, pmac))
 
     def model_weights(self, dataset: TransitionDataset) -> tuple[Tensor | None, dict[str, float]]:
         """Sample weights (N,) float64 on the CPU of the model fit (``model_weights``) and their metrics: None for
@@ -396,8 +412,7 @@ class OnlineTrainer(OfflineTrainer):
         if self.config.model_weights == "uniform":
             return None, {}
         if self.config.model_weights == "pmac":
-            pmac = PMACConfig(o.pmac_adaptation_rate, o.pmac_steps_per_version, o.warmup_steps)
-            weights = torch.as_tensor(pmac_weights(dataset.collection_step, pmac))
+            weights = self._pmac_weights(dataset)
             return weights, {"weights/newest_epoch_mass": float(weights[-self.config.steps_per_epoch :].sum())}
         buffer = TransitionTensors.from_dataset(dataset, self.device)
         target = buffer.take(slice(max(0, len(buffer) - o.tom_policy_pool), None))

@@ -168,7 +168,7 @@ class OnlineSACTrainer:
                 "buffer": self.buffer.state_dict(),
                 "step": self.step,
                 "episodes": self.episodes,
-                "rng": rng_state(),
+                "rng": rng_state(self.device),
                 "config": asdict(self.config),
             },
             self.checkpoint_path,
@@ -189,7 +189,7 @@ class OnlineSACTrainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.checkpoint_path}: does not match this run's config ({exc})") from exc
         self._close_interrupted_episode()
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
         self.rng = np.random.default_rng([self.config.seed, self.step])
 
     def _close_interrupted_episode(self) -> None:
