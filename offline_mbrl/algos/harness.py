@@ -70,6 +70,29 @@ def algorithm_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def check_model_kind(config: TrainConfig) -> None:
+    """Raises ConfigError unless ``config.dynamics.model`` is the model kind of ``config.algo``'s registry entry."""
+    model_kind = algorithm_entry(config.algo).model
+    if config.dynamics.model != model_kind:
+        raise ConfigError(
+            f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
+        )
+
+
+def model_buffer(capacity: int, obs_dim: int, action_dim: int, device: torch.device) -> TensorBuffer:
+    """An empty model buffer D_model (Alg. 3's roll-out data) of ``capacity`` rows: ``obs``, ``next_obs`` (D,)
+    float32, ``actions`` (A,) float32, ``rewards`` () float32, ``terminals`` () bool."""
+    f32, D, A = torch.float32, obs_dim, action_dim
+    fields = {
+        "obs": ((D,), f32),
+        "actions": ((A,), f32),
+        "rewards": ((), f32),
+        "next_obs": ((D,), f32),
+        "terminals": ((), torch.bool),
+    }
+    return TensorBuffer(capacity, fields, device)
+
+
 def build_dynamics(config: TrainConfig, obs_dim: int, action_dim: int) -> DynamicsModel:
     """A fresh model of kind ``config.dynamics.model`` sized by the ``dynamics`` section (``models.fields_from``)."""
     kind = config.dynamics.model
@@ -155,11 +178,7 @@ class OfflineTrainer:
     ) -> None:
         from ..data.load import load_dataset
 
-        model_kind = algorithm_entry(config.algo).model
-        if config.dynamics.model != model_kind:
-            raise ConfigError(
-                f"config: algo '{config.algo}' needs dynamics.model '{model_kind}', got '{config.dynamics.model}'"
-            )
+        check_model_kind(config)
         self.config, self.run_dir, self.progress, self.compile = config, Path(run_dir), progress, compile
         self.folder = RunFolder(self.run_dir)
         self.algorithm = algorithm_class(config.algo)(config)
@@ -285,18 +304,7 @@ class OfflineTrainer:
         self.scheduler = self.sac.actor_lr_scheduler(cfg.epochs)
         r = cfg.rollout
         capacity = r.rollout_batch_size * r.rollout_length * r.model_retain_epochs
-        f32, D, A = torch.float32, self.dataset.obs_dim, self.dataset.action_dim
-        self.model_buffer = TensorBuffer(
-            capacity,
-            {
-                "obs": ((D,), f32),
-                "actions": ((A,), f32),
-                "rewards": ((), f32),
-                "next_obs": ((D,), f32),
-                "terminals": ((), torch.bool),
-            },
-            self.device,
-        )
+        self.model_buffer = model_buffer(capacity, self.dataset.obs_dim, self.dataset.action_dim, self.device)
         self.epoch, self.step = 0, 0
         if state is not None:
             self._load(state)

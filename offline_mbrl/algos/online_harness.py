@@ -58,7 +58,7 @@ from ..models.fit import fit
 from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..runs import MetricsLogger, RunFolder, run_lock
-from .harness import OfflineTrainer, algorithm_class, build_dynamics, fit_config
+from .harness import OfflineTrainer, algorithm_class, build_dynamics, check_model_kind, fit_config, model_buffer
 from .online_sac import buffer_fields, buffer_row
 from .weighting import PMACConfig, TOMConfig, TransitionTensors, initial_obs, pmac_weights, tom_weights
 
@@ -155,10 +155,7 @@ class OnlineTrainer(OfflineTrainer):
         entry = algorithm_entry(config.algo)
         if not entry.online:
             raise ConfigError(f"config: algo '{config.algo}' is offline; train it on a dataset (--dataset)")
-        if config.dynamics.model != entry.model:
-            raise ConfigError(
-                f"config: algo '{config.algo}' needs dynamics.model '{entry.model}', got '{config.dynamics.model}'"
-            )
+        check_model_kind(config)
         if config.dataset:
             raise ConfigError(
                 f"config: algo '{config.algo}' learns online in env_id and reads no dataset; got dataset "
@@ -251,17 +248,8 @@ class OnlineTrainer(OfflineTrainer):
             self._load(state)
 
     def _new_model_buffer(self, capacity: int) -> TensorBuffer:
-        """An empty model buffer D_model of ``capacity`` rows: obs, next_obs (D,), actions (A,), rewards (), terminals
-        () bool."""
-        f32, D, A = torch.float32, self.obs_dim, self.action_dim
-        fields = {
-            "obs": ((D,), f32),
-            "actions": ((A,), f32),
-            "rewards": ((), f32),
-            "next_obs": ((D,), f32),
-            "terminals": ((), torch.bool),
-        }
-        return TensorBuffer(capacity, fields, self.device)
+        """An empty model buffer D_model of ``capacity`` rows (``harness.model_buffer``)."""
+        return model_buffer(capacity, self.obs_dim, self.action_dim, self.device)
 
     def _reset_episode(self) -> np.ndarray:
         """Start episode ``episodes`` (env seed ``seed * EPISODE_SEEDS + episodes``): its first observation."""
