@@ -63,6 +63,17 @@ def test_curves_errors_and_cli(runs_root, tmp_path, capsys):
     assert summary.query("algo == 'mopo' and step == 4000 and task == 'walker2d-medium-v2'")["mean"].item() == 40.0
 
 
+def test_at_step_draws_every_curve_on_the_same_budget(runs_root, tmp_path):
+    out = tmp_path / "budget.png"
+    assert main(["analyze", "curves", str(runs_root), "--out", str(out), "--at-step", "2500"]) == 0
+    summary = pd.read_csv(out.with_suffix(".csv"))
+    assert sorted(summary["step"].unique()) == [1000, 2000]
+    adm = summary[summary.algo == "admpo-off"].sort_values("step")
+    np.testing.assert_allclose(adm["mean"], SCORES[:, :2].mean(axis=0))
+    with pytest.raises(RunFolderError, match="has completed an evaluation at step <= 500"):
+        plot_curves(read_runs([runs_root]), tmp_path / "none.png", at_step=500)
+
+
 def test_reference_lines_in_every_panel_and_cli_errors(runs_root, tmp_path, capsys):
     evals = evaluations(read_runs([runs_root]), "normalized")
     grid = draw_curves(evals, "normalized", "sd", {"behaviour": 33.7})

@@ -49,10 +49,13 @@ def plot_curves(
     value: str = "normalized",
     band: str = "sd",
     references: Mapping[str, float] | None = None,
+    at_step: float | None = None,
 ) -> tuple[Path, Path]:
     """Draw the learning curves of ``runs`` into the PNG ``out`` and write the plotted numbers next to it.
 
     Args:
+        at_step: draw only evaluations at step ≤ ``at_step`` (env steps online, SAC steps offline): every curve on
+            the same budget, as ``tabulate --at-step``.
         references: name -> score drawn as a dashed horizontal line labelled ``name`` in every panel (e.g.
             ``{"behaviour": 33.7}``: the dataset's behaviour policy, in the units of ``value``); a name
             ``NAME@TASK`` draws its line only in the panel of that task (a dataset's own behaviour score).
@@ -68,8 +71,11 @@ def plot_curves(
     if out.suffix.lower() != ".png":
         raise RunFolderError(f"curves output '{out}' must be a .png file")
     evals = evaluations(runs, value)
+    if at_step is not None:
+        evals = evals[evals["step"] <= at_step]
     if evals.empty:
-        raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation yet")
+        by = "" if at_step is None else f" at step <= {at_step:g}"
+        raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation{by} yet")
     summary = curve_summary(evals, band)
     grid = draw_curves(evals, value, band, references or {})
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,17 @@ def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_at_step(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--at-step",
+        type=float,
+        default=None,
+        metavar="N",
+        help="only evaluations at step <= N (environment steps online, SAC steps offline): runs compared at "
+        "equal budget",
+    )
+
+
 def _add_tabulate(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tabulate", help="score tables over seeds (Markdown, LaTeX, CSV)", description=tables.__doc__.split("\n\n")[0]
@@ -46,14 +57,7 @@ def _add_tabulate(subparsers: argparse._SubParsersAction) -> None:
         "reach: the step of the first evaluation scoring at least --threshold (sample efficiency)",
     )
     parser.add_argument("--threshold", type=float, default=None, help="the score of --score reach")
-    parser.add_argument(
-        "--at-step",
-        type=float,
-        default=None,
-        metavar="N",
-        help="count only evaluations at step <= N (environment steps online, SAC steps offline): runs compared at "
-        "equal budget",
-    )
+    _add_at_step(parser)
     parser.add_argument(
         "--algos",
         type=lambda text: text.split(","),
@@ -107,6 +111,7 @@ def _add_curves(subparsers: argparse._SubParsersAction) -> None:
         help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value); "
         "NAME@TASK=SCORE draws it in that task's panel only, e.g. behaviour@offline_mbrl/hopper/medium-v0=33.7",
     )
+    _add_at_step(parser)
     parser.set_defaults(func=_run_curves)
 
 
@@ -124,7 +129,12 @@ def _reference(text: str) -> tuple[str, float]:
 
 def _run_curves(args: argparse.Namespace) -> int:
     png, csv = plots.plot_curves(
-        read_runs(args.runs), args.out, value=args.value, band=args.band, references=dict(args.reference)
+        read_runs(args.runs),
+        args.out,
+        value=args.value,
+        band=args.band,
+        references=dict(args.reference),
+        at_step=args.at_step,
     )
     print(f"wrote {png} and {csv}")
     return 0
