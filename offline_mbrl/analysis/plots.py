@@ -70,9 +70,7 @@ def plot_curves(
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise RunFolderError(f"curves output '{out}' must be a .png file")
-    evals = evaluations(runs, value)
-    if at_step is not None:
-        evals = evals[evals["step"] <= at_step]
+    evals = evaluations(runs, value, at_step)
     if evals.empty:
         by = "" if at_step is None else f" at step <= {at_step:g}"
         raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation{by} yet")

@@ -145,8 +145,9 @@ def dataset_labels(specs: Iterable[str]) -> dict[str, str]:
     return {spec: label if counts[label] == 1 else spec for spec, label in short.items()}
 
 
-def evaluations(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
-    """All evaluations of all runs as one long frame.
+def evaluations(runs: list[Run], value: str = "normalized", at_step: float | None = None) -> pd.DataFrame:
+    """All evaluations of all runs as one long frame; with ``at_step``, only those at ``step`` ≤ ``at_step``
+    (environment steps online, SAC steps offline: every run on the same budget).
 
     Returns:
         Columns ``algo, dataset, task`` (the row label from ``dataset_labels``), ``seed, finished`` (of
@@ -186,7 +187,8 @@ def evaluations(runs: list[Run], value: str = "normalized") -> pd.DataFrame:
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    evals = pd.concat(frames, ignore_index=True)
+    return evals if at_step is None else evals[evals["step"] <= at_step].reset_index(drop=True)
 
 
 def _short_label(spec: str) -> str:

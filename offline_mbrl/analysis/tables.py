@@ -83,27 +83,23 @@ def seed_scores(
     Raises:
         RunFolderError: as ``runs_io.evaluations``, or no run has an evaluation (by ``at_step``).
     """
-    evals = evaluations(runs, value).sort_values(_KEYS + ["epoch"])
-    last_step = evals.groupby(_KEYS)["step"].last()  # of the whole run
-    if at_step is not None:
-        evals = evals[evals["step"] <= at_step]
+    evals = evaluations(runs, value, at_step).sort_values(_KEYS + ["epoch"])
     if evals.empty:
         by = "" if at_step is None else f" at step <= {at_step:g}"
         raise RunFolderError(f"none of the {len(runs)} runs has completed an evaluation{by} yet")
     grouped = evals.groupby(_KEYS)
     reached = evals[evals["score"] >= threshold] if threshold is not None else evals.iloc[:0]
-    return (
-        pd.DataFrame(
-            {
-                "final": grouped["score"].last(),
-                "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
-                "reach": reached.groupby(_KEYS)["step"].first().astype(float),
-                "unfinished": ~grouped["finished"].first() & (True if at_step is None else last_step < at_step),
-            }
-        )
-        .dropna(subset=["final"])
-        .reset_index()
-    )
+    per_seed = pd.DataFrame(
+        {
+            "final": grouped["score"].last(),
+            "last10": grouped.tail(LAST_N).groupby(_KEYS)["score"].mean(),
+            "reach": reached.groupby(_KEYS)["step"].first().astype(float),
+        }
+    ).reset_index()
+    labels = dataset_labels(run.dataset for run in runs)
+    unfinished = {(r.algo, labels[r.dataset], r.seed) for r in open_runs(runs, at_step)}
+    per_seed["unfinished"] = [key in unfinished for key in per_seed[_KEYS].itertuples(index=False, name=None)]
+    return per_seed
 
 
 def open_runs(runs: list[Run], at_step: float | None = None) -> list[Run]:
