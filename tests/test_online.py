@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from offline_mbrl.algos.game_harness import GameTrainer
 from offline_mbrl.algos.online_harness import OnlineTrainer, fresh_model_error
 from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
 from offline_mbrl.algos.weighting import PMACConfig, pmac_weights
@@ -209,11 +210,18 @@ def test_the_real_buffer_is_coherent_and_windows_respect_episode_ends(tmp_path):
     assert math.isfinite(error) and error > 0
 
 
+@pytest.mark.parametrize(("trainer", "algo"), [(OnlineTrainer, "mbpo"), (GameTrainer, "pal")])
+def test_online_trainers_name_a_missing_env_or_a_given_dataset(trainer, algo, tmp_path):
+    with pytest.raises(ConfigError, match=f"algo '{algo}' is online and needs env_id"):
+        trainer(resolve(algo), tmp_path)
+    with pytest.raises(
+        ConfigError, match=f"algo '{algo}' learns online in env_id and reads no dataset; got dataset 'x'"
+    ):
+        trainer(resolve(algo, env_id="Hopper-v5", dataset="x"), tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before any file is written
+
+
 def test_online_config_errors_are_named(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="needs env_id"):
-        OnlineTrainer(resolve("mbpo", overrides=TINY), tmp_path)
-    with pytest.raises(ConfigError, match="reads no dataset"):
-        OnlineTrainer(resolve("mbpo", overrides=TINY, env_id="Hopper-v5", dataset="x"), tmp_path)
     with pytest.raises(ConfigError, match="is offline"):
         OnlineTrainer(resolve("mopo", env_id="Hopper-v5"), tmp_path)
     with pytest.raises(ConfigError, match="model buffer would hold"):

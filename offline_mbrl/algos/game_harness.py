@@ -28,7 +28,7 @@ from ..models.checkpoint import save_model
 from ..persist import parse_device
 from ..registry import algorithm_entry
 from ..runs import MetricsLogger, RunFolder, run_lock
-from .harness import OfflineTrainer, algorithm_class
+from .harness import OfflineTrainer, algorithm_class, check_online_source
 from .pal_mal import GameConfig, GameLoop
 
 
@@ -76,13 +76,7 @@ class GameTrainer(OfflineTrainer):
     ) -> None:
         if algorithm_entry(config.algo).loop != "game":
             raise ConfigError(f"config: algo '{config.algo}' is not run by the game loop (PAL/MAL)")
-        if config.dataset:
-            raise ConfigError(
-                f"config: algo '{config.algo}' learns online in env_id and reads no dataset; got dataset "
-                f"{config.dataset!r}"
-            )
-        if not config.env_id:
-            raise ConfigError(f"config: algo '{config.algo}' is online and needs env_id (--env), e.g. Hopper-v5")
+        check_online_source(config)
         self.config, self.progress = config, progress
         self.folder = RunFolder(run_dir)
         self.run_dir = self.folder.path

@@ -79,6 +79,17 @@ def check_model_kind(config: TrainConfig) -> None:
         )
 
 
+def check_online_source(config: TrainConfig) -> None:
+    """Raises ConfigError unless ``config`` names an environment to learn in (``env_id``) and no dataset: the
+    source check of every online trainer (``OnlineTrainer``, ``GameTrainer``)."""
+    if config.dataset:
+        raise ConfigError(
+            f"config: algo '{config.algo}' learns online in env_id and reads no dataset; got dataset {config.dataset!r}"
+        )
+    if not config.env_id:
+        raise ConfigError(f"config: algo '{config.algo}' is online and needs env_id (--env), e.g. Hopper-v5")
+
+
 def model_buffer(capacity: int, obs_dim: int, action_dim: int, device: torch.device) -> TensorBuffer:
     """An empty model buffer D_model (Alg. 3's roll-out data) of ``capacity`` rows: ``obs``, ``next_obs`` (D,)
     float32, ``actions`` (A,) float32, ``rewards`` () float32, ``terminals`` () bool."""

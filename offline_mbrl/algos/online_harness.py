@@ -58,7 +58,15 @@ from ..models.fit import fit
 from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..runs import MetricsLogger, RunFolder, run_lock
-from .harness import OfflineTrainer, algorithm_class, build_dynamics, check_model_kind, fit_config, model_buffer
+from .harness import (
+    OfflineTrainer,
+    algorithm_class,
+    build_dynamics,
+    check_model_kind,
+    check_online_source,
+    fit_config,
+    model_buffer,
+)
 from .online_sac import buffer_fields, buffer_row
 from .weighting import PMACConfig, TOMConfig, TransitionTensors, initial_obs, pmac_weights, tom_weights
 
@@ -156,13 +164,7 @@ class OnlineTrainer(OfflineTrainer):
         if not entry.online:
             raise ConfigError(f"config: algo '{config.algo}' is offline; train it on a dataset (--dataset)")
         check_model_kind(config)
-        if config.dataset:
-            raise ConfigError(
-                f"config: algo '{config.algo}' learns online in env_id and reads no dataset; got dataset "
-                f"{config.dataset!r}"
-            )
-        if not config.env_id:
-            raise ConfigError(f"config: algo '{config.algo}' is online and needs env_id (--env), e.g. Hopper-v5")
+        check_online_source(config)
         self.config, self.progress, self.folder = config, progress, RunFolder(run_dir)
         self.run_dir = self.folder.path
         self.algorithm = algorithm_class(config.algo)(config)
