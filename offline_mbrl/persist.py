@@ -130,6 +130,17 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [torch.get_device_module(device.type).current_device() if index is None else index]
 
 
+def derived_seed(*key: int) -> int:
+    """A deterministic 32-bit seed for the random stream named by ``key`` (e.g. ``(run_seed, fit_index, phase)``):
+    ``numpy.random.SeedSequence(key)``'s first state word. Keys that differ anywhere give unrelated streams, unlike
+    ``seed + i``, where run seed 1's first stream is run seed 0's second.
+
+    Raises:
+        ValueError: a negative key entry (``SeedSequence``'s own check).
+    """
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+
+
 @contextmanager
 def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
     """Run the block with torch's CPU and ``device`` RNGs seeded by ``seed``; the caller's states are restored

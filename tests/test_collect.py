@@ -20,7 +20,8 @@ from offline_mbrl.algos.collect import (
 from offline_mbrl.algos.online_sac import OnlineSACConfig, OnlineSACTrainer
 from offline_mbrl.cli import main
 from offline_mbrl.data import load_dataset
-from offline_mbrl.envs.gym_env import collect_transitions, evaluate_policy
+from offline_mbrl.envs.gym_env import collect_transitions, evaluate_policy, training_episode_seed
+from offline_mbrl.persist import derived_seed
 
 TINY = OnlineSACConfig(
     env_id="Hopper-v5",
@@ -221,3 +222,27 @@ def test_policy_collection_is_reproducible_under_a_seed():
     np.testing.assert_array_equal(a.actions, b.actions)
     c = collect_transitions(stochastic(actor), "Hopper-v5", 200, seed=4, num_envs=2)
     assert not np.array_equal(a.actions, c.actions)
+
+
+def test_training_episode_seeds_are_unique_and_above_every_evaluation_seed():
+    seeds = [training_episode_seed(s, e) for s in range(3) for e in range(1000)]
+    assert len(set(seeds)) == len(seeds) and min(seeds) >= 2**31
+    assert training_episode_seed(1, 0) != training_episode_seed(0, 1)  # not seed + episode
+    for bad in ((-1, 0), (0, -1), (0, 2**32)):
+        with pytest.raises(ValueError, match="training_episode_seed"):
+            training_episode_seed(*bad)
+    assert derived_seed(1, 0) != derived_seed(0, 1) and derived_seed(4, 2, 1) == derived_seed(4, 2, 1)
+
+
+def test_two_seeds_of_online_sac_never_start_an_episode_alike(tmp_path):
+    """Seed 1's episode e used to reset like seed 0's episode e + 1 (env seed ``seed + episode``)."""
+    starts = []
+    for seed in (0, 1):
+        config = replace(TINY, total_steps=300, warmup_steps=300, eval_every=300, eval_episodes=1, seed=seed)
+        trainer = OnlineSACTrainer(config, tmp_path / f"seed{seed}", progress=False)
+        trainer.train()
+        rows = trainer.buffer.ordered()
+        obs, ends = rows["obs"], rows["terminals"] | rows["timeouts"]
+        starts.append({tuple(o) for o in obs[torch.cat([torch.tensor([True]), ends[:-1]])].tolist()})
+        assert len(starts[-1]) > 5  # several episodes in 300 random steps
+    assert not starts[0] & starts[1]

@@ -49,13 +49,13 @@ from ..config import MAX_MODEL_BUFFER_ROWS, TrainConfig, to_dict
 from ..data.dataset import TransitionDataset
 from ..data.scores import ScoreReference, score_reference
 from ..data.windows import Windows
-from ..envs.gym_env import env_spaces
+from ..envs.gym_env import env_spaces, training_episode_seed
 from ..envs.termination import termination_fn
 from ..errors import CheckpointError, ConfigError, ScoreError
 from ..models import DynamicsModel
 from ..models.checkpoint import save_model
 from ..models.fit import fit
-from ..persist import parse_device, rng_state, seeded, set_rng_state
+from ..persist import derived_seed, parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..runs import MetricsLogger, RunFolder, run_lock
 from .harness import (
@@ -72,8 +72,6 @@ from .weighting import PMACConfig, TOMConfig, TransitionTensors, initial_obs, pm
 
 #: the fields of a real-buffer row that a SAC batch reads
 SAC_KEYS = ("obs", "actions", "rewards", "next_obs", "terminals")
-#: episode e of seed S resets the environment with seed ``S * EPISODE_SEEDS + e``
-EPISODE_SEEDS = 1_000_000
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
@@ -254,8 +252,8 @@ class OnlineTrainer(OfflineTrainer):
         return model_buffer(capacity, self.obs_dim, self.action_dim, self.device)
 
     def _reset_episode(self) -> np.ndarray:
-        """Start episode ``episodes`` (env seed ``seed * EPISODE_SEEDS + episodes``): its first observation."""
-        obs, _ = self.sim.reset(seed=self.config.seed * EPISODE_SEEDS + self.episodes)
+        """Start episode ``episodes`` (env seed ``training_episode_seed(seed, episodes)``): its first observation."""
+        obs, _ = self.sim.reset(seed=training_episode_seed(self.config.seed, self.episodes))
         self.episode_step, self.episode_return = 0, 0.0
         return np.asarray(obs, dtype=np.float32)
 
@@ -302,7 +300,7 @@ class OnlineTrainer(OfflineTrainer):
             for name, value in state["counters"].items():
                 setattr(self, name, int(value))
             episode = state["episode"]
-            self.sim.reset(seed=self.config.seed * EPISODE_SEEDS + self.episodes)  # the episode's env RNG
+            self.sim.reset(seed=training_episode_seed(self.config.seed, self.episodes))  # the episode's env RNG
             mujoco.mj_setState(self.sim.model, self.sim.data, episode["integration"].cpu().numpy(), _INTEGRATION)
             self.obs = episode["obs"].cpu().numpy()
             self.episode_return = float(episode["return"])
@@ -408,7 +406,12 @@ class OnlineTrainer(OfflineTrainer):
         target = buffer.take(slice(max(0, len(buffer) - o.tom_policy_pool), None))
         tom = TOMConfig(disc_epochs=o.tom_disc_epochs, q_steps=o.tom_q_steps)
         result = tom_weights(
-            buffer, target, initial_obs(dataset, self.device), self.policy, tom, seed=self.config.seed + self.fits
+            buffer,
+            target,
+            initial_obs(dataset, self.device),
+            self.policy,
+            tom,
+            seed=derived_seed(self.config.seed, self.fits, 1),
         )
         stats = {
             "weights/newest_epoch_mass": float(result.weights[-self.config.steps_per_epoch :].sum()),
@@ -428,7 +431,10 @@ class OnlineTrainer(OfflineTrainer):
             stats["model/fresh_mse"] = fresh_model_error(self.model, windows, rows)
         weights, weight_stats = self.model_weights(dataset)
         result = fit(
-            self.model, dataset, fit_config(self.config, self.model, seed=self.config.seed + self.fits), weights
+            self.model,
+            dataset,
+            fit_config(self.config, self.model, seed=derived_seed(self.config.seed, self.fits, 0)),
+            weights,
         )
         self.model.eval()
         self.fits, self.fit_rows = self.fits + 1, len(dataset)

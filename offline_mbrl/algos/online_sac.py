@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..agents.sac import SAC, SACConfig
 from ..buffers import TensorBuffer
 from ..checks import check_section
-from ..envs.gym_env import env_spaces, evaluate_policy
+from ..envs.gym_env import env_spaces, evaluate_policy, training_episode_seed
 from ..errors import CheckpointError, ConfigError
 from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from ..runs import MetricsLogger, run_lock
@@ -244,7 +244,7 @@ class OnlineSACTrainer:
         if resumed:
             self.load()
         logger = MetricsLogger(self.run_dir, tensorboard=False, resume_after=self.step if resumed else None, key="step")
-        obs = self.env.reset(seed=cfg.seed + self.episodes)[0]
+        obs = self.env.reset(seed=training_episode_seed(cfg.seed, self.episodes))[0]
         next_checkpoint = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         metrics: dict = {}
         unwrapped = self.env.unwrapped
@@ -274,7 +274,7 @@ class OnlineSACTrainer:
                 bar.set_postfix(eval_return=f"{self._evaluate(logger, metrics):.0f}")
             if terminated or truncated:
                 self.episodes += 1
-                obs = self.env.reset(seed=cfg.seed + self.episodes)[0]
+                obs = self.env.reset(seed=training_episode_seed(cfg.seed, self.episodes))[0]
                 if self.step >= next_checkpoint:
                     self.save()
                     next_checkpoint = (self.step // cfg.checkpoint_every + 1) * cfg.checkpoint_every

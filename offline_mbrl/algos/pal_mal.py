@@ -40,11 +40,12 @@ Choices of this implementation (the paper and MJRL differ or are silent):
   with D, below 10⁵ steps until D holds about 2.2 million rows); tiny test configs fall below 10².
 
 Randomness: one ``torch.Generator`` on the device drives start states, roll-outs and the value fit; environment
-collection, model fits and evaluation are seeded per iteration from ``config.seed`` (``phase_seed``), so nothing
-depends on the global random state. ``state_dict``/``load_state_dict`` (and ``save``/``load``, atomic) hold the
-whole loop state: policy, value function and its optimizer, the model, the buffers, counters, records, the iteration
-in progress (phases done, their metrics) and the generator, so a loop resumed after any phase (``run`` saves after
-each fit, NPG step, collection and evaluation) continues exactly as an uninterrupted one.
+collection, model fits and evaluation are seeded per iteration from ``config.seed`` (``persist.derived_seed`` of the
+seed, the iteration and the phase: 0 collect, 1 fit, 2 evaluate), so nothing depends on the global random state.
+``state_dict``/``load_state_dict`` (and ``save``/``load``, atomic) hold the whole loop state: policy, value function and
+its optimizer, the model, the buffers, counters, records, the iteration in progress (phases done, their metrics) and the
+generator, so a loop resumed after any phase (``run`` saves after each fit, NPG step, collection and evaluation)
+continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from ..envs.termination import termination_fn
 from ..errors import CheckpointError, ConfigError
 from ..models import DynamicsModel, build_model
 from ..models.fit import FitConfig, fit
-from ..persist import load_checkpoint, save_atomic, seeded
+from ..persist import derived_seed, load_checkpoint, save_atomic, seeded
 from ..rollout import rollout
 
 ALGOS = ("pal", "mal", "npg")
@@ -235,11 +236,6 @@ def _new_partial() -> dict:
     return {"phase": 0, "record": {}, "steps": [], "fits": 0}
 
 
-def phase_seed(seed: int, iteration: int, phase: int) -> int:
-    """A deterministic seed for one phase (0 collect, 1 fit, 2 evaluate) of one iteration of a run seeded ``seed``."""
-    return int(np.random.SeedSequence([seed, iteration, phase]).generate_state(1)[0])
-
-
 def aggregate(data: TransitionDataset | None, new: TransitionDataset, buffer_size: int | None) -> TransitionDataset:
     """``data`` followed by ``new``, keeping the newest ``buffer_size`` rows (PAL's small recent buffer, Alg. 3
     line 7) or all of them when ``buffer_size`` is None (MAL's aggregation, Alg. 4 line 7). The first kept episode
@@ -337,7 +333,7 @@ class GameLoop:
             ``collect/samples`` (``num_steps``), ``collect/episodes`` (episodes begun, the last one possibly cut by
             the end of the collection) and ``collect/return_mean`` (their mean undiscounted return).
         """
-        seed = phase_seed(self.config.seed, self.iteration, 0)
+        seed = derived_seed(self.config.seed, self.iteration, 0)
         raw = collect_transitions(
             self.npg.policy.sampler(None), self.config.env_id, num_steps, seed, self.config.collect_envs, self.device
         )
@@ -377,7 +373,7 @@ class GameLoop:
             max_epochs=cfg.fit_epochs,
             patience=cfg.fit_epochs,
             holdout_fraction=cfg.holdout_fraction,
-            seed=phase_seed(cfg.seed, self.iteration, 1),
+            seed=derived_seed(cfg.seed, self.iteration, 1),
         )
         result = fit(self.model, single_transitions(self.data), fit_config)
         return {
@@ -442,7 +438,7 @@ class GameLoop:
             self.npg.policy.deterministic(),
             self.config.env_id,
             self.config.eval_episodes,
-            seed=phase_seed(self.config.seed, self.iteration, 2) % 2**31,
+            seed=derived_seed(self.config.seed, self.iteration, 2) % 2**31,
             device=self.device,
         )
         return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}

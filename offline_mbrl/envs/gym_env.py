@@ -22,6 +22,28 @@ from ..persist import seeded
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: training episodes of the online loops reset with seeds from here up; every evaluation seed lies below 2**31
+TRAINING_SEEDS = 2**40
+
+
+def training_episode_seed(run_seed: int, episode: int) -> int:
+    """The env reset seed of training episode ``episode`` (0-based) of an online run seeded ``run_seed``:
+    ``TRAINING_SEEDS + run_seed * 2**32 + episode``.
+
+    Distinct for every (run seed, episode) pair with fewer than 2**32 episodes, and above every evaluation seed
+    (``evaluate_policy`` callers pass seeds below 2**31), so no training episode starts from the reset of an
+    evaluation episode or of another seed's training episode.
+
+    Raises:
+        ValueError: a negative ``run_seed`` or ``episode``, or ``episode`` >= 2**32.
+    """
+    if run_seed < 0 or not 0 <= episode < 2**32:
+        raise ValueError(
+            f"training_episode_seed: need run_seed >= 0 and 0 <= episode < 2**32, got {run_seed}, {episode}"
+        )
+    return TRAINING_SEEDS + run_seed * 2**32 + episode
+
+
 def make_env(env_id: str, seed: int | None = None, **env_kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id, **env_kwargs)``, reset once with ``seed`` so it can be stepped."""
     env = gym.make(env_id, **env_kwargs)
