@@ -22,7 +22,8 @@ from ..persist import seeded
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
 
-#: training episodes of the online loops reset with seeds from here up; every evaluation seed lies below 2**31
+#: training episodes of the online loops reset with seeds from here up; every evaluation seed lies far below (the
+#: loops' evaluation seeds are under 2**31 + ``eval_episodes``)
 TRAINING_SEEDS = 2**40
 
 
@@ -30,9 +31,9 @@ def training_episode_seed(run_seed: int, episode: int) -> int:
     """The env reset seed of training episode ``episode`` (0-based) of an online run seeded ``run_seed``:
     ``TRAINING_SEEDS + run_seed * 2**32 + episode``.
 
-    Distinct for every (run seed, episode) pair with fewer than 2**32 episodes, and above every evaluation seed
-    (``evaluate_policy`` callers pass seeds below 2**31), so no training episode starts from the reset of an
-    evaluation episode or of another seed's training episode.
+    Distinct for every (run seed, episode) pair with fewer than 2**32 episodes, and above every evaluation seed (the
+    loops call ``evaluate_policy`` with base seeds below 2**31, episode i adding i), so no training episode starts
+    from the reset of an evaluation episode or of another seed's training episode.
 
     Raises:
         ValueError: a negative ``run_seed`` or ``episode``, or ``episode`` >= 2**32.
