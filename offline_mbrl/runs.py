@@ -262,6 +262,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _lock_pid(path: Path) -> int:
+    """The pid written in the lock file ``path``; -1 if it is gone (removed meanwhile) or half-written by a
+    process that died."""
+    try:
+        return int(path.read_text().strip() or -1)
+    except (FileNotFoundError, ValueError):
+        return -1
+
+
+def lock_holder(run_dir: str | Path) -> int | None:
+    """The pid of the live process holding ``run_dir``'s lock (:func:`run_lock`): the run is being trained now.
+    None when there is no lock or it is the stale lock of a process that no longer runs (a killed run)."""
+    pid = _lock_pid(Path(run_dir) / LOCK_NAME)
+    return pid if pid > 0 and _pid_alive(pid) else None
+
+
 def _take_lock(path: Path) -> bool:
     """Create ``path`` holding this pid with O_EXCL; False if it already exists."""
     try:
@@ -284,10 +300,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     path = Path(run_dir) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     while not _take_lock(path):
-        try:
-            holder = int(path.read_text().strip() or -1)
-        except (FileNotFoundError, ValueError):
-            holder = -1  # removed meanwhile, or half-written by a process that died: retry / take over
+        holder = _lock_pid(path)
         if holder > 0 and _pid_alive(holder):
             raise RunLockedError(
                 f"{run_dir}: run folder is in use by process {holder} (lock file {path}); "

@@ -15,7 +15,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from ..errors import OfflineMBRLError
 
 # module name -> registers these sub-commands
-_COMMAND_MODULES = ("dataset_cmd", "collect_cmd", "model_cmd", "train_cmd", "analyze_cmd", "sweep_cmd")
+_COMMAND_MODULES = (
+    "dataset_cmd",
+    "collect_cmd",
+    "model_cmd",
+    "train_cmd",
+    "analyze_cmd",
+    "status_cmd",
+    "sweep_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
