@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..runs import lock_holder
 from .runs_io import VALUE_COLUMNS, Run, dataset_labels
 from .tables import markdown_rows
@@ -36,10 +37,10 @@ def run_progress(run: Run, pace_epochs: int = PACE_EPOCHS) -> dict:
         ``pace_epochs`` epochs; NaN without ``time/epoch_s``) and ``eta_h`` (remaining epochs × pace, hours;
         0 when finished). All NaN where no epoch has completed.
     Raises:
-        ValueError: ``pace_epochs`` < 1.
+        ConfigError: ``pace_epochs`` < 1 (a ``ValueError``).
     """
     if pace_epochs < 1:
-        raise ValueError(f"pace_epochs must be at least 1, got {pace_epochs}")
+        raise ConfigError(f"pace_epochs must be at least 1, got {pace_epochs}")
     metrics, pid = run.metrics, lock_holder(run.path)
     state = "finished" if run.finished else (f"running (pid {pid})" if pid is not None else "stopped")
     scores = _column(metrics, VALUE_COLUMNS["normalized"])

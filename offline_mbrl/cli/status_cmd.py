@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..analysis import progress
 from ..analysis.runs_io import find_run_dirs, read_run
-from ..errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,8 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.pace_epochs < 1:
-        raise ConfigError(f"status: --pace-epochs must be at least 1, got {args.pace_epochs}")
     runs = [read_run(path) for path in find_run_dirs(args.runs)]
     frame = progress.progress_table(runs, Path.cwd(), args.pace_epochs)  # folders relative to where it is run
     print(progress.format_progress(frame, args.decimals), end="")
