@@ -16,6 +16,8 @@ from pathlib import Path
 _KINDS = {"adm": "adm", "ensemble": "ensemble", "boot-rnn": "boot_rnn"}
 # = offline_mbrl.analysis.tom_weights.WEIGHT_METHODS (not imported here: parsing stays free of torch)
 WEIGHT_METHODS = ("uniform", "pmac", "pmac-tom", "tom")
+STATUS_COLUMNS = ("fit", "kind", "dataset", "state", "epochs", "kept epoch", "since kept", "kept MSE", "last MSE")
+STATUS_COLUMNS += ("trend/epoch", "written")  # `model status`
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_tom_arguments(p)
     p.set_defaults(func=_fit)
+    s = model_subparsers.add_parser(
+        "status",
+        help="where fits stand: epochs, kept epoch, epochs since it of the patience, holdout MSE and its trend",
+        description="Read fit checkpoints (`model fit --out X` keeps X.partial until the fit ends) and print one "
+        "line per fit: epochs done, the last kept epoch, epochs since then against the patience that stops the "
+        "fit, the kept and the last holdout MSE, its trend per epoch, and how long ago the checkpoint was written "
+        "(a running fit writes it every epoch). A saved model (X.pt without X.pt.partial) is listed as saved.",
+    )
+    s.add_argument("paths", nargs="+", type=Path, help="model files (X.pt or X.pt.partial) or folders holding them")
+    s.add_argument("--window", type=int, default=30, help="epochs the trend is fitted over (default 30)")
+    s.set_defaults(func=_status)
 
 
 def add_tom_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,3 +174,78 @@ def _fit(args: argparse.Namespace) -> int:
     print(format_holdout_table(model, result))
     print(f"saved {out}")
     return 0
+
+
+def fit_files(paths: list[Path]) -> list[Path]:
+    """The fits named by ``paths``: a folder stands for its ``*.pt`` and ``*.pt.partial`` files (recursively); a
+    model ``X.pt`` stands for ``X.pt.partial`` while that exists (a fit in progress). Each fit once, sorted.
+
+    Raises:
+        ConfigError: a path that does not exist, a file that is neither ``.pt`` nor ``.pt.partial``, or a folder
+            without either.
+    """
+    from ..errors import ConfigError
+
+    found = set()
+    for path in paths:
+        if path.is_dir():
+            inside = [*path.rglob("*.pt"), *path.rglob("*.pt.partial")]
+            if not inside:
+                raise ConfigError(f"{path}: no model file (*.pt or *.pt.partial) in this folder")
+            found.update(inside)
+        elif not path.exists() and not _partial(path).is_file():
+            raise ConfigError(f"{path}: no such file or folder (nor a fit in progress, {_partial(path).name})")
+        elif not path.name.endswith((".pt", ".pt.partial")):
+            raise ConfigError(f"{path}: not a model file (*.pt) or fit checkpoint (*.pt.partial)")
+        else:
+            found.add(path)
+    fits = {path.with_name(path.name.removesuffix(".partial")) for path in found}  # X.pt per fit
+    return sorted(_partial(fit) if _partial(fit).is_file() else fit for fit in fits)
+
+
+def _partial(model: Path) -> Path:
+    return model.with_name(model.name + ".partial")
+
+
+def _status(args: argparse.Namespace) -> int:
+    import math
+    import time
+
+    from ..analysis.tables import markdown_rows
+    from ..models.fit import fit_progress
+
+    rows = [list(STATUS_COLUMNS)]
+    for path in fit_files(args.paths):
+        age = f"{(time.time() - path.stat().st_mtime) / 60:.0f} min ago"
+        if not path.name.endswith(".partial"):
+            rows.append([str(path), _saved_kind(path), "—", "saved", *["—"] * 6, age])
+            continue
+        fit = fit_progress(path, args.window)
+        rows.append(
+            [
+                str(path.with_name(path.name.removesuffix(".partial"))),
+                fit.kind,
+                fit.dataset,
+                "in progress",
+                str(fit.epochs),
+                str(fit.best_epoch),
+                f"{fit.epochs_since_update}/{fit.patience}",
+                f"{fit.holdout_mse:.4g}",
+                f"{fit.last_holdout_mse:.4g}",
+                "—" if math.isnan(fit.trend) else f"{100 * fit.trend:+.2f} %",
+                age,
+            ]
+        )
+    print(markdown_rows(rows))
+    return 0
+
+
+def _saved_kind(path: Path) -> str:
+    """The kind of a saved model (``models.checkpoint``); CheckpointError names an unreadable file."""
+    from ..errors import CheckpointError
+    from ..persist import load_checkpoint
+
+    payload = load_checkpoint(path)
+    if not isinstance(payload, dict) or "kind" not in payload:
+        raise CheckpointError(f"{path}: not a saved model (no field 'kind')")
+    return str(payload["kind"])
