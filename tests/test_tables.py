@@ -312,3 +312,44 @@ def test_reading_run_folders_imports_no_torch():
 
     code = "import sys, offline_mbrl.analysis.runs_io, offline_mbrl.cli.train_cmd; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_reference_columns_stand_before_the_algorithms_with_their_average(runs_root):
+    text = format_tables(
+        read_runs([runs_root]),
+        kinds=("final",),
+        references={"behaviour@offline_mbrl/hopper/medium-v0": 33.7, "behaviour@walker2d-medium-v2": 60.2, "bc": 5},
+    )
+    table = text.split("\n\n")[2].splitlines()
+    assert table[0] == "| Task | behaviour | bc | admpo-off | mopo |"
+    assert table[2] == "| offline_mbrl/hopper/medium-v0 | 33.7 | 5.0 | 104.0 ± 4.0 (2.3) | 65.0 ± 7.1 (5.0) [n=2] |"
+    assert table[3].startswith("| walker2d-medium-v2 | 60.2 | 5.0 | 80.0 ± 10.0 (5.8)† |")
+    assert table[4] == f"| Average | {np.mean([33.7, 60.2]):.1f} | 5.0 | 92.0 | 47.5 |"
+    assert "behaviour, bc: reference scores given with --reference (not runs)." in text
+    one_task = format_tables(read_runs([runs_root]), kinds=("final",), references={"behaviour@walker2d-medium-v2": 9})
+    assert one_task.split("\n\n")[2].splitlines()[-1] == "| Average | — | 92.0 | 47.5 |"  # not on every task
+    tidy = pd.read_csv(StringIO(format_tables(read_runs([runs_root]), fmt="csv", references={"behaviour": 33.7})))
+    rows = tidy[tidy.algo == "behaviour"]
+    assert sorted(rows.task) == sorted(["Average", "offline_mbrl/hopper/medium-v0", "walker2d-medium-v2"] * 2)
+    assert (rows["mean"] == 33.7).all() and rows[["std", "n"]].isna().all().all()
+
+
+@pytest.mark.parametrize(
+    ("references", "kinds", "message"),
+    [
+        ({"behaviour@hopper": 1.0}, ("final",), r"reference 'behaviour@hopper': no task 'hopper' in the table"),
+        ({"mopo": 1.0}, ("final",), r"reference 'mopo': 'mopo' is an algorithm of the table"),
+        ({"behaviour": 1.0}, ("reach",), r"reference scores cannot stand in a 'reach' table"),
+    ],
+)
+def test_bad_references_are_refused(runs_root, references, kinds, message):
+    with pytest.raises(RunFolderError, match=message):
+        format_tables(read_runs([runs_root]), kinds=kinds, threshold=50.0, references=references)
+
+
+def test_cli_tabulate_reference(runs_root, capsys):
+    assert main(["tabulate", str(runs_root), "--score", "final", "--reference", "behaviour=33.7", "bc=1"]) == 0
+    assert "| Task | behaviour | bc | admpo-off | mopo |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse refuses the value before any work
+        main(["tabulate", str(runs_root), "--reference", "behaviour=high"])
+    assert "expected NAME=SCORE with a finite number, got 'behaviour=high'" in capsys.readouterr().err

@@ -16,11 +16,15 @@ A cell is the mean over seeds ± the sample std over seeds (ddof=1, so one seed 
 the standard error std/√n in parentheses; a ``reach`` cell averages the seeds that reached the threshold and says
 how many did (``[k of n reached]``). The Average row is the mean over tasks of the cell means, given only for
 algorithms with a cell on every task row (as in the paper).
+
+Reference columns (``references``, e.g. the behaviour policy's score of each dataset) stand before the algorithms:
+a given number per task, not a run, with its Average by the same rule.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,7 @@ class ScoreTable:
     a value: std with ddof=1, sem = std/√n; ``seeds``: the seeds with an evaluation, more than ``n`` only for
     ``reach``; unfinished = number of seeds whose run is unfinished). ``average``: per algorithm, the mean of its
     cell means over ``tasks``; NaN where the algorithm lacks a task. ``threshold`` of a ``reach`` table.
+    ``references``: reference column name -> task -> score (``reference_columns``), shown before the algorithms.
     """
 
     kind: str
@@ -55,6 +60,12 @@ class ScoreTable:
     cells: pd.DataFrame
     average: pd.Series
     threshold: float | None = None
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """The table's columns after the task: the reference columns, then the algorithms."""
+        return [*self.references, *self.algos]
 
     @property
     def max_seeds(self) -> int:
@@ -149,6 +160,28 @@ def score_table(
     return ScoreTable(kind=kind, tasks=tasks, algos=algos, cells=cells, average=average, threshold=threshold)
 
 
+def reference_columns(
+    references: Mapping[str, float], tasks: list[str], algos: list[str]
+) -> dict[str, dict[str, float]]:
+    """Reference scores as table columns: ``{"NAME": score}`` gives column NAME the score on every task,
+    ``{"NAME@TASK": score}`` on that task only (the convention of ``plots.plot_curves``' references).
+
+    Returns:
+        column name -> task -> score, columns in the order first named.
+    Raises:
+        RunFolderError: a reference names a task with no row, or its column name is an algorithm's.
+    """
+    columns: dict[str, dict[str, float]] = {}
+    for key, score in references.items():
+        name, _, task = key.partition("@")
+        if task and task not in tasks:
+            raise RunFolderError(f"reference '{key}': no task '{task}' in the table; its tasks are {tasks}")
+        if name in algos:
+            raise RunFolderError(f"reference '{key}': '{name}' is an algorithm of the table; name it otherwise")
+        columns.setdefault(name, {}).update({row: float(score) for row in ([task] if task else tasks)})
+    return columns
+
+
 def format_tables(
     runs: list[Run],
     fmt: str = "markdown",
@@ -158,21 +191,26 @@ def format_tables(
     decimals: int = 1,
     at_step: float | None = None,
     threshold: float | None = None,
+    references: Mapping[str, float] | None = None,
 ) -> str:
     """Text of the score tables of ``kinds`` for ``runs`` in format ``fmt`` (``at_step``, ``threshold``: as
-    ``seed_scores``).
+    ``seed_scores``; ``references``: reference columns, as ``reference_columns``, e.g. ``{"behaviour@TASK": 33.7}``).
 
     Markdown and LaTeX print one table per kind with its definition, then notes: the seed count, and a
     † footnote listing each unfinished run with epochs completed/total. CSV is tidy, one row per
     (kind, task, algo) with numeric ``mean, std, sem, n, seeds, unfinished`` at full precision, Average rows last.
 
     Raises:
-        RunFolderError: unknown ``fmt``/``kind``/``value``, or as ``seed_scores``/``score_table``.
+        RunFolderError: unknown ``fmt``/``kind``/``value``, references with a ``reach`` table (a score is not a
+            step), or as ``seed_scores``/``score_table``/``reference_columns``.
     """
     if fmt not in FORMATS:
         raise RunFolderError(f"unknown table format '{fmt}'; use one of {list(FORMATS)}")
+    if references and "reach" in kinds:
+        raise RunFolderError("reference scores cannot stand in a 'reach' table (its cells are steps, not scores)")
     per_seed = seed_scores(runs, value, at_step, threshold)
     tables = [score_table(per_seed, kind, algos, threshold) for kind in kinds]
+    tables = [replace(t, references=reference_columns(references or {}, t.tasks, t.algos)) for t in tables]
     if fmt == "csv":
         return _csv(tables)
     symbols = _LATEX if fmt == "latex" else _MARKDOWN
@@ -221,7 +259,7 @@ def _latex(table: ScoreTable, decimals: int) -> str:
     return "\n".join(
         [
             _comment(f"{table.title}."),
-            f"\\begin{{tabular}}{{l{'c' * len(table.algos)}}}",
+            f"\\begin{{tabular}}{{l{'c' * len(table.columns)}}}",
             r"\toprule",
             rows[0],
             r"\midrule",
@@ -243,13 +281,23 @@ def _grid(
 ) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, task rows and Average row of ``table`` as cell strings; ``label`` formats names."""
     body = [
-        [label(task)] + [_cell(table, task, algo, symbols, decimals) for algo in table.algos] for task in table.tasks
+        [label(task)] + [_cell(table, task, column, symbols, decimals) for column in table.columns]
+        for task in table.tasks
     ]
-    average = ["Average"] + [_number(table.average[algo], decimals, symbols) for algo in table.algos]
-    return ["Task"] + [label(algo) for algo in table.algos], body, average
+    averages = [_reference_average(table, name) for name in table.references] + [table.average[a] for a in table.algos]
+    average = ["Average"] + [_number(value, decimals, symbols) for value in averages]
+    return ["Task"] + [label(column) for column in table.columns], body, average
+
+
+def _reference_average(table: ScoreTable, name: str) -> float:
+    """A reference column's mean over the tasks, NaN unless it has every task (the Average row's rule)."""
+    scores = table.references[name]
+    return float(np.mean([scores[task] for task in table.tasks])) if set(table.tasks) <= set(scores) else np.nan
 
 
 def _cell(table: ScoreTable, task: str, algo: str, symbols: _Symbols, decimals: int) -> str:
+    if algo in table.references:
+        return _number(table.references[algo].get(task, np.nan), decimals, symbols)
     if (task, algo) not in table.cells.index:
         return symbols.empty
     cell = table.cells.loc[(task, algo)]
@@ -279,6 +327,9 @@ def _notes(
         f"Cells: n = {tables[0].max_seeds} seeds unless marked [n=k]; {symbols.empty} = no run. "
         "Average: mean over tasks of the cell means, only for algorithms with every task."
     ]
+    if tables[0].references:
+        names = ", ".join(tables[0].references)
+        notes.append(f"{names}: reference scores given with --reference (not runs).")
     if any(table.kind == "reach" for table in tables):
         notes.append(
             "[k of n reached]: the mean is over the k seeds that reached the threshold; the others never did "
@@ -314,7 +365,13 @@ def _csv(tables: list[ScoreTable]) -> str:
     for table in tables:
         cells = table.cells.reset_index()
         average = pd.DataFrame({"task": "Average", "algo": table.algos, "mean": table.average[table.algos].values})
-        frames.append(pd.concat([cells, average], ignore_index=True).assign(kind=table.kind))
+        references = pd.DataFrame(
+            [(task, name, score) for name, scores in table.references.items() for task, score in scores.items()]
+            + [("Average", name, _reference_average(table, name)) for name in table.references],
+            columns=["task", "algo", "mean"],
+        )
+        parts = [references, cells, average] if table.references else [cells, average]
+        frames.append(pd.concat(parts, ignore_index=True).assign(kind=table.kind))
     tidy = pd.concat(frames, ignore_index=True)
     tidy["n"] = tidy["n"].astype("Int64")
     tidy["unfinished"] = tidy["unfinished"].astype("Int64")

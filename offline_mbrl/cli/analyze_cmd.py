@@ -65,6 +65,7 @@ def _add_tabulate(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated algorithm columns in this order (default: all, sorted)",
     )
     parser.add_argument("--decimals", type=int, default=1)
+    _add_reference(parser, "columns of given scores before the algorithms, e.g. behaviour=33.7 on every task row")
     parser.set_defaults(func=_run_tabulate)
 
 
@@ -82,6 +83,7 @@ def _run_tabulate(args: argparse.Namespace) -> int:
             decimals=args.decimals,
             at_step=args.at_step,
             threshold=args.threshold,
+            references=dict(args.reference),
         ),
         end="",
     )
@@ -102,17 +104,22 @@ def _add_curves(subparsers: argparse._SubParsersAction) -> None:
         default="sd",
         help="sd: mean ± std over seeds (ddof=1); se: mean ± standard error",
     )
+    _add_reference(parser, "dashed horizontal lines in every panel, e.g. behaviour=33.7")
+    _add_at_step(parser)
+    parser.set_defaults(func=_run_curves)
+
+
+def _add_reference(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--reference NAME[@TASK]=SCORE ...`` of ``tabulate`` and ``curves`` (``what`` it draws)."""
     parser.add_argument(
         "--reference",
         nargs="+",
         type=_reference,
         default=[],
         metavar="NAME=SCORE",
-        help="dashed horizontal lines in every panel, e.g. behaviour=33.7 (units of --value); "
-        "NAME@TASK=SCORE draws it in that task's panel only, e.g. behaviour@offline_mbrl/hopper/medium-v0=33.7",
+        help=f"{what} (units of --value); NAME@TASK=SCORE for that task only, "
+        "e.g. behaviour@offline_mbrl/hopper/medium-v0=33.7",
     )
-    _add_at_step(parser)
-    parser.set_defaults(func=_run_curves)
 
 
 def _reference(text: str) -> tuple[str, float]:
