@@ -78,14 +78,17 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path):
 def test_model_status_lists_fits_in_progress_and_saved_models(hopper_dataset, tmp_path, capsys):
     partial, result, model = _partial_fit(tmp_path, hopper_dataset, epochs=2)
     save_model(model, tmp_path / "sub" / "done.pt")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "sub" / "actor.pt")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save({"sac": {}}, tmp_path / "run" / "checkpoints" / "last.pt")  # a run's training checkpoint: left out
     assert main(["model", "status", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| fit | kind | dataset | state | epochs | kept epoch | since kept |")
-    in_progress, saved = lines[2], lines[3]
+    in_progress, actor, saved = lines[2:]
     assert in_progress.startswith(f"| {tmp_path / 'adm.pt'} | adm | {hopper_dataset.source} | in progress | 2 | ")
     assert f"| {result.epochs - result.best_epoch}/25 |" in in_progress
+    assert actor.startswith(f"| {tmp_path / 'sub' / 'actor.pt'} | — | — | not a model | — |")
     assert saved.startswith(f"| {tmp_path / 'sub' / 'done.pt'} | adm | — | saved | — |")
-    assert len(lines) == 4
     assert main(["model", "status", str(tmp_path / "adm.pt")]) == 0  # X.pt names its fit in progress
     assert "| in progress | 2 |" in capsys.readouterr().out
 

@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read fit checkpoints (`model fit --out X` keeps X.partial until the fit ends) and print one "
         "line per fit: epochs done, the last kept epoch, epochs since then against the patience that stops the "
         "fit, the kept and the last holdout MSE, its trend per epoch, and how long ago the checkpoint was written "
-        "(a running fit writes it every epoch). A saved model (X.pt without X.pt.partial) is listed as saved.",
+        "(a running fit writes it every epoch). A saved model (X.pt without X.pt.partial) is listed as saved, "
+        "another torch file as not a model; in folders, run folders' checkpoints/last.pt are left out.",
     )
     s.add_argument("paths", nargs="+", type=Path, help="model files (X.pt or X.pt.partial) or folders holding them")
     s.add_argument("--window", type=int, default=30, help="epochs the trend is fitted over (default 30)")
@@ -177,8 +178,9 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def fit_files(paths: list[Path]) -> list[Path]:
-    """The fits named by ``paths``: a folder stands for its ``*.pt`` and ``*.pt.partial`` files (recursively); a
-    model ``X.pt`` stands for ``X.pt.partial`` while that exists (a fit in progress). Each fit once, sorted.
+    """The fits named by ``paths``: a folder stands for its ``*.pt`` and ``*.pt.partial`` files (recursively, run
+    folders' training checkpoints ``checkpoints/last.pt`` left out); a model ``X.pt`` stands for ``X.pt.partial``
+    while that exists (a fit in progress). Each fit once, sorted.
 
     Raises:
         ConfigError: a path that does not exist, a file that is neither ``.pt`` nor ``.pt.partial``, or a folder
@@ -189,7 +191,7 @@ def fit_files(paths: list[Path]) -> list[Path]:
     found = set()
     for path in paths:
         if path.is_dir():
-            inside = [*path.rglob("*.pt"), *path.rglob("*.pt.partial")]
+            inside = [p for p in [*path.rglob("*.pt"), *path.rglob("*.pt.partial")] if not _run_checkpoint(p)]
             if not inside:
                 raise ConfigError(f"{path}: no model file (*.pt or *.pt.partial) in this folder")
             found.update(inside)
@@ -207,6 +209,12 @@ def _partial(model: Path) -> Path:
     return model.with_name(model.name + ".partial")
 
 
+def _run_checkpoint(path: Path) -> bool:
+    from ..runs import CHECKPOINT_FILE
+
+    return path.as_posix().endswith("/" + CHECKPOINT_FILE)
+
+
 def _status(args: argparse.Namespace) -> int:
     import math
     import time
@@ -218,7 +226,8 @@ def _status(args: argparse.Namespace) -> int:
     for path in fit_files(args.paths):
         age = f"{(time.time() - path.stat().st_mtime) / 60:.0f} min ago"
         if not path.name.endswith(".partial"):
-            rows.append([str(path), _saved_kind(path), "—", "saved", *["—"] * 6, age])
+            kind = _saved_kind(path)
+            rows.append([str(path), kind or "—", "—", "saved" if kind else "not a model", *["—"] * 6, age])
             continue
         fit = fit_progress(path, args.window)
         rows.append(
@@ -240,12 +249,10 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_kind(path: Path) -> str:
-    """The kind of a saved model (``models.checkpoint``); CheckpointError names an unreadable file."""
-    from ..errors import CheckpointError
+def _saved_kind(path: Path) -> str | None:
+    """The kind of a saved model (``models.checkpoint``), None for another torch file (an actor, say);
+    CheckpointError names an unreadable file."""
     from ..persist import load_checkpoint
 
     payload = load_checkpoint(path)
-    if not isinstance(payload, dict) or "kind" not in payload:
-        raise CheckpointError(f"{path}: not a saved model (no field 'kind')")
-    return str(payload["kind"])
+    return str(payload["kind"]) if isinstance(payload, dict) and "kind" in payload else None
