@@ -16,8 +16,10 @@ from pathlib import Path
 _KINDS = {"adm": "adm", "ensemble": "ensemble", "boot-rnn": "boot_rnn"}
 # = offline_mbrl.analysis.tom_weights.WEIGHT_METHODS (not imported here: parsing stays free of torch)
 WEIGHT_METHODS = ("uniform", "pmac", "pmac-tom", "tom")
-STATUS_COLUMNS = ("fit", "kind", "dataset", "state", "epochs", "kept epoch", "since kept", "kept MSE", "last MSE")
-STATUS_COLUMNS += ("trend/epoch", "written")  # `model status`
+STATUS_COLUMNS = (  # `model status`
+    *("fit", "kind", "dataset", "state", "epochs", "kept epoch", "since kept", "kept MSE", "last MSE"),
+    *("trend/epoch", "written"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,7 +164,7 @@ def _fit(args: argparse.Namespace) -> int:
         target = tom_target_from_args(args, dataset, device) if args.weights == "tom" else None
         weights, _ = transition_weights(args.weights, dataset, target, seed=args.seed, device=device)
         print(format_weight_summary(args.weights, weights))
-    partial = out.with_name(out.name + ".partial")
+    partial = _partial(out)
     if partial.is_file():
         print(f"resuming the fit from {partial}", flush=True)
     result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress, checkpoint=partial)

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import TransitionDataset
 from ..data.windows import Windows, check_sample_weights
-from ..errors import CheckpointError, DatasetError
+from ..errors import CheckpointError, ConfigError, DatasetError
 from ..model_configs import FitConfig
 from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_state
 from .base import DynamicsModel
@@ -104,10 +104,10 @@ def fit_progress(path: str | Path, window: int = 30) -> FitProgress:
 
     Raises:
         CheckpointError: a missing or unreadable file, or a checkpoint that is not a fit's (names the missing keys).
-        ValueError: ``window`` < 2.
+        ConfigError: ``window`` < 2 (a ``ValueError``).
     """
     if window < 2:
-        raise ValueError(f"fit_progress: window must be >= 2 epochs, got {window}")
+        raise ConfigError(f"fit_progress: window must be >= 2 epochs, got {window}")
     saved = load_checkpoint(path)
     missing = [key for key in ("fingerprint", "history", "selection_best", "epochs_since_update") if key not in saved]
     if missing:
