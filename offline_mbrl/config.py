@@ -53,7 +53,9 @@ class DynamicsConfig:
     Ensemble: ``ensemble_size``, ``num_elites``, ``ensemble_hidden_dims``, ``ensemble_weight_decays``
     (one per hidden layer, then the output layer).
     Fitting: ``max_epochs`` (None: early stopping only), ``holdout_split`` (``episodes``/``last``),
-    ``learning_rate`` (None: the model's default, 3e-4 ADM / 1e-3 ensemble), ``batch_size``.
+    ``learning_rate`` (None: the model's default, 3e-4 ADM / 1e-3 ensemble), ``batch_size``,
+    ``validation_batch`` (None: the whole holdout each epoch; 256: the official ADMPO one-batch validation,
+    ``models.fit.FitConfig``).
     """
 
     model: str = "adm"
@@ -71,6 +73,7 @@ class DynamicsConfig:
     holdout_split: str = default_of(FitConfig, "holdout_split")
     learning_rate: float | None = None
     batch_size: int = default_of(FitConfig, "batch_size")
+    validation_batch: int | None = default_of(FitConfig, "validation_batch")
 
     def __post_init__(self) -> None:
         check_section(
@@ -85,6 +88,7 @@ class DynamicsConfig:
                 "num_elites": 1,
                 "max_epochs": 1,
                 "batch_size": 1,
+                "validation_batch": 1,
             },
             positive=("learning_rate",),
             choices={"model": DYNAMICS_MODELS, "holdout_split": HOLDOUT_SPLITS},
@@ -313,7 +317,7 @@ SAC_KEYS = ("task", "steps_per_epoch", "real_ratio", "checkpoint_every", "dynami
 
 #: keys added after run folders with their section existed: ``config.yaml`` (and so the hash) leaves each out while it
 #: holds its default, so adding an option keeps every earlier run's folder (a run that sets it gets a new one)
-LATE_KEYS = ("online.actor_freq",)
+LATE_KEYS = ("online.actor_freq", "dynamics.validation_batch")
 
 
 def _late_key_default(dotted: str) -> Any:

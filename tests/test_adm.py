@@ -5,7 +5,7 @@ import torch
 from offline_mbrl.data.windows import Windows
 from offline_mbrl.errors import CheckpointError, ConfigError, DatasetError
 from offline_mbrl.models.checkpoint import load_model, save_model
-from offline_mbrl.models.fit import FitConfig, _Selection, evaluate_errors, fit, split_holdout
+from offline_mbrl.models.fit import FitConfig, _Selection, evaluate_errors, fit, sample_errors, split_holdout
 from tests.models_helpers import (
     assert_checkpoint_roundtrip,
     fit_stats,
@@ -143,6 +143,41 @@ def test_holdout_without_long_windows_is_named(ds, model):
         evaluate_errors(model, Windows(short, M))
 
 
+def test_sample_errors_is_one_dropout_on_batch_per_k(ds):
+    """The official validation: per k, one batch of B windows of its own (rows from the generator), the mean
+    over those valid for k, dropout on."""
+    model = fit_stats(tiny_adm(dropout=0.3), ds)
+    windows = Windows(ds, M)
+    torch.manual_seed(1)
+    errors = sample_errors(model, windows, 32, torch.Generator().manual_seed(4))
+    assert model.training and errors.shape == (M,)
+    torch.manual_seed(1)
+    generator, expected = torch.Generator().manual_seed(4), []
+    with torch.no_grad():
+        for k in range(M):
+            batch = windows.gather(windows.sample_rows(32, generator))
+            all_k, valid = model.prediction_errors(batch)
+            expected.append(all_k[:, k].numpy()[valid[:, k].numpy()].mean())
+    np.testing.assert_allclose(errors.numpy(), expected, rtol=1e-6)
+    torch.manual_seed(2)  # other dropout masks on the same windows: another error
+    assert not torch.equal(sample_errors(model, windows, 32, torch.Generator().manual_seed(4)), errors)
+    short = ds.subset(np.flatnonzero(ds.episode_lengths()[ds.episode_ids] < 3))
+    with pytest.raises(DatasetError, match=r"no valid holdout window for channel 3 in 100 batches of 8"):
+        sample_errors(model, Windows(short, M), 8, torch.Generator())
+
+
+def test_batch_validation_is_seeded_and_noisy(ds):
+    """``validation_batch`` selects on one-batch errors: the same under the same seed, and moving from epoch to
+    epoch even when the weights do not (learning rate 0), where the whole-holdout error stays the same."""
+    config = FitConfig(max_epochs=4, batch_size=32, validation_batch=16, seed=2)
+    a, b = fit(tiny_adm(seed=5), ds, config), fit(tiny_adm(seed=5), ds, config)
+    assert a.history == b.history
+    frozen = dict(learning_rate=0.0, max_epochs=3, patience=5, batch_size=64, seed=1)
+    batch = fit(tiny_adm(), ds, FitConfig(validation_batch=8, **frozen)).history
+    full = fit(tiny_adm(), ds, FitConfig(**frozen)).history
+    assert len({h["holdout_mse"] for h in full}) == 1 and len({h["holdout_mse"] for h in batch}) == 3
+
+
 def test_checkpoint_roundtrip(ds, model, tmp_path):
     batch = Windows(ds, M).gather(torch.arange(8))
     with torch.no_grad():
@@ -171,6 +206,8 @@ def test_bad_checkpoints_raise_checkpoint_error(model, tmp_path):
 
 
 def test_config_validation():
+    with pytest.raises(ConfigError, match="'validation_batch' must be >= 1 or None, got 0"):
+        FitConfig(validation_batch=0)
     with pytest.raises(ConfigError, match="max_backtrack"):
         tiny_recurrent_config(max_backtrack=0)
     with pytest.raises(ConfigError, match="dropout"):

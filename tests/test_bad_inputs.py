@@ -179,6 +179,7 @@ CONFIG_CASES = [  # (--set override, error class, words in the message)
     ("dynamics.holdout_split=random", ConfigError, "dynamics.holdout_split"),
     ("dynamics.batch_size=0", ConfigError, "dynamics.batch_size"),
     ("dynamics.max_epochs=0", ConfigError, "dynamics.max_epochs"),
+    ("dynamics.validation_batch=0", ConfigError, "dynamics.validation_batch"),
     ("dynamics.ensemble_hidden_dims=[]", ConfigError, "dynamics.ensemble_hidden_dims"),
     ("dynamics.model=ensemble", ConfigError, "dynamics.model"),
     ("real_ratio=nan", ConfigError, "real_ratio"),

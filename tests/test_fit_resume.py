@@ -15,10 +15,12 @@ def _fresh(kind, dataset):
     return tiny(kind, dataset, seed=7).train()
 
 
-@pytest.mark.parametrize("kind", ["adm", "ensemble"])
-def test_stopped_fit_resumes_bit_exactly(kind, hopper_dataset, tmp_path):
+@pytest.mark.parametrize("kind, validation_batch", [("adm", None), ("adm", 32), ("ensemble", None)])
+def test_stopped_fit_resumes_bit_exactly(kind, validation_batch, hopper_dataset, tmp_path):
     def config(epochs):
-        return FitConfig.for_model(_fresh(kind, hopper_dataset), max_epochs=epochs, seed=3, batch_size=64)
+        return FitConfig.for_model(
+            _fresh(kind, hopper_dataset), max_epochs=epochs, seed=3, batch_size=64, validation_batch=validation_batch
+        )
 
     whole = _fresh(kind, hopper_dataset)
     expected = fit(whole, hopper_dataset, config(4))

@@ -279,3 +279,20 @@ def test_fit_cli_resumes_a_stopped_fit_and_removes_its_checkpoint(tmp_path, monk
     printed = capsys.readouterr().out
     assert f"resuming the fit from {tmp_path / 'm.pt.partial'}" in printed and ": 2 epochs" in printed
     assert out.is_file() and not (tmp_path / "m.pt.partial").exists()
+
+
+def test_validation_batch_reaches_the_fit_and_a_bad_one_is_a_clean_error(tmp_path, capsys, monkeypatch):
+    from offline_mbrl.models import fit as fit_module
+
+    configs, real_fit = [], fit_module.fit
+
+    def recording_fit(model, dataset, config=None, **kw):
+        configs.append(config)
+        return real_fit(model, dataset, config, **kw)
+
+    monkeypatch.setattr(fit_module, "fit", recording_fit)
+    base = ["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress"]
+    assert main([*base, "--max-backtrack", "2", "--validation-batch", "16", "--out", str(tmp_path / "m.pt")]) == 0
+    assert [c.validation_batch for c in configs] == [16]
+    assert main([*base, "--validation-batch", "0", "--out", str(tmp_path / "n.pt")]) == 2
+    assert "'validation_batch' must be >= 1 or None, got 0" in capsys.readouterr().err

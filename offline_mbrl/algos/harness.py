@@ -132,6 +132,7 @@ def fit_config(config: TrainConfig, model: DynamicsModel, seed: int | None = Non
         "max_epochs": d.max_epochs,
         "holdout_split": d.holdout_split,
         "batch_size": d.batch_size,
+        "validation_batch": d.validation_batch,
         "seed": config.seed if seed is None else seed,
     }
     if d.learning_rate is not None:

@@ -42,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="episodes",
         help="random whole episodes (default) or the last rows (official ADMPO)",
     )
+    p.add_argument(
+        "--validation-batch",
+        type=int,
+        metavar="B",
+        help="measure each epoch's holdout error on one dropout-on batch of B windows per channel, as the "
+        "official ADMPO code (B = 256), instead of on the whole holdout in eval mode (default); noisier, so an "
+        "ADM fit meets its patience sooner",
+    )
     p.add_argument("--out", type=Path, help="checkpoint path (default runs/models/<model>-<dataset>-seed<S>.pt)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
@@ -158,7 +166,13 @@ def _fit(args: argparse.Namespace) -> int:
     default_out = Path("runs") / "models" / f"{args.model}-{slug}{weights_tag}-seed{args.seed}.pt"
     out = check_output_file(args.out or default_out, "--out")
     model = build_model(kind, dataset.obs_dim, dataset.action_dim, **fields).to(device)  # checks --max-backtrack
-    config = FitConfig.for_model(model, max_epochs=args.epochs, seed=args.seed, holdout_split=args.holdout_split)
+    config = FitConfig.for_model(
+        model,
+        max_epochs=args.epochs,
+        seed=args.seed,
+        holdout_split=args.holdout_split,
+        validation_batch=args.validation_batch,
+    )
     weights = None
     if args.weights != "uniform":
         target = tom_target_from_args(args, dataset, device) if args.weights == "tom" else None

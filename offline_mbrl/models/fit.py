@@ -17,7 +17,9 @@ One ``fit`` for all three models. What differs is declared by the model:
 and bootstraps are drawn with probability ∝ weight, the loss itself is unweighted, and the holdout MSE is
 the weight-averaged error (TOM weights its holdout loss). Inputs are normalized with statistics of the
 whole dataset, holdout included (official ADMPO ``cal_mu_std``). Holdout errors are computed in eval
-mode (no dropout) over the whole holdout set, where the official code uses one dropout-on batch of 256.
+mode (no dropout) over the whole holdout set by default; ``FitConfig.validation_batch = 256`` uses the official
+code's one dropout-on batch of 256 windows per channel instead (``sample_errors``), whose noise is what stops an
+official ADM fit under the any-improvement rule.
 """
 
 from __future__ import annotations
@@ -187,6 +189,37 @@ def evaluate_errors(model: nn.Module, windows: Windows, batch_size: int = 4096) 
             "use a larger holdout or a smaller max_backtrack"
         )
     return total / count
+
+
+@torch.no_grad()
+def sample_errors(model: nn.Module, windows: Windows, batch_size: int, generator: torch.Generator) -> Tensor:
+    """Per-channel MSE (C,) of the model's mean on one batch of ``batch_size`` windows per channel, drawn by
+    ``windows.sample_rows`` (∝ ``sample_weights`` when set), with the model in train mode (dropout on): the
+    official ADMPO validation (``learn_dynamics_from``: one batch of 256 windows per k; REFERENCE-algorithms
+    §2.3). Windows too short for a channel (near an episode end) are left out of its mean; a batch without a
+    valid window for its channel is drawn again.
+
+    Raises:
+        DatasetError: a channel found no valid window in 100 batches (e.g. every holdout episode is shorter
+            than m; ``evaluate_errors`` names such channels for certain).
+    """
+    model.train()
+    means: list[Tensor] = []
+    failed = 0
+    while True:
+        errors, valid = model.prediction_errors(windows.gather(windows.sample_rows(batch_size, generator)))
+        channel = len(means)
+        count = valid[:, channel].sum()
+        if count > 0:
+            means.append((errors[:, channel] * valid[:, channel]).sum() / count)
+            failed = 0
+        elif (failed := failed + 1) == 100:
+            raise DatasetError(
+                f"{windows.source}: no valid holdout window for channel {channel + 1} in 100 batches of "
+                f"{batch_size}; use a larger holdout, a larger validation batch or a smaller max_backtrack"
+            )
+        if len(means) == errors.shape[1]:
+            return torch.stack(means)
 
 
 class _Selection:
@@ -421,7 +454,11 @@ def _train_epoch(
         loss.backward()
         optimizer.step()
         losses.append(loss.detach())
-    errors = evaluate_errors(model, holdout, config.eval_batch_size).cpu().numpy()
+    if config.validation_batch is None:
+        errors = evaluate_errors(model, holdout, config.eval_batch_size)
+    else:
+        errors = sample_errors(model, holdout, config.validation_batch, generator)
+    errors = errors.cpu().numpy()
     improved = state.selection.update(errors)
     if improved.any():
         _keep_snapshot(model, state.best_state, improved)
