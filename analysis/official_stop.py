@@ -7,7 +7,8 @@ the official code measures it on one dropout-on batch of 256 windows per k (``--
 ``models.fit.sample_errors``). Under ADM's any-improvement rule (patience 25) the batch error's noise is what ends
 a fit: a deterministic error that still falls by a fraction of a percent per epoch keeps it going.
 
-This script reads a running fit's checkpoint (``<out>.partial``), measures the noise of the official batch error
+This script reads a running fit's checkpoint (``<out>.partial``) or a finished fit's model (``model fit`` keeps
+the fit's record in it), measures the noise of the official batch error
 on its kept weights (``--noise-draws`` batch errors over the whole-holdout error), then replays the official rule
 on the fit's own per-epoch holdout errors, each multiplied by a noise factor drawn from those measurements
 (independent across epochs; the noise measured on the kept weights stands for every epoch), ``--simulations``
@@ -52,7 +53,9 @@ def stop_epochs(history: np.ndarray, noise: np.ndarray, patience: int, simulatio
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fit", required=True, help="a running fit's checkpoint, <out>.partial")
+    parser.add_argument(
+        "--fit", required=True, help="a running fit's checkpoint (<out>.partial) or a model `model fit` saved"
+    )
     parser.add_argument("--dataset", required=True, help="the fit's dataset spec")
     parser.add_argument("--batch", type=int, default=256, help="official validation batch (default 256)")
     parser.add_argument("--noise-draws", type=int, default=200, help="batch errors measured (default 200)")
@@ -61,6 +64,8 @@ def main() -> None:
     args = parser.parse_args()
 
     saved = load_checkpoint(args.fit)
+    if "state_dict" in saved:  # a model saved with its fit's record (`model fit`): its weights are the kept ones
+        saved = {**saved["fit"], "best_state": saved["state_dict"]}
     fingerprint = saved["fingerprint"]
     fit_fields = fingerprint["fit"]
     dataset = load_dataset(args.dataset)

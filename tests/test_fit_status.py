@@ -3,6 +3,7 @@ agree with the fit's own result, the trend is the log-linear slope of the holdou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -12,8 +13,8 @@ import torch
 
 from offline_mbrl.cli import main
 from offline_mbrl.errors import CheckpointError
-from offline_mbrl.models.checkpoint import save_model
-from offline_mbrl.models.fit import FitConfig, fit, fit_progress
+from offline_mbrl.models.checkpoint import load_model, save_model
+from offline_mbrl.models.fit import FitConfig, fit, fit_progress, fit_record
 from tests.test_compounding import tiny
 
 
@@ -65,6 +66,20 @@ def test_trend_is_the_log_linear_slope_over_the_window(tmp_path):
     assert math.isnan(fit_progress(tmp_path / "one.pt.partial").trend)
 
 
+def test_a_model_saved_with_its_fit_record_reads_as_the_finished_fit(hopper_dataset, tmp_path):
+    partial, result, model = _partial_fit(tmp_path, hopper_dataset)
+    running = fit_progress(partial)
+    save_model(model, tmp_path / "adm.pt", fit_record=fit_record(partial))
+    partial.unlink()
+    done = fit_progress(tmp_path / "adm.pt")
+    assert done.saved and not running.saved
+    assert dataclasses.replace(done, path=running.path, saved=False) == running
+    assert load_model(tmp_path / "adm.pt").kind == "adm"  # the record does not disturb loading
+    save_model(model, tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match=r"bare.pt: a saved model without its fit's record"):
+        fit_progress(tmp_path / "bare.pt")
+
+
 def test_bad_checkpoints_are_refused_by_name(tmp_path):
     torch.save({"format": 1, "kind": "adm"}, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match=r"m.pt: not a fit checkpoint \(no fingerprint, history"):
@@ -78,17 +93,19 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path):
 def test_model_status_lists_fits_in_progress_and_saved_models(hopper_dataset, tmp_path, capsys):
     partial, result, model = _partial_fit(tmp_path, hopper_dataset, epochs=2)
     save_model(model, tmp_path / "sub" / "done.pt")
+    save_model(model, tmp_path / "sub" / "fitted.pt", fit_record=fit_record(partial))
     torch.save({"weight": torch.zeros(2)}, tmp_path / "sub" / "actor.pt")
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     torch.save({"sac": {}}, tmp_path / "run" / "checkpoints" / "last.pt")  # a run's training checkpoint: left out
     assert main(["model", "status", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| fit | kind | dataset | state | epochs | kept epoch | since kept |")
-    in_progress, actor, saved = lines[2:]
+    in_progress, actor, saved, fitted = lines[2:]
     assert in_progress.startswith(f"| {tmp_path / 'adm.pt'} | adm | {hopper_dataset.source} | in progress | 2 | ")
     assert f"| {result.epochs - result.best_epoch}/25 |" in in_progress
     assert actor.startswith(f"| {tmp_path / 'sub' / 'actor.pt'} | — | — | not a model | — |")
     assert saved.startswith(f"| {tmp_path / 'sub' / 'done.pt'} | adm | — | saved | — |")
+    assert fitted.startswith(f"| {tmp_path / 'sub' / 'fitted.pt'} | adm | {hopper_dataset.source} | saved | 2 | ")
     assert main(["model", "status", str(tmp_path / "adm.pt")]) == 0  # X.pt names its fit in progress
     assert "| in progress | 2 |" in capsys.readouterr().out
 

@@ -2,6 +2,7 @@ import pytest
 
 from offline_mbrl.cli import main
 from offline_mbrl.models.checkpoint import load_model
+from offline_mbrl.models.fit import fit_progress
 from tests.models_helpers import hopper_dataset
 
 
@@ -54,6 +55,7 @@ def test_fit_saves_a_loadable_model_and_prints_the_table(tmp_path, capsys, fake_
     assert {row[0] for row in table if len(row) >= 2} >= set(rows) | {"mean"}
     loaded = load_model(out)
     assert type(loaded).__name__ == kind
+    assert fit_progress(out).saved and fit_progress(out).epochs == 1  # the fit's record is kept with the model
     if model == "ensemble":
         assert sum("elite" in line for line in printed.splitlines()) == 5
     else:

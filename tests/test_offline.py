@@ -12,6 +12,7 @@ from offline_mbrl.algos.harness import OfflineTrainer, evaluate_run
 from offline_mbrl.cli import main
 from offline_mbrl.config import resolve
 from offline_mbrl.errors import ConfigError
+from offline_mbrl.models.fit import fit_progress
 from offline_mbrl.runs import run_dir_for
 
 TINY = [
@@ -65,6 +66,7 @@ def test_loop_runs_and_writes_the_run_folder(algo, dataset, tmp_path):
         metrics["eval/return_mean"].iloc[-1]
     )
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "dynamics.pt").is_file()
+    assert fit_progress(tmp_path / "dynamics.pt").epochs == 1  # the run's model keeps its fit's record
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
     returns, scores = evaluate_run(tmp_path, episodes=2)
     assert returns.shape == (2,) and scores.shape == (2,)

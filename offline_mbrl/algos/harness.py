@@ -49,7 +49,7 @@ from ..envs.termination import termination_fn
 from ..errors import CheckpointError, ConfigError, DivergenceError, RunFolderError, ScoreError
 from ..models import DynamicsModel, build_config, build_model, fields_from
 from ..models.checkpoint import load_model, save_model
-from ..models.fit import FitConfig, fit
+from ..models.fit import FitConfig, fit, fit_record
 from ..persist import parse_device, rng_state, seeded, set_rng_state
 from ..registry import algorithm_entry
 from ..rollout import bounded, rollout
@@ -288,12 +288,12 @@ class OfflineTrainer:
         return state
 
     def _fit_dynamics(self) -> DynamicsModel:
-        """Fit the model of the config (initial weights seeded by ``config.seed``) and save it to ``dynamics_path``;
-        a stopped fit resumes from ``dynamics.pt.partial``."""
+        """Fit the model of the config (initial weights seeded by ``config.seed``) and save it, with the fit's record,
+        to ``dynamics_path``; a stopped fit resumes from ``dynamics.pt.partial``."""
         partial = self.dynamics_path.with_name(self.dynamics_path.name + ".partial")
         with seeded(self.config.seed, self.device):
             model = fit_dynamics(self.config, self.dataset, self.device, self.progress, partial)
-        save_model(model, self.dynamics_path)
+        save_model(model, self.dynamics_path, fit_record=fit_record(partial))
         partial.unlink()
         return model
 

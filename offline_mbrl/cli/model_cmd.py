@@ -69,8 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read fit checkpoints (`model fit --out X` keeps X.partial until the fit ends) and print one "
         "line per fit: epochs done, the last kept epoch, epochs since then against the patience that stops the "
         "fit, the kept and the last holdout MSE, its trend per epoch, and how long ago the checkpoint was written "
-        "(a running fit writes it every epoch). A saved model (X.pt without X.pt.partial) is listed as saved, "
-        "another torch file as not a model; in folders, run folders' checkpoints/last.pt are left out.",
+        "(a running fit writes it every epoch). A saved model (X.pt without X.pt.partial) is listed as saved, with "
+        "its fit's line when `model fit` kept the fit's record in it; another torch file as not a model; in "
+        "folders, run folders' checkpoints/last.pt are left out.",
     )
     s.add_argument("paths", nargs="+", type=Path, help="model files (X.pt or X.pt.partial) or folders holding them")
     s.add_argument("--window", type=int, default=30, help="epochs the trend is fitted over (default 30)")
@@ -147,7 +148,7 @@ def _fit(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..models import build_model, model_fields
     from ..models.checkpoint import save_model
-    from ..models.fit import FitConfig, fit
+    from ..models.fit import FitConfig, fit, fit_record
     from ..persist import check_output_file
 
     kind = _KINDS[args.model]
@@ -182,7 +183,7 @@ def _fit(args: argparse.Namespace) -> int:
     if partial.is_file():
         print(f"resuming the fit from {partial}", flush=True)
     result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress, checkpoint=partial)
-    save_model(model, out)
+    save_model(model, out, fit_record=fit_record(partial))
     partial.unlink()
     print(
         f"{args.model} on {dataset.source}: {result.epochs} epochs, kept epoch {result.best_epoch}, "
@@ -242,16 +243,17 @@ def _status(args: argparse.Namespace) -> int:
     for path in fit_files(args.paths):
         age = f"{(time.time() - path.stat().st_mtime) / 60:.0f} min ago"
         if not path.name.endswith(".partial"):
-            kind = _saved_kind(path)
-            rows.append([str(path), kind or "—", "—", "saved" if kind else "not a model", *["—"] * 6, age])
-            continue
+            kind, recorded = _saved_model(path)
+            if not recorded:
+                rows.append([str(path), kind or "—", "—", "saved" if kind else "not a model", *["—"] * 6, age])
+                continue
         fit = fit_progress(path, args.window)
         rows.append(
             [
                 str(path.with_name(path.name.removesuffix(".partial"))),
                 fit.kind,
                 fit.dataset,
-                "in progress",
+                "saved" if fit.saved else "in progress",
                 str(fit.epochs),
                 str(fit.best_epoch),
                 f"{fit.epochs_since_update}/{fit.patience}",
@@ -265,10 +267,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_kind(path: Path) -> str | None:
-    """The kind of a saved model (``models.checkpoint``), None for another torch file (an actor, say);
-    CheckpointError names an unreadable file."""
+def _saved_model(path: Path) -> tuple[str | None, bool]:
+    """The kind of a saved model (``models.checkpoint``; None for another torch file, an actor say) and whether it
+    holds its fit's record (``model fit`` saves it); CheckpointError names an unreadable file."""
     from ..persist import load_checkpoint
 
     payload = load_checkpoint(path)
-    return str(payload["kind"]) if isinstance(payload, dict) and "kind" in payload else None
+    if not isinstance(payload, dict) or "kind" not in payload:
+        return None, False
+    return str(payload["kind"]), "fit" in payload

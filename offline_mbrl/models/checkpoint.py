@@ -2,7 +2,9 @@
 
 A checkpoint is a plain dict ``{"format": 1, "kind": "adm" | "ensemble" | "boot_rnn", "config": {…},
 "state_dict": {…}}``; the state dict holds the weights, the normalization statistics and (ensemble) the
-elite indices. ``load_model`` rebuilds the right class from ``kind``.
+elite indices. A model saved by ``offline-mbrl model fit`` also holds ``"fit"``, the fit's record
+(``models.fit.fit_record``: settings, dataset, per-epoch history, selection), which ``fit_progress`` and
+``offline-mbrl model status`` read. ``load_model`` rebuilds the right class from ``kind``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from . import MODEL_CLASSES
 FORMAT_VERSION = 1
 
 
-def save_model(model: nn.Module, path: str | os.PathLike) -> None:
+def save_model(model: nn.Module, path: str | os.PathLike, fit_record: dict | None = None) -> None:
     """Write ``model`` (any of ``MODEL_CLASSES``) to ``path`` atomically (temp file in the same folder +
-    ``os.replace``); parent folders are created. Tensors are saved as they are (load maps them)."""
+    ``os.replace``); parent folders are created. Tensors are saved as they are (load maps them).
+    ``fit_record``: the record of the fit that made the model (``models.fit.fit_record``), kept under ``"fit"``."""
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model.config).items()}
-    save_atomic(
-        {"format": FORMAT_VERSION, "kind": model.kind, "config": config, "state_dict": model.state_dict()}, path
-    )
+    payload = {"format": FORMAT_VERSION, "kind": model.kind, "config": config, "state_dict": model.state_dict()}
+    if fit_record is not None:
+        payload["fit"] = fit_record
+    save_atomic(payload, path)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:

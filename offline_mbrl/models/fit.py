@@ -44,6 +44,8 @@ from ..persist import load_checkpoint, rng_state, save_atomic, seeded, set_rng_s
 from .base import DynamicsModel
 
 _HOLDOUT_SPLITS = ("episodes", "last")
+#: what a fit checkpoint holds about the fit itself (kept with a saved model by ``model fit``)
+FIT_RECORD_KEYS = ("fingerprint", "history", "selection_best", "epochs_since_update")
 
 
 @dataclass
@@ -72,10 +74,11 @@ class FitResult:
 @dataclass(frozen=True)
 class FitProgress:
     """Where a stopped or running fit stands, read from its checkpoint (``fit(checkpoint=…)``; ``model fit --out X``
-    writes ``X.partial`` after every epoch).
+    writes ``X.partial`` after every epoch), or how a finished one went, read from the model it saved (``model fit``
+    keeps the fit's record in ``X``).
 
     Fields:
-        path: the checkpoint file.
+        path: the checkpoint or model file; saved: True for a saved model (the fit has ended).
         kind: the model kind; dataset: the dataset's source; rows: its number of rows.
         patience: epochs without a kept snapshot that stop the fit; min_improvement: the relative holdout
             improvement a channel needs (0 for ADM's any-step rule, 0.01 for the ensemble's 1 % rule).
@@ -88,6 +91,7 @@ class FitProgress:
     """
 
     path: str
+    saved: bool
     kind: str
     dataset: str
     rows: int
@@ -101,25 +105,49 @@ class FitProgress:
     trend: float
 
 
-def fit_progress(path: str | Path, window: int = 30) -> FitProgress:
-    """Read a fit checkpoint (``fit(checkpoint=path)``) without loading a model; see ``FitProgress``.
+def fit_record(checkpoint: str | Path) -> dict:
+    """The record of the fit whose checkpoint is ``checkpoint``: its ``FIT_RECORD_KEYS`` (settings and dataset as
+    the fingerprint, per-epoch history, per-channel selection record, epochs since the kept one); ``model fit``
+    saves it with the model (``save_model(fit_record=…)``).
 
     Raises:
         CheckpointError: a missing or unreadable file, or a checkpoint that is not a fit's (names the missing keys).
+    """
+    return _record(load_checkpoint(checkpoint), checkpoint)
+
+
+def _record(payload: dict, path: str | Path) -> dict:
+    """``payload``'s ``FIT_RECORD_KEYS``; CheckpointError names the missing ones."""
+    missing = [key for key in FIT_RECORD_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: not a fit checkpoint (no {', '.join(missing)})")
+    return {key: payload[key] for key in FIT_RECORD_KEYS}
+
+
+def fit_progress(path: str | Path, window: int = 30) -> FitProgress:
+    """Read a fit checkpoint (``fit(checkpoint=path)``), or a model saved with its fit's record, without loading a
+    model; see ``FitProgress``.
+
+    Raises:
+        CheckpointError: a missing or unreadable file, or a file that holds no fit record (names the missing keys).
         ConfigError: ``window`` < 2 (a ``ValueError``).
     """
     if window < 2:
         raise ConfigError(f"fit_progress: window must be >= 2 epochs, got {window}")
-    saved = load_checkpoint(path)
-    missing = [key for key in ("fingerprint", "history", "selection_best", "epochs_since_update") if key not in saved]
-    if missing:
-        raise CheckpointError(f"{path}: not a fit checkpoint (no {', '.join(missing)})")
-    fingerprint, history = saved["fingerprint"], saved["history"]
+    payload = load_checkpoint(path)
+    saved = isinstance(payload, dict) and "state_dict" in payload
+    if saved and "fit" not in payload:
+        raise CheckpointError(
+            f"{path}: a saved model without its fit's record (saved by an older version, or not by `model fit`)"
+        )
+    record = _record(payload["fit"] if saved else payload, path)
+    fingerprint, history = record["fingerprint"], record["history"]
     accepted = [entry["epoch"] for entry in history if entry["accepted"]]
     mse = np.array([entry["holdout_mse"] for entry in history[-window:]], dtype=float)
     trend = float(np.expm1(np.polyfit(np.arange(len(mse)), np.log(mse), 1)[0])) if len(mse) >= 2 else float("nan")
     return FitProgress(
         path=str(path),
+        saved=saved,
         kind=fingerprint["model"]["kind"],
         dataset=fingerprint["dataset"],
         rows=int(fingerprint["rows"]),
@@ -127,8 +155,8 @@ def fit_progress(path: str | Path, window: int = 30) -> FitProgress:
         min_improvement=float(fingerprint["fit"]["min_improvement"]),
         epochs=len(history),
         best_epoch=accepted[-1] if accepted else 0,
-        epochs_since_update=int(saved["epochs_since_update"]),
-        holdout_mse=float(np.mean(saved["selection_best"].numpy())),
+        epochs_since_update=int(record["epochs_since_update"]),
+        holdout_mse=float(np.mean(record["selection_best"].numpy())),
         last_holdout_mse=float(mse[-1]) if len(mse) else float("nan"),
         trend=trend,
     )
