@@ -116,7 +116,7 @@ class FitConfig:
             (dropout on), the official ADMPO validation (``learn_dynamics_from``: 256 windows per k). Its noise is
             what ends an official ADM fit: under the any-improvement rule a deterministic error that still falls
             by a fraction of a percent per epoch keeps the fit going (our hopper-medium ADM fit still improved at
-            epoch 413; the batch rule replayed on its record stopped at a median epoch 169,
+            epoch 413; the batch rule replayed on its record stopped at a median epoch 169 to 250,
             ``analysis/official_stop.py``).
         seed: seeds the split, the batch sampling and the network's dropout (in a scope: the caller's torch
             random stream is the same after ``fit`` as before).

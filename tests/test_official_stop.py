@@ -39,3 +39,14 @@ def test_noisy_replay_matches_the_epoch_loop():
     noisy = history[None, :] * rng.choice(noise, size=(50, len(history)))
     assert stops.tolist() == [_loop_rule(row, 25) for row in noisy]
     assert (stops > 0).any() and (stops < 300).all()
+
+
+def test_a_per_epoch_std_rescales_the_noise():
+    history = 1.0 * 0.995 ** np.arange(300)
+    noise = np.random.default_rng(1).lognormal(0.0, 0.16, 200)
+    noise = noise / noise.mean()
+    plain = official_stop.stop_epochs(history, noise, patience=25, simulations=50, seed=7)
+    same = official_stop.stop_epochs(history, noise, 25, 50, 7, std=np.full(300, noise.std()))
+    np.testing.assert_array_equal(plain, same)  # the measured std at every epoch: the plain replay
+    quiet = official_stop.stop_epochs(history, noise, 25, 50, 7, std=np.full(300, 1e-6))
+    assert (quiet == 0).all()  # no noise on a falling error: never stops

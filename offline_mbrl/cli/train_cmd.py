@@ -264,7 +264,7 @@ rule once, then trains 200,000 SAC steps per seed (README, "Results", has the me
 FULL_RESULT_TIMING = (
     "Measured here (2026-11-30, 2 CPU cores shared by 2-5 jobs, one thread each): the ADM fit to the official rule "
     "(patience 25) takes 95-330 s per epoch and still improved at epoch 413 (over 11 h, across sessions; "
-    "--validation-batch 256, the official noisy validation, stops it sooner: a median 169 epochs replayed); an "
+    "--validation-batch 256, the official noisy validation, stops it sooner: a median 169-250 epochs replayed); an "
     "ADMPO-OFF epoch at these settings takes 88-330 s (median 117 s), so 200 epochs take 5-7 h; MOPO takes 35-130 s "
     "per epoch, 2-6 h."
 )
