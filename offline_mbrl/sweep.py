@@ -54,7 +54,7 @@ DYNAMICS_KEYS = ("share", "seed")
 STATES = ("done", "running", "failed", "partial", "pending")
 """Trial states: ``partial`` has a checkpoint (or was stopped while running); ``pending`` has nothing yet."""
 BOOKKEEPING = ".sweep"
-_FIT_FLAGS = {"max_backtrack", "max_epochs", "holdout_split", "validation_batch", "model"}
+_FIT_FLAGS = {"max_backtrack", "max_epochs", "holdout_split", "validation_batch", "batch_size", "model"}
 """The ``dynamics`` fields that ``offline-mbrl model fit`` takes as flags; a model config differing from the
 defaults elsewhere cannot be fitted by it, and its trials fit their own model in their run folder."""
 
@@ -244,6 +244,8 @@ def _model_fit(config: TrainConfig, spec: SweepSpec) -> ModelFit | None:
         argv += ["--max-backtrack", str(d.max_backtrack)]
     if d.max_epochs is not None:
         argv += ["--epochs", str(d.max_epochs)]
+    if d.batch_size != DynamicsConfig().batch_size:
+        argv += ["--batch-size", str(d.batch_size)]
     if d.validation_batch is not None:
         argv += ["--validation-batch", str(d.validation_batch)]
     tag = hashlib.sha1(" ".join(argv).encode()).hexdigest()[:8]

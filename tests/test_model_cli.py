@@ -295,6 +295,7 @@ def test_validation_batch_reaches_the_fit_and_a_bad_one_is_a_clean_error(tmp_pat
     monkeypatch.setattr(fit_module, "fit", recording_fit)
     base = ["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress"]
     assert main([*base, "--max-backtrack", "2", "--validation-batch", "16", "--out", str(tmp_path / "m.pt")]) == 0
-    assert [c.validation_batch for c in configs] == [16]
+    assert main([*base, "--max-backtrack", "2", "--batch-size", "51", "--out", str(tmp_path / "b.pt")]) == 0
+    assert [(c.validation_batch, c.batch_size) for c in configs] == [(16, 256), (None, 51)]
     assert main([*base, "--validation-batch", "0", "--out", str(tmp_path / "n.pt")]) == 2
     assert "'validation_batch' must be >= 1 or None, got 0" in capsys.readouterr().err

@@ -111,9 +111,16 @@ def test_expansion_grid_per_algo_overrides_and_shared_models(sweep_dataset, tmp_
     assert all(t.fit is None and "--dynamics" not in t.argv for t in own)
     # the official one-batch validation is a `model fit` flag: still shared, with the flag
     batch = sweep.expand(
-        sweep.load_spec(_spec(tmp_path, set=SMALL | {"dynamics.validation_batch": 256}, dynamics={"share": True}))
+        sweep.load_spec(
+            _spec(
+                tmp_path,
+                set=SMALL | {"dynamics.validation_batch": 256, "dynamics.batch_size": 51},
+                dynamics={"share": True},
+            )
+        )
     )
-    assert all(t.fit is not None and "--validation-batch 256" in " ".join(t.fit.argv) for t in batch)
+    argvs = [" ".join(t.fit.argv) for t in batch if t.fit is not None]
+    assert len(argvs) == len(batch) and all("--validation-batch 256" in a and "--batch-size 51" in a for a in argvs)
 
 
 def test_print_commands_give_the_fits_then_one_train_command_per_trial(sweep_dataset, tmp_path, capsys):

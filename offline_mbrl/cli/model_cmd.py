@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random whole episodes (default) or the last rows (official ADMPO)",
     )
     p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="B",
+        help="windows (ADM, boot-rnn: all k per pass) or transitions per member (ensemble) per gradient step "
+        "(default 256); ADM with B = 256 / m takes the official number of Adam steps per epoch (m times ours)",
+    )
+    p.add_argument(
         "--validation-batch",
         type=int,
         metavar="B",
@@ -173,6 +180,7 @@ def _fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         holdout_split=args.holdout_split,
         validation_batch=args.validation_batch,
+        **({} if args.batch_size is None else {"batch_size": args.batch_size}),
     )
     weights = None
     if args.weights != "uniform":
