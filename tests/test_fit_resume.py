@@ -51,3 +51,17 @@ def test_a_checkpoint_of_another_fit_is_refused(hopper_dataset, tmp_path):
             FitConfig(max_epochs=2, seed=1, batch_size=64),
             checkpoint=partial,
         )
+
+
+def test_a_warm_started_fit_resumes_only_from_the_same_start(hopper_dataset, tmp_path):
+    partial = tmp_path / "fit.partial"
+    config = FitConfig(max_epochs=1, seed=0, batch_size=64)
+    fit(_fresh("ensemble", hopper_dataset), hopper_dataset, config, checkpoint=partial, initial="start.pt")
+    assert torch.load(partial, weights_only=True)["fingerprint"]["initial"]["from"] == "start.pt"
+    with pytest.raises(CheckpointError, match=r"fit.partial: a fit checkpoint of another initial than this fit's"):
+        fit(_fresh("ensemble", hopper_dataset), hopper_dataset, config, checkpoint=partial)  # a fresh start
+    other = _fresh("ensemble", hopper_dataset)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(CheckpointError, match=r"another initial than this fit's"):
+        fit(other, hopper_dataset, config, checkpoint=partial, initial="start.pt")  # same label, other weights

@@ -107,9 +107,9 @@ def fit_calls(monkeypatch):
 
     calls, real_fit = [], fit_module.fit
 
-    def recording_fit(model, dataset, config=None, sample_weights=None, progress=False, checkpoint=None):
+    def recording_fit(model, dataset, config=None, sample_weights=None, **kwargs):
         calls.append(sample_weights)
-        return real_fit(model, dataset, config, sample_weights=sample_weights, progress=progress, checkpoint=checkpoint)
+        return real_fit(model, dataset, config, sample_weights=sample_weights, **kwargs)
 
     monkeypatch.setattr(fit_module, "fit", recording_fit)
     return calls
@@ -299,3 +299,38 @@ def test_validation_batch_reaches_the_fit_and_a_bad_one_is_a_clean_error(tmp_pat
     assert [(c.validation_batch, c.batch_size) for c in configs] == [(16, 256), (None, 51)]
     assert main([*base, "--validation-batch", "0", "--out", str(tmp_path / "n.pt")]) == 2
     assert "'validation_batch' must be >= 1 or None, got 0" in capsys.readouterr().err
+
+
+def test_init_from_starts_from_the_saved_weights_and_records_the_start(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from offline_mbrl.models import fit as fit_module
+
+    base = ["model", "fit", "--model", "adm", "--dataset", "x.hdf5", "--max-backtrack", "2", "--no-progress"]
+    first = tmp_path / "first.pt"
+    assert main([*base, "--epochs", "1", "--out", str(first)]) == 0
+    starts, real_fit = [], fit_module.fit
+
+    def recording_fit(model, dataset, config=None, **kw):
+        starts.append({key: value.clone() for key, value in model.state_dict().items()})
+        return real_fit(model, dataset, config, **kw)
+
+    monkeypatch.setattr(fit_module, "fit", recording_fit)
+    warm = tmp_path / "warm.pt"
+    assert main([*base, "--epochs", "1", "--batch-size", "51", "--init-from", str(first), "--out", str(warm)]) == 0
+    saved = load_model(first).state_dict()
+    assert all(torch.equal(starts[0][key], saved[key]) for key in saved)
+    initial = torch.load(warm, weights_only=True)["fit"]["fingerprint"]["initial"]
+    assert initial["from"] == str(first) and len(initial["weights_sha1"]) == 40
+    capsys.readouterr()
+    ensemble = ["model", "fit", "--model", "ensemble", "--dataset", "x.hdf5", "--epochs", "1", "--no-progress"]
+    assert main([*ensemble, "--init-from", str(first), "--out", str(tmp_path / "e.pt")]) == 2
+    assert f"--init-from {first}: a saved 'adm' model, this fit is of a 'ensemble' model" in capsys.readouterr().err
+    longer = [*base[:-3], "--max-backtrack", "3", "--epochs", "1", "--no-progress"]
+    assert main([*longer, "--init-from", str(first), "--out", str(tmp_path / "m3.pt")]) == 2
+    assert f"--init-from {first}: a model of other settings: max_backtrack 2 (this fit: 3)" in capsys.readouterr().err
+    other_seed = [*base, "--seed", "1", "--epochs", "1", "--init-from", str(first), "--out", str(tmp_path / "s1.pt")]
+    assert main(other_seed) == 2
+    assert f"--init-from {first}: its fit used another dataset or holdout: seed 0 (this fit: 1)" in (
+        capsys.readouterr().err
+    )

@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "official ADMPO code (B = 256), instead of on the whole holdout in eval mode (default); noisier, so an "
         "ADM fit meets its patience sooner",
     )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="MODEL.pt",
+        help="start from a saved model's weights (same kind and settings) instead of fresh ones, e.g. to go on "
+        "with another --batch-size; the saved model's fit record names the start (path and weights' SHA-1)",
+    )
     p.add_argument("--out", type=Path, help="checkpoint path (default runs/models/<model>-<dataset>-seed<S>.pt)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, default=0)
@@ -137,6 +144,51 @@ def tom_target_from_args(args: argparse.Namespace, dataset, device):
     return tom_target(args.target_policy, env_id_of(dataset, args.env_id), args.target_steps, config, args.seed, device)
 
 
+def warm_start(model, path: Path, dataset, config) -> None:
+    """Load the weights of the model saved at ``path`` (``models.checkpoint.load_model``) into ``model`` (fresh, of
+    the same kind and settings: ``--model``, ``--max-backtrack`` and the dataset's dimensions). When the saved model
+    keeps its fit's record, that fit must have used this ``dataset`` and this fit's holdout (``config``'s seed and
+    split settings): otherwise the warm start would have trained on rows this fit holds out.
+
+    Raises:
+        CheckpointError: an unreadable file. ConfigError: a saved model of another kind or settings, or whose fit
+            used another dataset or holdout (names the fields).
+    """
+    import dataclasses
+
+    from ..errors import ConfigError
+    from ..models.checkpoint import load_model
+    from ..persist import load_checkpoint
+
+    saved = load_model(path, next(model.parameters()).device)
+    if saved.kind != model.kind:
+        raise ConfigError(f"--init-from {path}: a saved '{saved.kind}' model, this fit is of a '{model.kind}' model")
+    _refuse_differing(path, "a model of other settings", dataclasses.asdict(saved.config), model.config)
+    record = load_checkpoint(path).get("fit")
+    if record is not None:
+        theirs = {"dataset": record["fingerprint"]["dataset"], **record["fingerprint"]["fit"]}
+        ours = {"dataset": dataset.source, **{key: getattr(config, key) for key in HOLDOUT_KEYS}}
+        _refuse_differing(path, "its fit used another dataset or holdout", theirs, ours)
+    model.load_state_dict(saved.state_dict())
+
+
+HOLDOUT_KEYS = ("seed", "holdout_fraction", "max_holdout", "holdout_split")  # FitConfig fields that set the holdout
+
+
+def _refuse_differing(path: Path, problem: str, theirs: dict, ours) -> None:
+    """ConfigError ``--init-from PATH: PROBLEM: key theirs (this fit: ours), ...`` for the keys of ``ours`` (a dict
+    or a dataclass) whose values differ."""
+    import dataclasses
+
+    from ..errors import ConfigError
+
+    ours = ours if isinstance(ours, dict) else dataclasses.asdict(ours)
+    differing = sorted(key for key in ours if theirs.get(key) != ours[key])
+    if differing:
+        details = ", ".join(f"{key} {theirs.get(key)!r} (this fit: {ours[key]!r})" for key in differing)
+        raise ConfigError(f"--init-from {path}: {problem}: {details}")
+
+
 def format_holdout_table(model, result) -> str:
     """The holdout MSE of a ``FitResult`` per channel of ``model`` (``model.channel``: k for ADM, history length for
     the bootstrapping RNN, member for the ensemble), elites marked."""
@@ -182,6 +234,8 @@ def _fit(args: argparse.Namespace) -> int:
         validation_batch=args.validation_batch,
         **({} if args.batch_size is None else {"batch_size": args.batch_size}),
     )
+    if args.init_from is not None:
+        warm_start(model, args.init_from, dataset, config)
     weights = None
     if args.weights != "uniform":
         target = tom_target_from_args(args, dataset, device) if args.weights == "tom" else None
@@ -190,7 +244,16 @@ def _fit(args: argparse.Namespace) -> int:
     partial = _partial(out)
     if partial.is_file():
         print(f"resuming the fit from {partial}", flush=True)
-    result = fit(model, dataset, config, sample_weights=weights, progress=not args.no_progress, checkpoint=partial)
+    initial = None if args.init_from is None else str(args.init_from)
+    result = fit(
+        model,
+        dataset,
+        config,
+        sample_weights=weights,
+        progress=not args.no_progress,
+        checkpoint=partial,
+        initial=initial,
+    )
     save_model(model, out, fit_record=fit_record(partial))
     partial.unlink()
     print(

@@ -301,6 +301,7 @@ def fit(
     sample_weights: np.ndarray | Tensor | None = None,
     progress: bool = False,
     checkpoint: str | Path | None = None,
+    initial: str | None = None,
 ) -> FitResult:
     """Train ``model`` (ADM, BootRNN or ProbabilisticEnsemble) on ``dataset`` and keep the selected weights.
 
@@ -313,6 +314,9 @@ def fit(
         checkpoint: optional file written atomically after every epoch (weights, snapshot, optimizer, selection,
             history, random states). If it exists, the fit resumes from it and ends exactly as an uninterrupted
             fit would; ``max_epochs`` may differ from the stopped fit's. The caller removes it when done.
+        initial: where ``model``'s weights come from when it is not fresh (a warm start, e.g. the path of a saved
+            model). The checkpoint's fingerprint, and so the fit's record, then holds this label and the SHA-1 of
+            the initial weights, and a stopped fit resumes only from the same start.
 
     Returns:
         ``FitResult``; the model holds the snapshot weights (and, for the ensemble, its elites) in eval mode.
@@ -323,7 +327,7 @@ def fit(
     """
     config = config or FitConfig.for_model(model)
     with seeded(config.seed, next(model.parameters()).device):  # dropout; the caller's random stream is kept
-        return _fit(model, dataset, config, sample_weights, progress, checkpoint)
+        return _fit(model, dataset, config, sample_weights, progress, checkpoint, initial)
 
 
 def _fit(
@@ -333,6 +337,7 @@ def _fit(
     sample_weights: np.ndarray | Tensor | None,
     progress: bool,
     checkpoint: str | Path | None,
+    initial: str | None,
 ) -> FitResult:
     """``fit`` in its seeded scope."""
     device = next(model.parameters()).device
@@ -360,7 +365,7 @@ def _fit(
             model.selection, len(evaluate_errors(model, holdout, config.eval_batch_size)), config.min_improvement
         ),
     )
-    fingerprint = _fingerprint(model, dataset, config, sample_weights)
+    fingerprint = _fingerprint(model, dataset, config, sample_weights, initial)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = _resume(Path(checkpoint), fingerprint, model, optimizer, generator, state)
     bar = tqdm(
@@ -422,17 +427,25 @@ class _FitState:
 
 
 def _fingerprint(
-    model: nn.Module, dataset: TransitionDataset, config: FitConfig, sample_weights: Tensor | None
+    model: nn.Module, dataset: TransitionDataset, config: FitConfig, sample_weights: Tensor | None, initial: str | None
 ) -> dict:
-    """What a resumed fit must share with the stopped one (everything but ``max_epochs``)."""
+    """What a resumed fit must share with the stopped one (everything but ``max_epochs``); a warm start adds
+    ``initial`` (its label and the initial weights' SHA-1), fresh fits keep the fingerprint they always had."""
     weights = "none" if sample_weights is None else hashlib.sha1(sample_weights.cpu().numpy().tobytes()).hexdigest()
-    return {
+    fingerprint = {
         "model": {"kind": model.kind, **dataclasses.asdict(model.config)},
         "dataset": dataset.source,
         "rows": len(dataset),
         "fit": {k: v for k, v in dataclasses.asdict(config).items() if k != "max_epochs"},
         "sample_weights": weights,
     }
+    if initial is not None:
+        digest = hashlib.sha1()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        fingerprint["initial"] = {"from": initial, "weights_sha1": digest.hexdigest()}
+    return fingerprint
 
 
 def _resume(
@@ -446,7 +459,7 @@ def _resume(
     """Load a fit checkpoint into the model, optimizer and generator; the restored state."""
     saved = load_checkpoint(path, next(model.parameters()).device)
     recorded = saved.get("fingerprint", {})
-    differing = sorted(key for key in fingerprint if recorded.get(key) != fingerprint[key])
+    differing = sorted(key for key in {*fingerprint, *recorded} if recorded.get(key) != fingerprint.get(key))
     if differing:
         raise CheckpointError(
             f"{path}: a fit checkpoint of another {', '.join(differing)} than this fit's; remove it "
