@@ -308,17 +308,20 @@ def _status(args: argparse.Namespace) -> int:
     import time
 
     from ..analysis.tables import markdown_rows
+    from ..errors import CheckpointError
     from ..models.fit import fit_progress
 
     rows = [list(STATUS_COLUMNS)]
     for path in fit_files(args.paths):
         age = f"{(time.time() - path.stat().st_mtime) / 60:.0f} min ago"
-        if not path.name.endswith(".partial"):
-            kind, recorded = _saved_model(path)
-            if not recorded:
-                rows.append([str(path), kind or "—", "—", "saved" if kind else "not a model", *["—"] * 6, age])
-                continue
-        fit = fit_progress(path, args.window)
+        try:
+            fit = fit_progress(path, args.window)
+        except CheckpointError:
+            if path.name.endswith(".partial"):
+                raise
+            kind = _saved_kind(path)  # a model saved without its fit's record, or another torch file
+            rows.append([str(path), kind or "—", "—", "saved" if kind else "not a model", *["—"] * 6, age])
+            continue
         rows.append(
             [
                 str(path.with_name(path.name.removesuffix(".partial"))),
@@ -338,12 +341,10 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_model(path: Path) -> tuple[str | None, bool]:
-    """The kind of a saved model (``models.checkpoint``; None for another torch file, an actor say) and whether it
-    holds its fit's record (``model fit`` saves it); CheckpointError names an unreadable file."""
+def _saved_kind(path: Path) -> str | None:
+    """The kind of a saved model (``models.checkpoint``; None for another torch file, an actor say); CheckpointError
+    names an unreadable file."""
     from ..persist import load_checkpoint
 
     payload = load_checkpoint(path)
-    if not isinstance(payload, dict) or "kind" not in payload:
-        return None, False
-    return str(payload["kind"]), "fit" in payload
+    return str(payload["kind"]) if isinstance(payload, dict) and "kind" in payload else None

@@ -227,6 +227,17 @@ def sample_errors(model: nn.Module, windows: Windows, batch_size: int, generator
     §2.3). Windows too short for a channel (near an episode end) are left out of its mean; a batch without a
     valid window for its channel is drawn again.
 
+    Args:
+        model: a dynamics model with ``prediction_errors`` (C channels: k = 1..m for ADM, members for the ensemble).
+        windows: the holdout windows; each draw gathers a ``WindowBatch`` of B = ``batch_size`` windows of M steps
+            (obs0 (B, obs_dim), actions (B, M, action_dim), next_obs (B, M, obs_dim), rewards (B, M), mask (B, M)).
+        batch_size: B, windows per channel (the official 256).
+        generator: the torch generator the rows are drawn with (the fit's own, so a resumed fit draws alike).
+
+    Returns:
+        (C,) tensor: channel c's MSE over its valid windows of its own batch (normalized-target units, as
+        ``evaluate_errors``).
+
     Raises:
         DatasetError: a channel found no valid window in 100 batches (e.g. every holdout episode is shorter
             than m; ``evaluate_errors`` names such channels for certain).
