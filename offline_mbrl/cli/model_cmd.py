@@ -12,10 +12,17 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # parsing stays free of torch
+    from ..data.dataset import TransitionDataset
+    from ..models.base import DynamicsModel
+    from ..models.fit import FitConfig
 
 _KINDS = {"adm": "adm", "ensemble": "ensemble", "boot-rnn": "boot_rnn"}
 # = offline_mbrl.analysis.tom_weights.WEIGHT_METHODS (not imported here: parsing stays free of torch)
 WEIGHT_METHODS = ("uniform", "pmac", "pmac-tom", "tom")
+HOLDOUT_KEYS = ("seed", "holdout_fraction", "max_holdout", "holdout_split")  # FitConfig fields that set the holdout
 STATUS_COLUMNS = (  # `model status`
     *("fit", "kind", "dataset", "state", "epochs", "kept epoch", "since kept", "kept MSE", "last MSE"),
     *("trend/epoch", "written"),
@@ -144,7 +151,7 @@ def tom_target_from_args(args: argparse.Namespace, dataset, device):
     return tom_target(args.target_policy, env_id_of(dataset, args.env_id), args.target_steps, config, args.seed, device)
 
 
-def warm_start(model, path: Path, dataset, config) -> None:
+def warm_start(model: DynamicsModel, path: Path, dataset: TransitionDataset, config: FitConfig) -> None:
     """Load the weights of the model saved at ``path`` (``models.checkpoint.load_model``) into ``model`` (fresh, of
     the same kind and settings: ``--model``, ``--max-backtrack`` and the dataset's dimensions). When the saved model
     keeps its fit's record, that fit must have used this ``dataset`` and this fit's holdout (``config``'s seed and
@@ -163,7 +170,8 @@ def warm_start(model, path: Path, dataset, config) -> None:
     saved = load_model(path, next(model.parameters()).device)
     if saved.kind != model.kind:
         raise ConfigError(f"--init-from {path}: a saved '{saved.kind}' model, this fit is of a '{model.kind}' model")
-    _refuse_differing(path, "a model of other settings", dataclasses.asdict(saved.config), model.config)
+    theirs, ours = dataclasses.asdict(saved.config), dataclasses.asdict(model.config)
+    _refuse_differing(path, "a model of other settings", theirs, ours)
     record = load_checkpoint(path).get("fit")
     if record is not None:
         theirs = {"dataset": record["fingerprint"]["dataset"], **record["fingerprint"]["fit"]}
@@ -172,17 +180,11 @@ def warm_start(model, path: Path, dataset, config) -> None:
     model.load_state_dict(saved.state_dict())
 
 
-HOLDOUT_KEYS = ("seed", "holdout_fraction", "max_holdout", "holdout_split")  # FitConfig fields that set the holdout
-
-
-def _refuse_differing(path: Path, problem: str, theirs: dict, ours) -> None:
-    """ConfigError ``--init-from PATH: PROBLEM: key theirs (this fit: ours), ...`` for the keys of ``ours`` (a dict
-    or a dataclass) whose values differ."""
-    import dataclasses
-
+def _refuse_differing(path: Path, problem: str, theirs: dict, ours: dict) -> None:
+    """ConfigError ``--init-from PATH: PROBLEM: key theirs (this fit: ours), ...`` for the keys of ``ours`` whose
+    values differ."""
     from ..errors import ConfigError
 
-    ours = ours if isinstance(ours, dict) else dataclasses.asdict(ours)
     differing = sorted(key for key in ours if theirs.get(key) != ours[key])
     if differing:
         details = ", ".join(f"{key} {theirs.get(key)!r} (this fit: {ours[key]!r})" for key in differing)
