@@ -255,18 +255,19 @@ QUICKSTART_NEXT = """
 This was a smoke budget ({steps:,} SAC steps on a small ADM fitted for {fit_epochs} epochs, {seconds:.0f} s in all): \
 it shows
 that the pipeline runs end to end, not how well ADMPO-OFF does. A result run fits the full ADM to its early-stopping
-rule once, then trains 200,000 SAC steps per seed (README, "Results", has the measured scores and wall times):
-  offline-mbrl model fit --model adm --dataset {spec} --out models/adm-hopper-medium.pt
+rule once (the official one-batch validation), then trains 200,000 SAC steps per seed (README, "Results", has the
+measured scores and wall times):
+  offline-mbrl model fit --model adm --dataset {spec} --validation-batch 256 --out models/adm-hopper-medium.pt
   offline-mbrl train --algo admpo-off --dataset {spec} --epochs 200 --dynamics models/adm-hopper-medium.pt \\
-      --set sac.lr_schedule_epochs=5000 --set rollout.rollout_batch_size=5000 --set rollout.model_retain_epochs=50
+      --set sac.lr_schedule_epochs=5000 --set rollout.rollout_batch_size=5000 --set rollout.model_retain_epochs=50 \\
+      --set dynamics.validation_batch=256
 {timing}"""
 """Printed after the quickstart's score: what the number means and the command of a real result."""
 FULL_RESULT_TIMING = (
-    "Measured here (2026-11-30, 2 CPU cores shared by 2-5 jobs, one thread each): the ADM fit to the official rule "
-    "(patience 25) takes 95-330 s per epoch and still improved at epoch 413 (over 11 h, across sessions; "
-    "--validation-batch 256, the official noisy validation, stops it sooner: a median 169-250 epochs replayed); an "
-    "ADMPO-OFF epoch at these settings takes 88-330 s (median 117 s), so 200 epochs take 5-7 h; MOPO takes 35-130 s "
-    "per epoch, 2-6 h."
+    "Measured here (2026-11-30, 2 CPU cores shared by 4-6 jobs, one thread each): the ADM fit takes about 40 s per "
+    "epoch, and the official validation stopped it after a median 169-250 epochs when replayed on an earlier fit's "
+    "record (2-3 h); an ADMPO-OFF epoch at these settings took 88-330 s (median 117 s), so 200 epochs take 5-7 h; "
+    "MOPO takes 35-130 s per epoch, 2-6 h."
 )
 """The measured wall time of the result recipe above (kept beside the README's figures)."""
 
