@@ -266,7 +266,8 @@ measured scores and wall times):
 FULL_RESULT_TIMING = (
     "Measured here (2026-11-30, 2 CPU cores shared by 4-6 jobs, one thread each): the ADM fit takes about 40 s per "
     "epoch, and the official validation stopped it after a median 169-250 epochs when replayed on an earlier fit's "
-    "record (2-3 h); an ADMPO-OFF epoch at these settings took 88-330 s (median 117 s), so 200 epochs take 5-7 h; "
+    "record (2-3 h; the result fit stopped at epoch 142, 1 h 40 min); three ADMPO-OFF seeds as one batch (--seeds "
+    "0 1 2) took about 68 s per epoch over their first 32 epochs, a single seed 88-330 s before (median 117 s); "
     "MOPO takes 35-130 s per epoch, 2-6 h."
 )
 """The measured wall time of the result recipe above (kept beside the README's figures)."""
