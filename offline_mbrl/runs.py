@@ -13,6 +13,7 @@ A run that is stopped loses at most the work since its last checkpoint: checkpoi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -346,10 +347,7 @@ class MetricsLogger:
             reader = csv.DictReader(f)
             self.fieldnames = list(reader.fieldnames or [])
             rows = [row for row in reader if int(float(row[key])) <= resume_after]
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
+        self._replace(rows)
 
     def _rewrite_header(self, fieldnames: list[str]) -> None:
         rows = []
@@ -357,10 +355,18 @@ class MetricsLogger:
             with self.path.open(newline="") as f:
                 rows = list(csv.DictReader(f))
         self.fieldnames = fieldnames
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
+        self._replace(rows)
+
+    def _replace(self, rows: list[dict]) -> None:
+        """Replace the file by the header and ``rows`` atomically: a reader (``status``, ``tabulate``) of a running
+        run never finds it empty or half-written."""
+        from .persist import write_text_atomic
+
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.path, text.getvalue())
 
     def log(self, row: dict[str, float], step: int) -> None:
         """Write ``row`` (scalars) to the CSV and, if enabled, to TensorBoard at ``step``."""

@@ -98,3 +98,25 @@ def test_cli_prints_table_and_counts(tmp_path, capsys, monkeypatch):
     assert main(["status", str(tmp_path / "missing")]) == 2
     assert "is not an existing folder" in capsys.readouterr().err
     assert main(["status", ".", "--pace-epochs", "0"]) == 2
+
+
+def test_metrics_logger_replaces_the_file_atomically(tmp_path, monkeypatch):
+    """A header rewrite (a metric that appears later) and a resume's truncation replace metrics.csv in one step, so
+    that ``status`` never reads it empty; appended rows keep every earlier value."""
+    import offline_mbrl.persist as persist
+    from offline_mbrl.runs import MetricsLogger
+
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(
+        persist.os, "replace", lambda src, dst: (replaced.append(Path(dst).name), real_replace(src, dst))
+    )
+    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger.log({"epoch": 1, "step": 10, "eval/return_mean": 1.5}, step=10)
+    logger.log({"epoch": 2, "step": 20, "eval/return_mean": 2.5, "model/fresh_mse": 0.25}, step=20)
+    logger.log({"epoch": 3, "step": 30, "eval/return_mean": 3.5, "model/fresh_mse": 0.5}, step=30)
+    assert replaced == ["metrics.csv", "metrics.csv"]  # the first header, then the one with model/fresh_mse
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics["eval/return_mean"].tolist() == [1.5, 2.5, 3.5] and math.isnan(metrics["model/fresh_mse"][0])
+    MetricsLogger(tmp_path, tensorboard=False, resume_after=2)
+    assert replaced[-1] == "metrics.csv" and pd.read_csv(tmp_path / "metrics.csv")["epoch"].tolist() == [1, 2]

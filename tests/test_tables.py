@@ -353,3 +353,37 @@ def test_cli_tabulate_reference(runs_root, capsys):
     with pytest.raises(SystemExit):  # argparse refuses the value before any work
         main(["tabulate", str(runs_root), "--reference", "behaviour=high"])
     assert "expected NAME=SCORE with a finite number, got 'behaviour=high'" in capsys.readouterr().err
+
+
+def test_unfinished_run_may_hold_epochs_after_its_last_checkpoint(tmp_path):
+    """summary.json counts the checkpointed epochs; metrics.csv may hold more until the next checkpoint."""
+    path = make_run(tmp_path, "mopo", HOPPER, 0, [1.0, 2.0, 3.0], finished=False)
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "epochs_completed": 2}))
+    run = read_run(path)
+    assert (run.epochs_completed, len(run.metrics), run.finished) == (3, 3, False)
+    (path / "summary.json").write_text(json.dumps({**summary, "epochs_completed": 4}))
+    with pytest.raises(RunFolderError, match="epochs_completed = 4 but metrics.csv has 3 rows"):
+        read_run(path)
+
+
+def test_read_run_while_the_run_writes_an_epoch(tmp_path, monkeypatch):
+    """A run appends its metrics row, then writes summary.json: a reader between the two reads must not fail."""
+    from offline_mbrl.runs import RunFolder
+
+    path = make_run(tmp_path, "mopo", HOPPER, 0, [1.0, 2.0], finished=False)
+    summary = json.loads((path / "summary.json").read_text())
+    read_metrics = RunFolder.read_metrics
+
+    def read_then_write_next_epoch(folder):
+        metrics = read_metrics(folder)
+        if not (path / "done").exists():  # the run finishes epoch 3 right after the reader got its metrics
+            (path / "done").touch()
+            with (path / "metrics.csv").open("a") as f:
+                f.write("3,3000,30.0,1.0,3.0,2.0,9.0,0.5\n")
+            (path / "summary.json").write_text(json.dumps({**summary, "epochs_completed": 3}))
+        return metrics
+
+    monkeypatch.setattr(RunFolder, "read_metrics", read_then_write_next_epoch)
+    assert read_run(path).epochs_completed == 2
+    assert read_run(path).epochs_completed == 3
