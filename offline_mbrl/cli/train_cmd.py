@@ -267,8 +267,8 @@ FULL_RESULT_TIMING = (
     "Measured here (2026-11-30, 2 CPU cores shared by 4-6 jobs, one thread each): the ADM fit takes about 40 s per "
     "epoch, and the official validation stopped it after a median 169-250 epochs when replayed on an earlier fit's "
     "record (2-3 h; the result fit stopped at epoch 142, 1 h 40 min); three ADMPO-OFF seeds as one batch (--seeds "
-    "0 1 2) took about 68 s per epoch over their first 32 epochs, a single seed 88-330 s before (median 117 s); "
-    "MOPO takes 35-130 s per epoch, 2-6 h."
+    "0 1 2) took 3 h 30 min for their 200 epochs (52-68 s per epoch), a single seed 88-330 s per epoch before "
+    "(median 117 s); MOPO takes 35-130 s per epoch, 2-6 h."
 )
 """The measured wall time of the result recipe above (kept beside the README's figures)."""
 
