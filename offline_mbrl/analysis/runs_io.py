@@ -38,9 +38,10 @@ class Run:
     counts environment steps. ``variant`` is the config-hash folder name (the seed folder's parent): runs of one
     algorithm on one dataset with different variants come from different configs and are never pooled as seeds.
     ``metrics`` is ``metrics.csv`` sorted by epoch (zero rows if no epoch has completed yet) and
-    ``epochs_completed`` its number of rows, the epochs evaluated. An unfinished run's ``summary.json`` counts only the
+    ``epochs_completed`` its number of rows, the epochs evaluated. A run's ``summary.json`` counts only the
     epochs of its last checkpoint, which can be fewer: while the run writes an epoch, between checkpoints
-    (``checkpoint_every`` > 1) or after a stop before the next checkpoint; ``--resume`` recomputes those epochs.
+    (``checkpoint_every`` > 1), after a stop before the next checkpoint, or while a finished run is extended
+    (``--epochs`` raised); ``--resume`` recomputes those epochs.
     """
 
     path: Path
@@ -80,15 +81,14 @@ def read_run(path: str | Path) -> Run:
     Raises:
         RunFolderError: ``config.yaml`` or ``metrics.csv`` missing or unreadable, a required config key
             or metrics column missing, repeated or unordered epochs, NaN in ``step``, or a ``summary.json``
-            that counts more completed epochs than ``metrics.csv`` holds, or (a finished run) a different number.
+            that counts more completed epochs than ``metrics.csv`` holds (rows were lost).
     """
     folder = RunFolder(path)
     # summary.json first: a run appends its metrics row before it checkpoints and writes the summary, so read in
     # this order the summary never counts more epochs than metrics.csv holds, even while the run is writing them
     config, summary, metrics = folder.read_config(), folder.read_summary(), folder.read_metrics()
     saved = int(summary.get("epochs_completed", len(metrics)))
-    finished = bool(summary.get("finished", False))
-    if saved > len(metrics) or (finished and saved != len(metrics)):
+    if saved > len(metrics):
         raise RunFolderError(
             f"{folder.summary_file}: epochs_completed = {saved} but metrics.csv has {len(metrics)} rows"
         )
@@ -101,7 +101,7 @@ def read_run(path: str | Path) -> Run:
         seed=int(config["seed"]),
         epochs_completed=len(metrics),
         epochs_total=int(summary.get("epochs_total", config["epochs"])),
-        finished=finished,
+        finished=bool(summary.get("finished", False)),
         metrics=metrics,
     )
 
