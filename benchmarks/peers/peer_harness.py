@@ -249,6 +249,7 @@ class RunFolder:
         self.path: Path = args.out
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.path / "checkpoints" / "harness.pt"
+        self.fit_checkpoint_path = self.path / "checkpoints" / "fit.pt"
         self.epoch, self.clock, self.extra = 0, EpochClock(), {}
         self.logger: MetricsLogger | None = None
 
@@ -371,14 +372,28 @@ class RunFolder:
     def load_checkpoint(self) -> dict | None:
         """The checkpoint to resume from (None when not resuming or none exists); restores epoch and RNGs last
         via :meth:`restore_rng`, which the caller runs after rebuilding its objects."""
-        if not (self.args.resume and self.checkpoint_path.is_file()):
+        if not self.args.resume:
             for stale in (self.peer_dir, self.checkpoint_path.parent):  # a fresh start: drop a previous attempt's files
                 shutil.rmtree(stale, ignore_errors=True)
             (self.path / "summary.json").unlink(missing_ok=True)
             return None
+        if not self.checkpoint_path.is_file():  # stopped before its first policy epoch: see load_fit_checkpoint
+            return None
         state = load_checkpoint(self.checkpoint_path, self.args.device)
         self.epoch, self.extra = int(state["epoch"]), dict(state.get("extra") or {})
         return state
+
+    def save_fit_checkpoint(self, state: dict) -> None:
+        """Save the peer's model-fit state at the start of a fit epoch (plain values and state dicts) with all RNG
+        states, so that a run stopped during its model fit continues the fit with ``--resume``."""
+        save_atomic({**state, "rng": rng_state(self.args.device)}, self.fit_checkpoint_path)
+
+    def load_fit_checkpoint(self) -> dict | None:
+        """The model-fit checkpoint to continue from: only when resuming, no policy epoch has been checkpointed yet
+        (a harness checkpoint holds the fitted model) and one exists; None otherwise."""
+        if not self.args.resume or self.checkpoint_path.is_file() or not self.fit_checkpoint_path.is_file():
+            return None
+        return load_checkpoint(self.fit_checkpoint_path, self.args.device)
 
     def warn_rollout_phase(self, rollout_freq: int) -> None:
         """The peers' loops count steps from 0 on every start, so a resumed run rolls out at its first step: that

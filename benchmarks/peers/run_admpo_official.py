@@ -18,6 +18,8 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one line per epoch instead of bars
 
+import copy
+import ctypes
 import importlib
 import random
 import sys
@@ -27,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+
+from offline_mbrl.persist import set_rng_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer_harness import (
@@ -115,18 +119,30 @@ def make_trainer_class(off_trainer: type, admpo_module) -> type:
             def fit_dynamics(buffer, batch_size, **kwargs):
                 if self.resume_state is not None:  # dynamics restored from the harness checkpoint
                     return self.run_folder.extra["model_holdout_loss"]
-                start = time.perf_counter()
+                run = self.run_folder
+                fit_state, start = run.load_fit_checkpoint(), time.perf_counter()
+                before = float(fit_state["fit_s"]) if fit_state is not None else 0.0
+                if fit_state is not None:
+                    print(f"[{ALGO}] resuming the model fit at its epoch {fit_state['epoch']}", flush=True)
+
+                def save(state: dict) -> None:
+                    run.save_fit_checkpoint({**state, "fit_s": before + time.perf_counter() - start})
+
                 loss, epochs = capped_fit(
-                    fit, admpo_module, self.agent, self.run_folder.args.model_epochs_cap, buffer, batch_size, **kwargs
+                    fit,
+                    admpo_module,
+                    self.agent,
+                    run.args.model_epochs_cap,
+                    buffer,
+                    batch_size,
+                    fit_state,
+                    save,
+                    **kwargs,
                 )
-                self.run_folder.extra.update(
-                    model_holdout_loss=loss, model_fit_epochs=epochs, model_fit_s=time.perf_counter() - start
-                )
-                print(
-                    f"[{ALGO}] model fit: {epochs} epochs, holdout loss {loss:.4f}, {time.perf_counter() - start:.0f}s",
-                    flush=True,
-                )
-                self.run_folder.restart_clock()
+                fit_s = before + time.perf_counter() - start
+                run.extra.update(model_holdout_loss=loss, model_fit_epochs=epochs, model_fit_s=fit_s)
+                print(f"[{ALGO}] model fit: {epochs} epochs, holdout loss {loss:.4f}, {fit_s:.0f}s", flush=True)
+                run.restart_clock()
                 return loss
 
             return fit_dynamics
@@ -200,22 +216,32 @@ def int_sizes(admpo_module) -> None:
     admpo_module.ARMDynamics = make
 
 
-def capped_fit(fit, admpo_module, agent, cap: int | None, buffer, batch_size, **kwargs) -> tuple[float, int]:
-    """Run the peer's model fit, counting its epochs (one progress bar each); with ``cap``, stop it at the start of
-    epoch ``cap + 1`` and keep the model its early stopping would keep (best holdout so far).
+def capped_fit(
+    fit, admpo_module, agent, cap: int | None, buffer, batch_size, fit_state: dict | None, save, **kwargs
+) -> tuple[float, int]:
+    """Run the peer's model fit (``learn_dynamics_from``), watching the start of each of its epochs (its one
+    progress bar per epoch): there ``save`` receives the fit's state (:func:`fit_frame_state`) from epoch 2 on; with
+    ``fit_state`` (a saved state) the fit continues from that epoch exactly (:func:`restore_fit_frame`); with
+    ``cap``, the fit stops at the start of epoch ``cap + 1`` and keeps the model its early stopping would keep
+    (best holdout so far).
 
     Returns:
-        (mean holdout loss of the kept model, epochs trained).
+        (mean holdout loss of the kept model, epochs trained in all).
     """
     real_tqdm, epochs = admpo_module.tqdm, [0]
 
-    def counting_tqdm(*args, **kw):
+    def epoch_start(*args, **kw):
+        frame = sys._getframe(1)  # learn_dynamics_from at the top of its epoch loop
+        if epochs[0] == 0 and fit_state is not None:
+            epochs[0] = restore_fit_frame(frame, agent, fit_state) - 1
+        elif epochs[0] > 0:
+            save(fit_frame_state(frame, agent))
         if cap is not None and epochs[0] >= cap:
             raise _ModelCapReached
         epochs[0] += 1
         return real_tqdm(*args, **kw)
 
-    admpo_module.tqdm = counting_tqdm
+    admpo_module.tqdm = epoch_start
     try:
         return fit(buffer, batch_size, **kwargs), epochs[0]
     except _ModelCapReached as stop:
@@ -224,6 +250,49 @@ def capped_fit(fit, admpo_module, agent, cap: int | None, buffer, batch_size, **
         return float(np.mean(frame["holdout_losses"])), epochs[0]
     finally:
         admpo_module.tqdm = real_tqdm
+
+
+def fit_frame_state(frame, agent) -> dict:
+    """The peer's model fit at the start of an epoch: the loop's locals (``epoch`` about to run, patience count
+    ``cnt``, best ``holdout_losses`` per backtrack, the kept ``saved_dynamics``) and the model and its optimizer."""
+    local = frame.f_locals
+    return {
+        "epoch": int(local["epoch"]),
+        "cnt": int(local["cnt"]),
+        "holdout_losses": [float(x) for x in local["holdout_losses"]],
+        "saved_dynamics": local["saved_dynamics"].state_dict(),
+        "dynamics": agent.dynamics.state_dict(),
+        "dyna_optim": agent.dyna_optim.state_dict(),
+    }
+
+
+def restore_fit_frame(frame, agent, state: dict) -> int:
+    """Inverse of :func:`fit_frame_state` on a fit that has just entered its first epoch, then the RNG states saved
+    with it: the loop then runs epoch ``state["epoch"]`` as the stopped run would have. Returns that epoch."""
+    agent.dynamics.load_state_dict(state["dynamics"])
+    agent.dyna_optim.load_state_dict(state["dyna_optim"])
+    saved = copy.deepcopy(agent.dynamics)
+    saved.load_state_dict(state["saved_dynamics"])
+    set_frame_locals(
+        frame,
+        epoch=state["epoch"],
+        cnt=state["cnt"],
+        holdout_losses=list(state["holdout_losses"]),
+        saved_dynamics=saved,
+    )
+    set_rng_state(state["rng"], agent.device)
+    return int(state["epoch"])
+
+
+def set_frame_locals(frame, **values) -> None:
+    """Assign local variables of a running function's frame (CPython: ``f_locals`` writes through from 3.13;
+    before, the debugger's ``PyFrame_LocalsToFast``)."""
+    if sys.version_info >= (3, 13):
+        for name, value in values.items():
+            frame.f_locals[name] = value
+        return
+    frame.f_locals.update(values)
+    ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
 
 
 def _frame_of(exc: BaseException, function: str) -> dict:
