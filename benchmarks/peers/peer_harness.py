@@ -109,6 +109,13 @@ def budget_parser(description: str, algo_epochs: int) -> argparse.ArgumentParser
         default=None,
         help="the peer's D4RL task whose settings to use (default: from the dataset id, e.g. hopper-medium)",
     )
+    p.add_argument(
+        "--dynamics-from",
+        type=Path,
+        default=None,
+        help="a run folder of the same peer and dataset whose fitted model this run uses instead of fitting its own "
+        "(as our result runs share one model fit per dataset across seeds)",
+    )
     p.add_argument("--out", required=True, type=Path, help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/harness.pt")
     p.add_argument("--device", default="cpu")
@@ -250,8 +257,10 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.path / "checkpoints" / "harness.pt"
         self.fit_checkpoint_path = self.path / "checkpoints" / "fit.pt"
+        self.fitted_model_path = self.path / "checkpoints" / "fitted_model.pt"
         self.epoch, self.clock, self.extra = 0, EpochClock(), {}
         self.logger: MetricsLogger | None = None
+        self.shared_fit: dict | None = None  # --dynamics-from: see load_shared_fit
 
     def timed(self, fn, phase: str):
         """``fn`` wrapped so that its wall time is added to the current epoch's ``phase`` (rollout, evaluation)."""
@@ -394,6 +403,36 @@ class RunFolder:
         if not self.args.resume or self.checkpoint_path.is_file() or not self.fit_checkpoint_path.is_file():
             return None
         return load_checkpoint(self.fit_checkpoint_path, self.args.device)
+
+    def save_fitted_model(self, dynamics: dict | None) -> None:
+        """Record the finished model fit (``extra``: holdout loss, epochs, seconds) and, for a peer whose model files
+        are not in its own output, the model's state dict, for runs that share it (``--dynamics-from``)."""
+        save_atomic({"extra": dict(self.extra), "dynamics": dynamics}, self.fitted_model_path)
+
+    def load_shared_fit(self) -> None:
+        """With ``--dynamics-from``, read that run's fitted model (as :meth:`save_fitted_model` wrote it) into
+        ``shared_fit`` and its fit record into this run's ``extra`` with ``model_from``; call before any work.
+
+        Raises:
+            PeerSetupError: the folder is not a run of this peer on this dataset, or its fit has not ended.
+        """
+        if self.args.dynamics_from is None:
+            return
+        source = self.args.dynamics_from.resolve()
+        config_path = source / "config.yaml"
+        if not config_path.is_file():
+            raise PeerSetupError(f"--dynamics-from {source}: no config.yaml; not a peer run folder")
+        config = yaml.safe_load(config_path.read_text())
+        for key, ours in (("algo", self.algo), ("dataset", self.args.dataset)):
+            if config.get(key) != ours:
+                raise PeerSetupError(
+                    f"--dynamics-from {config_path}: {key} is {config.get(key)!r}, this run's {ours!r}"
+                )
+        fitted = source / "checkpoints" / "fitted_model.pt"
+        if not fitted.is_file():
+            raise PeerSetupError(f"--dynamics-from {source}: {fitted.name} missing: its model fit has not ended yet")
+        self.shared_fit = load_checkpoint(fitted, self.args.device)
+        self.extra.update(self.shared_fit["extra"], model_from=str(source))
 
     def warn_rollout_phase(self, rollout_freq: int) -> None:
         """The peers' loops count steps from 0 on every start, so a resumed run rolls out at its first step: that

@@ -120,6 +120,11 @@ def make_trainer_class(off_trainer: type, admpo_module) -> type:
                 if self.resume_state is not None:  # dynamics restored from the harness checkpoint
                     return self.run_folder.extra["model_holdout_loss"]
                 run = self.run_folder
+                if run.shared_fit is not None:
+                    self.agent.dynamics.load_state_dict(run.shared_fit["dynamics"])
+                    print(f"[{ALGO}] model from {run.extra['model_from']} (no fit)", flush=True)
+                    run.restart_clock()
+                    return run.extra["model_holdout_loss"]
                 fit_state, start = run.load_fit_checkpoint(), time.perf_counter()
                 before = float(fit_state["fit_s"]) if fit_state is not None else 0.0
                 if fit_state is not None:
@@ -141,6 +146,7 @@ def make_trainer_class(off_trainer: type, admpo_module) -> type:
                 )
                 fit_s = before + time.perf_counter() - start
                 run.extra.update(model_holdout_loss=loss, model_fit_epochs=epochs, model_fit_s=fit_s)
+                run.save_fitted_model(self.agent.dynamics.state_dict())
                 print(f"[{ALGO}] model fit: {epochs} epochs, holdout loss {loss:.4f}, {fit_s:.0f}s", flush=True)
                 run.restart_clock()
                 return loss
@@ -342,6 +348,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root, dataset, env_id, env_kwargs, pargs = peer_setup(args)
     run = RunFolder(args, ALGO, dataset, env_id, env_kwargs)
+    run.load_shared_fit()  # a bad --dynamics-from fails here, before anything is written or deleted
     resume_state = run.load_checkpoint()
     if resume_state is not None and run.epoch >= args.epochs:
         print(f"[{ALGO}] {args.out}: already at epoch {run.epoch} of {args.epochs}")
@@ -382,6 +389,10 @@ def departures(args) -> list[str]:
         (
             f"device {args.device}, {args.threads} torch thread(s)"
             + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else "")
+        ),
+        *(
+            [f"model: the one fitted by {args.dynamics_from} (one fit shared by the seeds, as ours)"]
+            * bool(args.dynamics_from)
         ),
     ]
 

@@ -274,10 +274,11 @@ def restore_policy_state(parts: SimpleNamespace, env: OldGymEnv, state: dict) ->
 
 def fit_or_load_dynamics(parts: SimpleNamespace, logger, run: RunFolder, resumed: bool) -> None:
     """Fit the ensemble with the peer's rule (``max_epochs_since_update=5`` as run_mopo.py; ``--model-epochs-cap``
-    passed as its ``max_epochs``), or load the fitted one when resuming."""
-    first_model_dir = run.peer_dir / "log_from_epoch0" / "model"
-    if resumed:
-        parts.dynamics.load(str(first_model_dir))
+    passed as its ``max_epochs``), or load the fitted one (the peer's own ``load``) when resuming or with
+    ``--dynamics-from`` (that run's first model files)."""
+    model_run = run.path if run.shared_fit is None else Path(run.extra["model_from"])
+    if resumed or run.shared_fit is not None:
+        parts.dynamics.load(str(model_run / "peer_output" / "log_from_epoch0" / "model"))
         parts.dynamics.model.eval()
         return
     start = time.perf_counter()
@@ -293,6 +294,7 @@ def fit_or_load_dynamics(parts: SimpleNamespace, logger, run: RunFolder, resumed
         model_fit_epochs=int(float(record["timestep"])),
         model_holdout_loss=float(record["loss/dynamics_holdout_loss"]),
     )
+    run.save_fitted_model(None)  # the model files are the peer's own, in log_from_epoch0/model
     print(
         f"[{ALGO}] model fit: {run.extra['model_fit_epochs']} epochs, last holdout loss "
         f"{run.extra['model_holdout_loss']:.4f}, {run.extra['model_fit_s']:.0f}s",
@@ -311,6 +313,7 @@ def main() -> None:
     task = peer_task(dataset, args.peer_config)
     pargs = peer_args(root, task, args)
     run = RunFolder(args, ALGO, dataset, env_id, env_kwargs)
+    run.load_shared_fit()  # a bad --dynamics-from fails here, before anything is written or deleted
     resume_state = run.load_checkpoint()
     if resume_state is not None and run.epoch >= args.epochs:
         print(f"[{ALGO}] {args.out}: already at epoch {run.epoch} of {args.epochs}")
@@ -371,6 +374,10 @@ def departures(args) -> list[str]:
         (
             f"device {args.device}, {args.threads} torch thread(s)"
             + (f"; model fit capped at {args.model_epochs_cap} epochs" if args.model_epochs_cap else "")
+        ),
+        *(
+            [f"model: the one fitted by {args.dynamics_from} (one fit shared by the seeds, as ours)"]
+            * bool(args.dynamics_from)
         ),
     ]
 
