@@ -11,8 +11,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from ..analysis import plots, tables
-from ..analysis.runs_io import VALUE_COLUMNS, read_runs
+from ..analysis import plots, tables, trend
+from ..analysis.runs_io import VALUE_COLUMNS, evaluations, read_runs
 from ..errors import ConfigError
 
 
@@ -147,7 +147,36 @@ def _run_curves(args: argparse.Namespace) -> int:
     return 0
 
 
-ANALYSES: list[Callable[[argparse._SubParsersAction], None]] = [_add_curves]
+def _add_trend(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "trend",
+        help="the budget at which each learning curve's trend reaches a reference score",
+        description=trend.__doc__.split("\n\n")[0],
+    )
+    _add_runs_arguments(parser)
+    _add_reference(parser, "scores to extrapolate to (required)")
+    parser.add_argument(
+        "--tail",
+        type=float,
+        default=0.5,
+        help="fraction of the run fitted: evaluations after (1 - TAIL) x the last step every seed reached",
+    )
+    _add_at_step(parser)
+    parser.add_argument("--out", metavar="CSV", help="also write the table as CSV")
+    parser.set_defaults(func=_run_trend)
+
+
+def _run_trend(args: argparse.Namespace) -> int:
+    trends = trend.curve_trends(
+        evaluations(read_runs(args.runs), args.value, args.at_step), dict(args.reference), args.tail
+    )
+    print(trend.trend_markdown(trends))
+    if args.out:
+        print(f"wrote {trend.write_trends(trends, args.out)}")
+    return 0
+
+
+ANALYSES: list[Callable[[argparse._SubParsersAction], None]] = [_add_curves, _add_trend]
 """Each entry adds one ``offline-mbrl analyze <name>`` sub-command to the given sub-parsers."""
 
 
