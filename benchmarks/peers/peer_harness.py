@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ import yaml
 from offline_mbrl.data.dataset import TransitionDataset
 from offline_mbrl.data.load import load_dataset
 from offline_mbrl.data.scores import normalized_score, reference_scores
+from offline_mbrl.errors import RunLockedError
 from offline_mbrl.persist import load_checkpoint, rng_state, save_atomic, set_rng_state
-from offline_mbrl.runs import MetricsLogger
+from offline_mbrl.runs import MetricsLogger, run_lock
 
 
 class PeerSetupError(RuntimeError):
@@ -121,6 +123,22 @@ def budget_parser(description: str, algo_epochs: int) -> argparse.ArgumentParser
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     return p
+
+
+def run_main(main: Callable[[argparse.Namespace], None], description: str, full_epochs: int) -> None:
+    """A runner's entry point: parse and check the flags (:func:`budget_parser`), then run ``main(args)`` holding
+    the run folder's lock (``offline_mbrl.runs.run_lock``: ``offline-mbrl status`` shows the run as running, and a
+    second process on the same folder is refused before it touches anything). Setup errors exit with their message.
+    """
+    try:
+        args = budget_parser(description, full_epochs).parse_args()
+        check_budget(args)
+        args.out = args.out.resolve()
+        torch.set_num_threads(args.threads)
+        with run_lock(args.out):
+            main(args)
+    except (PeerSetupError, RunLockedError) as exc:
+        sys.exit(f"error: {exc}")
 
 
 def check_budget(args: argparse.Namespace) -> None:

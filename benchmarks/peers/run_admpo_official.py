@@ -37,14 +37,13 @@ from peer_harness import (
     OldGymEnv,
     PeerSetupError,
     RunFolder,
-    budget_parser,
     buffer_state,
-    check_budget,
     load_buffer_state,
     load_peer_dataset,
     peer_commit,
     peer_root,
     peer_task,
+    run_main,
     stub_module,
 )
 
@@ -340,12 +339,8 @@ def build_trainer(pargs, run: RunFolder, resume_state: dict | None):
     return trainer_class(pargs, run, resume_state)
 
 
-def main() -> None:
-    """Parse the flags, set up the peer with our data, environment and budget, and run it."""
-    args = budget_parser(__doc__.split("\n\n")[0], FULL_EPOCHS).parse_args()
-    check_budget(args)
-    args.out = args.out.resolve()
-    torch.set_num_threads(args.threads)
+def main(args) -> None:
+    """Set up the peer with our data, environment and budget (``args``: :func:`peer_harness.run_main`) and run it."""
     root, dataset, env_id, env_kwargs, pargs = peer_setup(args)
     run = RunFolder(args, ALGO, dataset, env_id, env_kwargs)
     run.load_shared_fit()  # a bad --dynamics-from fails here, before anything is written or deleted
@@ -398,7 +393,4 @@ def departures(args) -> list[str]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PeerSetupError as exc:
-        sys.exit(f"error: {exc}")
+    run_main(main, __doc__.split("\n\n")[0], FULL_EPOCHS)

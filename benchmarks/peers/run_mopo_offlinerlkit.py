@@ -39,14 +39,13 @@ from peer_harness import (
     OldGymEnv,
     PeerSetupError,
     RunFolder,
-    budget_parser,
     buffer_state,
-    check_budget,
     load_buffer_state,
     load_peer_dataset,
     peer_commit,
     peer_root,
     peer_task,
+    run_main,
     stub_module,
 )
 
@@ -302,12 +301,8 @@ def fit_or_load_dynamics(parts: SimpleNamespace, logger, run: RunFolder, resumed
     )
 
 
-def main() -> None:
-    """Parse the flags, set up the peer with our data, environment and budget, and run it."""
-    args = budget_parser(__doc__.split("\n\n")[0], FULL_EPOCHS).parse_args()
-    check_budget(args)
-    args.out = args.out.resolve()
-    torch.set_num_threads(args.threads)
+def main(args) -> None:
+    """Set up the peer with our data, environment and budget (``args``: :func:`peer_harness.run_main`) and run it."""
     root = peer_root("OFFLINERL_KIT_PATH", str(SCRIPT))
     dataset, env_id, env_kwargs = load_peer_dataset(args.dataset)
     task = peer_task(dataset, args.peer_config)
@@ -383,7 +378,4 @@ def departures(args) -> list[str]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PeerSetupError as exc:
-        sys.exit(f"error: {exc}")
+    run_main(main, __doc__.split("\n\n")[0], FULL_EPOCHS)
