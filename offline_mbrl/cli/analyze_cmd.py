@@ -90,13 +90,17 @@ def _run_tabulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_curves(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "curves",
-        help="learning curves: score vs SAC step, mean and band over seeds",
-        description=plots.__doc__.split("\n\n")[0],
-    )
+def _runs_analysis(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, module
+) -> argparse.ArgumentParser:
+    """The parser of an analysis of run folders (``RUNS... --value``), described by ``module``'s first paragraph."""
+    parser = subparsers.add_parser(name, help=help_text, description=module.__doc__.split("\n\n")[0])
     _add_runs_arguments(parser)
+    return parser
+
+
+def _add_curves(subparsers: argparse._SubParsersAction) -> None:
+    parser = _runs_analysis(subparsers, "curves", "learning curves: score vs SAC step, mean and band over seeds", plots)
     parser.add_argument("--out", required=True, metavar="PNG", help="figure path; the plotted numbers go to .csv")
     parser.add_argument(
         "--band",
@@ -148,12 +152,9 @@ def _run_curves(args: argparse.Namespace) -> int:
 
 
 def _add_trend(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "trend",
-        help="the budget at which each learning curve's trend reaches a reference score",
-        description=trend.__doc__.split("\n\n")[0],
+    parser = _runs_analysis(
+        subparsers, "trend", "the budget at which each learning curve's trend reaches a reference score", trend
     )
-    _add_runs_arguments(parser)
     _add_reference(parser, "scores to extrapolate to (required)")
     parser.add_argument(
         "--tail",
