@@ -54,12 +54,14 @@ def test_rising_line_matches_numpy_reference_and_crosses_where_the_line_reaches_
         (2.0, 40.0, "above"),
         (-3.0, 20.0, "below, not rising: never on this trend"),
         (0.0, 10.0, "below, not rising: never on this trend"),
+        (1e-6, 10.0, "below, rising too slowly to reach it"),
     ],
 )
 def test_verdicts(slope, intercept, verdict):
     row = curve_trends(evals({"mopo": [log_line(slope, intercept)] * 2}), {"behaviour": 33.7}).iloc[0]
     assert row.verdict.startswith(verdict)
     assert np.isnan(row.crossing_step) == (verdict == "above" or slope == 0 or "never" in verdict)
+    assert np.isinf(row.crossing_step) == ("too slowly" in verdict)
 
 
 def test_only_steps_every_seed_reached_and_only_the_tail_are_fitted():

@@ -66,6 +66,8 @@ def _verdict(level: float, slope: float, reference: float, crossing: float, last
         return "above" if slope >= 0 else f"above, falling: down to it at {crossing:.3g} steps"
     if slope <= 0:
         return "below, not rising: never on this trend"
+    if np.isinf(crossing):
+        return f"below, rising too slowly to reach it ({slope:+.2g} per decade: past 1e308 steps)"
     return f"below, rising: reaches it at {crossing:.3g} steps ({crossing / last_step:.3g}x the budget)"
 
 
