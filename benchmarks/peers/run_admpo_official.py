@@ -24,6 +24,7 @@ import importlib
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,15 @@ def int_sizes(admpo_module) -> None:
 
 
 def capped_fit(
-    fit, admpo_module, agent, cap: int | None, buffer, batch_size, fit_state: dict | None, save, **kwargs
+    fit,
+    admpo_module,
+    agent,
+    cap: int | None,
+    buffer,
+    batch_size,
+    fit_state: dict | None,
+    save: Callable[[dict], None],
+    **kwargs,
 ) -> tuple[float, int]:
     """Run the peer's model fit (``learn_dynamics_from``), watching the start of each of its epochs (its one
     progress bar per epoch): there ``save`` receives the fit's state (:func:`fit_frame_state`) from epoch 2 on; with

@@ -71,7 +71,7 @@ def _verdict(level: float, slope: float, reference: float, crossing: float, last
     return f"below, rising: reaches it at {crossing:.3g} steps ({crossing / last_step:.3g}x the budget)"
 
 
-def _mean_curve(group: pd.DataFrame, tail: float) -> tuple[pd.DataFrame, float]:
+def _tail(group: pd.DataFrame, tail: float) -> tuple[pd.DataFrame, float]:
     """The evaluations of one task × algorithm at the steps every seed reached, cut to the tail; and the step
     after which the tail starts."""
     seeds = group["seed"].nunique()
@@ -109,7 +109,7 @@ def curve_trends(evals: pd.DataFrame, references: Mapping[str, float], tail: flo
     columns = reference_columns(references, tasks, algos)
     rows = []
     for (task, algo), group in evals.groupby(["task", "algo"]):
-        part, fit_from = _mean_curve(group, tail)
+        part, fit_from = _tail(group, tail)
         mean = part.groupby("step")["score"].mean()
         if len(mean) < MIN_POINTS:
             raise RunFolderError(
