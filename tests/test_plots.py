@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from offline_mbrl.analysis.plots import MARKED_POINTS, curve_summary, draw_curves, plot_curves
 from offline_mbrl.analysis.runs_io import RunFolderError, evaluations, read_runs
@@ -112,3 +114,51 @@ def test_short_curves_get_markers_so_a_one_point_curve_shows(runs_root):
     assert markers(one_point) == {"o"}
     long = pd.concat([evals.assign(step=evals["step"] + 1000 * i) for i in range(MARKED_POINTS)])
     assert "o" not in markers(long)
+
+
+def _online(path: Path, env_id: str = "Hopper-v5") -> Path:
+    """Turn a ``make_run`` folder into an online run's: no dataset, an environment."""
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    (path / "config.yaml").write_text(yaml.safe_dump({**config, "dataset": None, "env_id": env_id}))
+    return path
+
+
+def test_labelled_paths_show_variants_of_one_algorithm_side_by_side(tmp_path, capsys):
+    small = [make_run(tmp_path / "small", "mopo", HOPPER, seed, [1.0, 2.0], variant="cfg5k") for seed in (0, 1)]
+    large = [make_run(tmp_path / "large", "mopo", HOPPER, s, [3.0, 5.0 + s], variant="cfg50k") for s in (0, 1)]
+    paths = [tmp_path / "small", tmp_path / "large"]
+    with pytest.raises(RunFolderError, match=r"two run folders for mopo .* seed 0: .*LABEL=PATH"):
+        read_runs(paths)
+    with pytest.raises(RunFolderError, match=r"from 2 configs \['cfg50k', 'cfg5k'\].*LABEL=PATH"):
+        read_runs([small[0], large[1]])
+    runs = read_runs(paths, labels=["mopo-5k", "mopo-50k"])
+    assert sorted({run.algo for run in runs}) == ["mopo-50k", "mopo-5k"]
+    with pytest.raises(RunFolderError, match="under two runs paths labelled a and b"):
+        read_runs([tmp_path / "small", tmp_path / "small" / "mopo"], labels=["a", "b"])
+    with pytest.raises(RunFolderError, match="need one non-empty label or None per path"):
+        read_runs(paths, labels=["a"])
+    out = tmp_path / "fig.png"
+    assert main(["analyze", "curves", f"mopo-5k={paths[0]}", f"mopo-50k={paths[1]}", "--out", str(out)]) == 0
+    plotted = pd.read_csv(out.with_suffix(".csv")).set_index(["algo", "step"])["mean"]
+    assert plotted[("mopo-5k", 2000)] == 2.0 and plotted[("mopo-50k", 2000)] == 5.5
+    capsys.readouterr()
+    assert main(["tabulate", f"mopo-5k={paths[0]}", f"mopo-50k={paths[1]}", "--format", "csv", "--score", "final"]) == 0
+    tidy = pd.read_csv(StringIO(capsys.readouterr().out)).query("task == 'offline_mbrl/hopper/medium-v0'")
+    tidy = tidy.set_index("algo")["mean"]
+    assert tidy["mopo-5k"] == 2.0 and tidy["mopo-50k"] == 5.5
+    with pytest.raises(SystemExit):
+        main(["tabulate", f"={paths[0]}"])
+    assert "expected PATH or LABEL=PATH" in capsys.readouterr().err
+
+
+def test_x_axis_counts_environment_steps_for_online_runs_whatever_their_label(tmp_path):
+    online = _online(make_run(tmp_path / "on", "sac", "Hopper-v5", 0, [100.0, 200.0]))
+    make_run(tmp_path / "off", "mopo", HOPPER, 0, [1.0, 2.0])
+
+    def x_label(paths, labels=None):
+        grid = draw_curves(evaluations(read_runs(paths, labels), "return"), "return", "sd", {})
+        return grid.axes.flat[0].get_xlabel()
+
+    assert x_label([online], ["sac-utd5"]) == "environment step"
+    assert x_label([tmp_path / "off"], ["mopo-variant"]) == "SAC step"
+    assert x_label([tmp_path]) == "SAC step (offline) / environment step (online)"

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..registry import ALGORITHMS
 from .runs_io import Run, RunFolderError, evaluations
 
 BANDS = ("sd", "se")
@@ -84,13 +83,11 @@ def plot_curves(
     return out, csv
 
 
-def step_label(algos: Iterable[str]) -> str:
-    """The x-axis label of curves of ``algos``: ``environment step`` when every one is online (their ``step``
-    column counts env steps, ``algos.online_harness``), ``SAC step`` when none is, else both."""
-    names = [a.split("+")[0] for a in algos]  # runs_io.algo_label: "admpo-on+pmac"
-    online = {ALGORITHMS[a].online if a in ALGORITHMS else False for a in names}
+def step_label(online: Iterable[bool]) -> str:
+    """The x-axis label of curves of runs with these ``Run.online`` flags: ``environment step`` when every run is
+    online (their ``step`` column counts env steps, ``algos.online_harness``), ``SAC step`` when none is, else both."""
     return {frozenset([True]): "environment step", frozenset([False]): "SAC step"}.get(
-        frozenset(online), "SAC step (offline) / environment step (online)"
+        frozenset(bool(flag) for flag in online), "SAC step (offline) / environment step (online)"
     )
 
 
@@ -121,7 +118,7 @@ def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[
         facet_kws={"sharey": False},
         **({"marker": "o", "markersize": 4} if few else {}),
     )
-    grid.set_titles("{col_name}").set_axis_labels(step_label(evals["algo"].unique()), _Y_LABELS[value])
+    grid.set_titles("{col_name}").set_axis_labels(step_label(evals["online"].unique()), _Y_LABELS[value])
     for key, score in references.items():
         name, _, task = key.partition("@")
         if task and task not in grid.axes_dict:

@@ -10,8 +10,8 @@ unfinished when ``summary.json`` is missing or says ``finished: false``; its ``m
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,7 @@ class Run:
     ``dataset`` is the dataset spec, or for an online run (no dataset) its ``env_id``; its ``metrics`` ``step`` then
     counts environment steps. ``variant`` is the config-hash folder name (the seed folder's parent): runs of one
     algorithm on one dataset with different variants come from different configs and are never pooled as seeds.
+    ``online``: the run trained on an environment, not a dataset (its ``step`` counts environment steps).
     ``metrics`` is ``metrics.csv`` sorted by epoch (zero rows if no epoch has completed yet) and
     ``epochs_completed`` its number of rows, the epochs evaluated. A run's ``summary.json`` counts only the
     epochs of its last checkpoint, which can be fewer: while the run writes an epoch, between checkpoints
@@ -50,6 +51,7 @@ class Run:
     task: str | None
     variant: str
     seed: int
+    online: bool
     epochs_completed: int
     epochs_total: int
     finished: bool
@@ -99,6 +101,7 @@ def read_run(path: str | Path) -> Run:
         task=config.get("task"),
         variant=folder.path.parent.name,
         seed=int(config["seed"]),
+        online=not config["dataset"],
         epochs_completed=len(metrics),
         epochs_total=int(summary.get("epochs_total", config["epochs"])),
         finished=bool(summary.get("finished", False)),
@@ -113,29 +116,47 @@ def algo_label(config: dict) -> str:
     return str(config["algo"]) + ("" if weights == "uniform" else f"+{weights}")
 
 
-def read_runs(paths: Iterable[str | Path]) -> list[Run]:
+def read_runs(paths: Iterable[str | Path], labels: Sequence[str | None] | None = None) -> list[Run]:
     """Read every run folder under ``paths`` (see ``find_run_dirs``) and check that they can be pooled.
 
+    Args:
+        labels: one per path, or None: a label replaces the algorithm label (``Run.algo``) of every run found
+            under its path, so that variants of one algorithm (two configs, a peer's code) stand side by side as
+            separate columns and curves instead of being refused as a mix of configs.
     Raises:
-        RunFolderError: as ``find_run_dirs``/``read_run``; two folders hold the same algo, dataset and
+        RunFolderError: as ``find_run_dirs``/``read_run``; ``labels`` not one per path, or an empty label; one
+            folder found under two paths with different labels; two folders hold the same algo, dataset and
             seed; or one algo × dataset has runs from more than one config (variant).
     """
-    runs = [read_run(p) for p in find_run_dirs(paths)]
+    paths = list(paths)
+    labels = [None] * len(paths) if labels is None else list(labels)
+    if len(labels) != len(paths) or "" in labels:
+        raise RunFolderError(f"runs labels {labels}: need one non-empty label or None per path {paths}")
+    label_of: dict[Path, str | None] = {}
+    for path, label in zip(paths, labels):
+        for folder in find_run_dirs([path]):
+            if label_of.setdefault(folder, label) != label:
+                raise RunFolderError(
+                    f"run folder {folder} is under two runs paths labelled {label_of[folder]} and {label}"
+                )
+    runs = [read_run(folder) for folder in sorted(label_of)]
+    runs = [replace(run, algo=label_of[run.path]) if label_of[run.path] else run for run in runs]
     seen: dict[tuple, Path] = {}
     variants: dict[tuple, set[str]] = {}
     for run in runs:
         key = (run.algo, run.dataset, run.seed)
         if key in seen:
             raise RunFolderError(
-                f"two run folders for {run.algo} / {run.dataset} / seed {run.seed}: {seen[key]} and {run.path}"
+                f"two run folders for {run.algo} / {run.dataset} / seed {run.seed}: {seen[key]} and {run.path}; "
+                f"if they are variants (two configs, two codes), label their paths apart (LABEL=PATH)"
             )
         seen[key] = run.path
         variants.setdefault((run.algo, run.dataset), set()).add(run.variant)
     for (algo, dataset), names in variants.items():
         if len(names) > 1:
             raise RunFolderError(
-                f"{algo} / {dataset} has runs from {len(names)} configs {sorted(names)}; "
-                f"pass the folders of one config so that only seeds are pooled"
+                f"{algo} / {dataset} has runs from {len(names)} configs {sorted(names)}; pass the folders of one "
+                f"config so that only seeds are pooled, or label each config's folder apart (LABEL=PATH)"
             )
     return runs
 
@@ -156,7 +177,7 @@ def evaluations(runs: list[Run], value: str = "normalized", at_step: float | Non
     (environment steps online, SAC steps offline: every run on the same budget).
 
     Returns:
-        Columns ``algo, dataset, task`` (the row label from ``dataset_labels``), ``seed, finished`` (of
+        Columns ``algo, dataset, task`` (the row label from ``dataset_labels``), ``seed, online, finished`` (of
         the run), ``epoch, step, score`` (the ``VALUE_COLUMNS[value]`` column), one row per run and
         completed epoch.
     Raises:
@@ -186,6 +207,7 @@ def evaluations(runs: list[Run], value: str = "normalized", at_step: float | Non
                     "dataset": run.dataset,
                     "task": labels[run.dataset],
                     "seed": run.seed,
+                    "online": run.online,
                     "finished": run.finished,
                     "epoch": metrics["epoch"],
                     "step": metrics["step"],

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..analysis import plots, tables, trend
-from ..analysis.runs_io import VALUE_COLUMNS, evaluations, read_runs
+from ..analysis.runs_io import VALUE_COLUMNS, Run, evaluations, read_runs
 from ..errors import ConfigError
 
 
@@ -20,8 +20,11 @@ def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "runs",
         nargs="+",
+        type=_labelled_path,
         metavar="RUNS",
-        help="run folders, or folders searched recursively for run folders (holding metrics.csv)",
+        help="run folders, or folders searched recursively for run folders (holding metrics.csv); LABEL=PATH "
+        "shows every run under PATH as algorithm LABEL, so that variants of one algorithm stand side by side "
+        "(e.g. mopo-50k=runs-50k mopo-5k=runs-5k)",
     )
     parser.add_argument(
         "--value",
@@ -30,6 +33,22 @@ def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
         help="metrics.csv value: per-episode-normalized score (default), raw return, or (online runs) model_error: "
         "the model's MSE on the real transitions collected since its previous fit (ADM Fig. 5)",
     )
+
+
+def _labelled_path(text: str) -> tuple[str | None, str]:
+    """argparse type of a ``RUNS`` entry: ``PATH`` -> (None, PATH); ``LABEL=PATH`` -> (LABEL, PATH), unless the
+    whole text names an existing folder."""
+    label, sep, path = text.partition("=")
+    if not sep or Path(text).is_dir():
+        return None, text
+    if not label or not path:
+        raise argparse.ArgumentTypeError(f"expected PATH or LABEL=PATH, got {text!r}")
+    return label, path
+
+
+def _read_runs(args: argparse.Namespace) -> list[Run]:
+    """The runs of ``args.runs`` (``_labelled_path`` entries), read and checked by ``runs_io.read_runs``."""
+    return read_runs([path for _, path in args.runs], labels=[label for label, _ in args.runs])
 
 
 def _add_at_step(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +94,7 @@ def _run_tabulate(args: argparse.Namespace) -> int:
     kinds = ("final", "last10") if args.score == "both" else (args.score,)
     print(
         tables.format_tables(
-            read_runs(args.runs),
+            _read_runs(args),
             fmt=args.format,
             kinds=kinds,
             value=args.value,
@@ -140,7 +159,7 @@ def _reference(text: str) -> tuple[str, float]:
 
 def _run_curves(args: argparse.Namespace) -> int:
     png, csv = plots.plot_curves(
-        read_runs(args.runs),
+        _read_runs(args),
         args.out,
         value=args.value,
         band=args.band,
@@ -169,7 +188,7 @@ def _add_trend(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_trend(args: argparse.Namespace) -> int:
     trends = trend.curve_trends(
-        evaluations(read_runs(args.runs), args.value, args.at_step), dict(args.reference), args.tail
+        evaluations(_read_runs(args), args.value, args.at_step), dict(args.reference), args.tail
     )
     print(trend.trend_markdown(trends))
     if args.out:
