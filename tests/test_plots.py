@@ -157,6 +157,7 @@ def test_x_axis_counts_environment_steps_for_online_runs_whatever_their_label(tm
 
     def x_label(paths, labels=None):
         grid = draw_curves(evaluations(read_runs(paths, labels), "return"), "return", "sd", {})
+        assert grid.axes.flat[0].xaxis.get_major_formatter()(60000) == "60k"  # short ticks that do not collide
         return grid.axes.flat[0].get_xlabel()
 
     assert x_label([online], ["sac-utd5"]) == "environment step"

@@ -98,6 +98,7 @@ MARKED_POINTS = 30
 def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[str, float]):
     """The seaborn ``FacetGrid`` of ``plot_curves`` (one panel per task), with the reference lines drawn."""
     import seaborn as sns
+    from matplotlib.ticker import EngFormatter
 
     tasks = sorted(evals["task"].unique())
     # few evaluations (online iterations, a run that just started): mark them, or a one-point curve is invisible
@@ -119,6 +120,8 @@ def draw_curves(evals: pd.DataFrame, value: str, band: str, references: Mapping[
         **({"marker": "o", "markersize": 4} if few else {}),
     )
     grid.set_titles("{col_name}").set_axis_labels(step_label(evals["online"].unique()), _Y_LABELS[value])
+    for ax in grid.axes.flat:  # 20k, 1M: full step numbers run into each other on a 3-inch panel
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     for key, score in references.items():
         name, _, task = key.partition("@")
         if task and task not in grid.axes_dict:
