@@ -139,8 +139,10 @@ def read_runs(paths: Iterable[str | Path], labels: Sequence[str | None] | None =
                 raise RunFolderError(
                     f"run folder {folder} is under two runs paths labelled {label_of[folder]} and {label}"
                 )
-    runs = [read_run(folder) for folder in sorted(label_of)]
-    runs = [replace(run, algo=label_of[run.path]) if label_of[run.path] else run for run in runs]
+    runs = []
+    for folder, label in sorted(label_of.items()):
+        run = read_run(folder)
+        runs.append(replace(run, algo=label) if label else run)
     seen: dict[tuple, Path] = {}
     variants: dict[tuple, set[str]] = {}
     for run in runs:
